@@ -1,0 +1,43 @@
+# crisis — Kriminalomsorgen incident and crisis-management event system.
+# `make run` and `make test` work on a fresh clone: they create .venv/ themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "crisis needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the whole system on the embedded default (broker, worker, web on :8000, SQLite in ./var)
+run: venv
+	$(BIN)/crisis up
+
+## lint: ruff and mypy over the packages (part of `make test`)
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test: lint, then the whole suite (PostgreSQL too when CRISIS_TEST_DATABASE_URL is set)
+test: lint
+	$(BIN)/python -m pytest
+
+## bench: throughput and latency benchmarks (not part of `make test`)
+bench: venv
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

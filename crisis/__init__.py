@@ -1,0 +1,1 @@
+"""crisis package."""

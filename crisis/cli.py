@@ -1,0 +1,296 @@
+"""The ``crisis`` command: the all-in-one process tree, its parts, and the log and account tools.
+
+The CLI is the composition root but imports nothing from ``web`` or ``streams``: it runs
+them as child processes (``python -m web``, ``python -m streams``), which keeps the
+dependency direction of the packages intact and makes ``crisis up`` a real process tree
+that one signal takes down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from crisis import accounts
+from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log import verify_log
+from crisis.settings import Settings
+
+LOGIN_FILE = "login.txt"
+
+
+def _settings(data_dir: str | None = None) -> Settings:
+    if data_dir:
+        os.environ["CRISIS_DATA_DIR"] = data_dir
+    return Settings()
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+# --- log ------------------------------------------------------------------------------
+
+
+async def _verify(settings: Settings) -> int:
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            report = await verify_log(session)
+    finally:
+        await engine.dispose()
+    if report.ok:
+        print(f"OK: {report.incidents} incidents, {report.entries} entries, every chain intact")
+        return 0
+    print(f"BROKEN: first broken entry: {report.breaks[0]}", file=sys.stderr)
+    for brk in report.breaks[1:]:
+        print(f"  also: {brk}", file=sys.stderr)
+    return 1
+
+
+# --- accounts -------------------------------------------------------------------------
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace) -> int:
+    password = args.password or getpass.getpass(f"Passord for {args.name}: ")
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+        async with make_sessionmaker(engine)() as session:
+            user = await accounts.add_user(
+                session,
+                name=args.name,
+                role=args.role,
+                password=password,
+                unit=args.unit,
+                region=args.region,
+            )
+            await session.commit()
+            print(f"user {user.name} ({user.role}) created")
+    except accounts.AccountError as exc:
+        print(f"crisis user add: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+        async with make_sessionmaker(engine)() as session:
+            token = await accounts.create_token(session, name=args.name, label=args.label)
+            await session.commit()
+    except accounts.AccountError as exc:
+        print(f"crisis token create: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+    print(f"token for {args.name} (shown once, store it now):")
+    print(token)
+    return 0
+
+
+async def ensure_demo_login(settings: Settings) -> tuple[str, str] | None:
+    """On a fresh database create an admin with a random password and keep it in the data dir."""
+    path = settings.data_dir / LOGIN_FILE
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            from sqlmodel import select
+
+            from crisis.models import User
+
+            if (await session.exec(select(User))).first() is None:
+                password = secrets.token_urlsafe(12)
+                await accounts.add_user(session, name="admin", role="admin", password=password)
+                await session.commit()
+                path.write_text(f"admin\n{password}\n")
+                path.chmod(0o600)
+    finally:
+        await engine.dispose()
+    if path.exists():
+        name, password = path.read_text().split("\n")[:2]
+        return name, password
+    return None
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def _wait_http(url: str, timeout: float, procs: Sequence[subprocess.Popen[bytes]]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def up(args: argparse.Namespace) -> int:
+    """Broker (unless CRISIS_KAFKA_BOOTSTRAP), worker and web as one tree; Ctrl-C stops all."""
+    settings = _settings(args.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logs = settings.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    stopping = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    broker = None
+    env = dict(os.environ, CRISIS_DATA_DIR=str(settings.data_dir.resolve()))
+    if not settings.kafka_bootstrap:
+        from crisis.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(log_path=logs / "broker.log")
+        broker.start()
+        env["CRISIS_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        print(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}", flush=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        asyncio.run(_migrate(settings))
+        login = asyncio.run(ensure_demo_login(settings))
+        procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "web", "--host", args.host, "--port", str(args.port)],
+                env=env,
+            )
+        )
+        url = f"http://{args.host}:{args.port}"
+        if not _wait_http(f"{url}/healthz", 60, procs):
+            print("crisis up: the web server did not become healthy", file=sys.stderr)
+            return 1
+        print(f"\nSituasjonsbilde / board: {url}/", flush=True)
+        if login:
+            print(f"Innlogging / login: {login[0]} / {login[1]}", flush=True)
+        print("Ctrl-C stopper alt / stops everything.", flush=True)
+        while not stopping:
+            for proc in procs:
+                if proc.poll() is not None:
+                    print(
+                        f"crisis up: {proc.args!r} exited with {proc.returncode}", file=sys.stderr
+                    )
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop(procs)
+        if broker is not None:
+            broker.stop()
+        print("crisis up: stopped", flush=True)
+
+
+def _exec_module(module: str, extra: list[str]) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", module, *extra])  # noqa: S606
+    return 0  # pragma: no cover
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crisis", description="Kriminalomsorgen crisis log")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_up = sub.add_parser("up", help="broker + worker + web, all in one")
+    p_up.add_argument("--host", default="127.0.0.1")
+    p_up.add_argument("--port", type=int, default=8000)
+    p_up.add_argument("--data-dir", default=None)
+
+    sub.add_parser("worker", help="the stream worker alone (needs CRISIS_KAFKA_BOOTSTRAP)")
+    p_web = sub.add_parser("web", help="the web server alone")
+    p_web.add_argument("--host", default=None)
+    p_web.add_argument("--port", type=int, default=None)
+
+    sub.add_parser("migrate", help="bring the database schema up to date")
+
+    p_log = sub.add_parser("log", help="crisis-log tools")
+    log_sub = p_log.add_subparsers(dest="log_command", required=True)
+    log_sub.add_parser("verify", help="check every hash chain")
+
+    p_user = sub.add_parser("user", help="accounts")
+    user_sub = p_user.add_subparsers(dest="user_command", required=True)
+    p_add = user_sub.add_parser("add", help="add a user")
+    p_add.add_argument("name")
+    p_add.add_argument("--role", required=True)
+    p_add.add_argument("--unit", default=None)
+    p_add.add_argument("--region", default=None)
+    p_add.add_argument("--password", default=None)
+
+    p_token = sub.add_parser("token", help="API tokens")
+    token_sub = p_token.add_subparsers(dest="token_command", required=True)
+    p_create = token_sub.add_parser("create", help="create a bearer token for a user")
+    p_create.add_argument("name")
+    p_create.add_argument("--label", default="")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        return up(args)
+    if args.command == "worker":
+        return _exec_module("streams", ["worker"])
+    if args.command == "web":
+        extra = []
+        if args.host:
+            extra += ["--host", args.host]
+        if args.port:
+            extra += ["--port", str(args.port)]
+        return _exec_module("web", extra)
+    settings = Settings()
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        return 0
+    if args.command == "log":
+        return asyncio.run(_verify(settings))
+    if args.command == "user":
+        return asyncio.run(_user_add(settings, args))
+    if args.command == "token":
+        return asyncio.run(_token_create(settings, args))
+    return 2  # pragma: no cover
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

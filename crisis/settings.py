@@ -1,0 +1,72 @@
+"""Configuration from the environment (prefix ``CRISIS_``); nothing is read at import time."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob the processes share; operators set them as ``CRISIS_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRISIS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="SQLite file, outbox, secrets, logs.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; unset → SQLite in the data dir."
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port of a real Kafka; unset → the embedded broker."
+    )
+    organisation: Path | None = Field(default=None, description="Organisation YAML; unset → demo.")
+    notify_config: Path | None = Field(default=None, description="Recipients/channels YAML.")
+    secret_key: str | None = Field(
+        default=None, description="Session signing key; unset → kept in data dir."
+    )
+    events_partitions: int = Field(default=4, ge=1)
+    log_partitions: int = Field(default=1, ge=1)
+    notifications_partitions: int = Field(default=1, ge=1)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=0, le=65535)
+    timezone: str = "Europe/Oslo"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        """Accept plain URLs from operators and pick the async driver ourselves."""
+        if value is None or value == "":
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'crisis.db').resolve()}"
+
+    @cached_property
+    def session_secret(self) -> str:
+        """A stable secret so browser sessions survive restarts without configuration."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value

@@ -1,0 +1,105 @@
+"""Shared fixtures: a fresh database per test on SQLite and (when configured) PostgreSQL.
+
+PostgreSQL runs when ``CRISIS_TEST_DATABASE_URL`` names a server (``.ci/run`` sets it where one
+answers); otherwise those tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crisis import accounts
+from crisis.db import make_engine, migrate
+from crisis.settings import Settings
+
+PG_ENV = "CRISIS_TEST_DATABASE_URL"
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://").replace(
+        "postgres://", "postgresql://"
+    )
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = _pg_dsn(url).rpartition("/")
+    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_dsn(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database of the parametrised backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'crisis.db'}"
+        return
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set: PostgreSQL tests need a server")
+    name = f"crisis_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(url, name)
+    finally:
+        asyncio.run(_pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url)
+    await migrate(eng)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="test-secret")
+
+
+class ApiHarness:
+    """An httpx client on the app plus helpers to make users with tokens."""
+
+    def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+
+    async def user(
+        self, name: str, role: str, *, unit: str | None = None, region: str | None = None
+    ) -> dict[str, str]:
+        async with self.app.state.sessions() as session:
+            await accounts.add_user(
+                session, name=name, role=role, password="correct horse", unit=unit, region=region
+            )
+            token = await accounts.create_token(session, name=name)
+            await session.commit()
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    from web.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield ApiHarness(app, client)

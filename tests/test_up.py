@@ -1,0 +1,89 @@
+"""``crisis up`` (what ``make run`` runs): healthy within 60 s, clean stop on SIGINT."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crisis.broker import free_port, kafka_api_versions_ok
+
+
+def _children(pid: int) -> set[int]:
+    """All descendants of ``pid``, read from /proc (no psutil needed)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_crisis_up_serves_healthz_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crisis.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "var"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        start = time.monotonic()
+        assert proc.stdout is not None
+        while time.monotonic() - start < 60:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if line.startswith("Innlogging / login:"):
+                break
+        joined = "".join(output)
+        assert "Innlogging / login: admin / " in joined, joined[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        broker = re.search(r"on 127\.0\.0\.1:(\d+)", joined)
+        assert broker, joined
+        broker_port = int(broker.group(1))
+        assert kafka_api_versions_ok("127.0.0.1", broker_port)
+        tree = _children(proc.pid)
+        assert len(tree) >= 3, "broker, worker and web run as children"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    leftover = [pid for pid in tree if Path(f"/proc/{pid}").exists()]
+    assert leftover == [], f"processes left behind: {leftover}"
+    assert not kafka_api_versions_ok("127.0.0.1", broker_port)

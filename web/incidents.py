@@ -1,0 +1,209 @@
+"""Incidents, their timelines, new entries and escalation: thin views over crisis.log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+
+from crisis import log
+from crisis.models import (
+    USER_ENTRY_KINDS,
+    Incident,
+    IncidentCreate,
+    IncidentPublic,
+    LogEntryPublic,
+    User,
+)
+from crisis.organisation import Organisation
+from web.deps import CurrentUser, Org, SessionDep, require_writer, scope_of
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+UserKind = Literal[tuple(sorted(k.value for k in USER_ENTRY_KINDS))]  # type: ignore[valid-type]
+
+
+class EntryCreate(BaseModel):
+    """A log entry from a person. Fields beyond kind/text/corrects are the entry's data."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: UserKind  # type: ignore[valid-type]
+    text: str = Field(default="", max_length=20_000)
+    corrects: int | None = None
+
+
+class Escalation(BaseModel):
+    to: Literal["region", "kdi", "jd"]
+    reason: str = Field(min_length=1, max_length=5_000)
+    criteria: list[str] = Field(default_factory=list)
+
+
+class IncidentOpen(BaseModel):
+    type: str = Field(min_length=1, max_length=80)
+    title: str = Field(min_length=1, max_length=300)
+    unit: str
+    severity: int = Field(ge=1, le=5)
+    impact: dict[str, int] = Field(default_factory=dict)
+    exercise: str | None = None
+    security_political: bool = False
+    area: str | None = None
+    text: str = ""
+
+
+def actor_of(user: User) -> str:
+    return f"user:{user.name}"
+
+
+async def _visible(session: Any, user: User, org: Organisation, incident_id: str) -> Incident:
+    incident: Incident | None = await session.get(Incident, incident_id)
+    if incident is None:
+        raise log.IncidentNotFound(incident_id)
+    if not scope_of(user, org).allows(incident):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "utenfor ditt ansvarsområde / out of scope")
+    return incident
+
+
+@router.get("", response_model=list[IncidentPublic])
+async def list_incidents(
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    unit: str | None = None,
+    exercise: Annotated[str | None, Query(description="'true', 'false', or an exercise id")] = None,
+) -> list[Incident]:
+    stmt = select(Incident).order_by(col(Incident.severity).desc(), col(Incident.opened_at).desc())
+    if status_:
+        stmt = stmt.where(Incident.status == status_)
+    if unit:
+        stmt = stmt.where(Incident.unit == unit)
+    if exercise == "true":
+        stmt = stmt.where(col(Incident.exercise).is_not(None))
+    elif exercise == "false":
+        stmt = stmt.where(col(Incident.exercise).is_(None))
+    elif exercise:
+        stmt = stmt.where(Incident.exercise == exercise)
+    scope = scope_of(user, org)
+    if not scope.all_units:
+        stmt = stmt.where(col(Incident.unit).in_(scope.units))
+    if scope.exercises_only:
+        stmt = stmt.where(col(Incident.exercise).is_not(None))
+    return list((await session.exec(stmt)).all())
+
+
+@router.post("", response_model=IncidentPublic, status_code=status.HTTP_201_CREATED)
+async def open_incident(
+    body: IncidentOpen, user: CurrentUser, org: Org, session: SessionDep, request: Request
+) -> Incident:
+    """Open an incident by hand; the owner's accountable role comes from the organisation."""
+    require_writer(user)
+    if body.unit not in org.units:
+        raise log.RuleViolation([log.rules.Violation("unit", f"unknown unit {body.unit!r}")])
+    probe = Incident(
+        id="",
+        opened_at=log.utcnow(),
+        unit=body.unit,
+        type=body.type,
+        title="",
+        severity=1,
+        exercise=body.exercise,
+    )
+    if not scope_of(user, org).allows(probe):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "utenfor ditt ansvarsområde / out of scope")
+    role, person = org.accountable_person(body.unit)
+    incident, _ = await log.open_incident(
+        session,
+        incident=IncidentCreate(
+            **body.model_dump(exclude={"text"}),
+            accountable_role=role,
+            accountable_person=person.name,
+        ),
+        actor=actor_of(user),
+        text=body.text,
+    )
+    await session.commit()
+    request.app.state.metrics.incidents_opened.inc()
+    return incident
+
+
+@router.get("/{incident_id}", response_model=IncidentPublic)
+async def get_incident(
+    incident_id: str, user: CurrentUser, org: Org, session: SessionDep
+) -> Incident:
+    return await _visible(session, user, org, incident_id)
+
+
+@router.get("/{incident_id}/timeline", response_model=list[LogEntryPublic])
+async def get_timeline(
+    incident_id: str, user: CurrentUser, org: Org, session: SessionDep
+) -> list[Any]:
+    await _visible(session, user, org, incident_id)
+    return await log.timeline(session, incident_id)
+
+
+@router.post(
+    "/{incident_id}/entries", response_model=LogEntryPublic, status_code=status.HTTP_201_CREATED
+)
+async def add_entry(
+    incident_id: str,
+    body: EntryCreate,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    require_writer(user)
+    await _visible(session, user, org, incident_id)
+    data = dict(body.model_extra or {})
+    try:
+        entry = await log.append_entry(
+            session,
+            incident_id=incident_id,
+            kind=body.kind,
+            actor=actor_of(user),
+            text=body.text,
+            data=data,
+            corrects=body.corrects,
+            known_units=org.units.keys(),
+        )
+    except log.RuleViolation as exc:
+        await session.rollback()
+        for v in exc.violations:
+            request.app.state.metrics.refusals.labels(v.field).inc()
+        raise
+    await session.commit()
+    request.app.state.metrics.entries.labels(entry.kind).inc()
+    return entry
+
+
+@router.post(
+    "/{incident_id}/escalate", response_model=LogEntryPublic, status_code=status.HTTP_201_CREATED
+)
+async def escalate(
+    incident_id: str,
+    body: Escalation,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    require_writer(user)
+    await _visible(session, user, org, incident_id)
+    try:
+        entry = await log.escalate(
+            session,
+            incident_id=incident_id,
+            to=body.to,
+            reason=body.reason,
+            criteria=body.criteria,
+            actor=actor_of(user),
+        )
+    except log.RuleViolation:
+        await session.rollback()
+        raise
+    await session.commit()
+    request.app.state.metrics.entries.labels(entry.kind).inc()
+    return entry
