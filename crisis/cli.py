@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from crisis import accounts
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.log import verify_log
+from crisis.organisation import OrganisationError, load_organisation
 from crisis.settings import Settings
 
 LOGIN_FILE = "login.txt"
@@ -164,6 +165,11 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 15.0) -> No
 def up(args: argparse.Namespace) -> int:
     """Broker (unless CRISIS_KAFKA_BOOTSTRAP), worker and web as one tree; Ctrl-C stops all."""
     settings = _settings(args.data_dir)
+    try:
+        load_organisation(settings.organisation)
+    except OrganisationError as exc:
+        print(f"crisis up: the organisation file is invalid: {exc}", file=sys.stderr)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)

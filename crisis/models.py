@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -82,6 +83,21 @@ IMPACT_DIMENSIONS = (
 )
 
 
+def _check_impact(value: dict[str, int]) -> dict[str, int]:
+    """Impact is scored 0-5 on the values to protect, and only on those."""
+    for name, score in value.items():
+        if name not in IMPACT_DIMENSIONS:
+            raise ValueError(
+                f"unknown impact dimension {name!r} (known: {', '.join(IMPACT_DIMENSIONS)})"
+            )
+        if not 0 <= score <= 5:
+            raise ValueError(f"impact {name!r} is scored 0-5, not {score}")
+    return value
+
+
+Impact = Annotated[dict[str, int], AfterValidator(_check_impact)]
+
+
 # --- incidents ------------------------------------------------------------------------
 
 
@@ -118,7 +134,7 @@ class IncidentCreate(IncidentBase):
 
     accountable_role: str | None = None
     accountable_person: str | None = None
-    impact: dict[str, int] = Field(default_factory=dict)
+    impact: Impact = Field(default_factory=dict)
     security_political: bool = False
     area: str | None = None
 

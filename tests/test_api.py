@@ -212,3 +212,14 @@ async def test_metrics_in_prometheus_text(api: ApiHarness) -> None:
     await _open(api, headers)
     body = (await api.client.get("/metrics")).text
     assert "crisis_incidents_opened_total 1.0" in body
+
+
+async def test_impact_is_scored_on_the_values_to_protect(api: ApiHarness) -> None:
+    headers = await api.user("kdi", "kdi")
+    ok = await _open(api, headers, impact={"liv_og_helse": 5, "omdomme": 2})
+    assert ok["impact"] == {"liv_og_helse": 5, "omdomme": 2}
+    response = await api.client.post(
+        "/api/v1/incidents", json={**INCIDENT, "impact": {"weather": 3}}, headers=headers
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "impact"

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from crisis import log
 from crisis.models import (
     USER_ENTRY_KINDS,
+    Impact,
     Incident,
     IncidentCreate,
     IncidentPublic,
@@ -46,7 +47,7 @@ class IncidentOpen(BaseModel):
     title: str = Field(min_length=1, max_length=300)
     unit: str
     severity: int = Field(ge=1, le=5)
-    impact: dict[str, int] = Field(default_factory=dict)
+    impact: Impact = Field(default_factory=dict)
     exercise: str | None = None
     security_political: bool = False
     area: str | None = None
