@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from crisis import accounts
-from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
 from crisis.log import verify_log
 from crisis.organisation import OrganisationError, load_organisation
 from crisis.settings import Settings
@@ -34,14 +34,6 @@ def _settings(data_dir: str | None = None) -> Settings:
     if data_dir:
         os.environ["CRISIS_DATA_DIR"] = data_dir
     return Settings()
-
-
-async def _migrate(settings: Settings) -> None:
-    engine = make_engine(settings)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 # --- log ------------------------------------------------------------------------------
@@ -193,7 +185,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}", flush=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        asyncio.run(_migrate(settings))
+        asyncio.run(migrate_database(settings))
         login = asyncio.run(ensure_demo_login(settings))
         procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env))
         procs.append(
@@ -283,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exec_module("web", extra)
     settings = Settings()
     if args.command == "migrate":
-        asyncio.run(_migrate(settings))
+        asyncio.run(migrate_database(settings))
         return 0
     if args.command == "log":
         return asyncio.run(_verify(settings))

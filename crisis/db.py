@@ -65,3 +65,12 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+async def migrate_database(settings: Settings) -> None:
+    """Migrate with a short-lived engine (for processes that start before their event loop)."""
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
