@@ -6,13 +6,18 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 
 from crisis import topics
 from crisis.events import Envelope, validate_event
+from crisis.settings import Settings
+from tests.conftest import ApiHarness
 
 STEP_TIMEOUT = 20.0
 
@@ -37,11 +42,11 @@ def envelope(i: int = 0, **over: Any) -> Envelope:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, count: int, timeout: float = 30.0
+    bootstrap: str, topic: str, *, count: int, within: float = 30.0
 ) -> list[tuple[bytes | None, dict[str, Any]]]:
     """(key, JSON value) of the first ``count`` records of every partition, in partition order.
 
-    Reads until ``count`` records arrived or ``timeout`` passed (then returns what came).
+    Reads until ``count`` records arrived or ``within`` seconds passed (then returns what came).
     """
     consumer = AIOKafkaConsumer(
         topic,
@@ -53,7 +58,7 @@ async def read_topic(
     await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
     out: list[tuple[bytes | None, dict[str, Any]]] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while len(out) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for _tp, messages in sorted(batch.items(), key=lambda kv: kv[0].partition):
@@ -65,14 +70,51 @@ async def read_topic(
     return out
 
 
-async def wait_until(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``check`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Callable[[], bool], *, within: float = 30.0, what: str = "") -> None:
+    """Poll ``check`` until true; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or check}")
         await asyncio.sleep(0.05)
 
 
 def partitions() -> dict[str, int]:
     return {topics.EVENTS: 4, topics.EVENTS_DLQ: 1}
+
+
+@asynccontextmanager
+async def ingest_api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    """The web app with its producer on ``settings.kafka_bootstrap``, as an ApiHarness."""
+    from web.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield ApiHarness(app, client)
+
+
+def ingest_settings(tmp_path: Path, bootstrap: str, **over: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'crisis.db'}",
+        "secret_key": "test-secret",
+        "kafka_bootstrap": bootstrap,
+        "ingest_send_timeout": 2.0,
+        "events_partitions": 4,
+    }
+    values.update(over)
+    return Settings(**values)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head == (f"{name}{{{want}}}" if want else name):
+            return float(value)
+    return 0.0
