@@ -116,6 +116,7 @@ class EventProducer:
         self._stopping = False
         self._next_attempt = 0.0
         self._backoff = retry_min
+        self._outage_logged = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -217,8 +218,9 @@ class EventProducer:
     async def _to_outbox(self, records: list[Record]) -> None:
         assert self._outbox is not None
         await asyncio.to_thread(self._outbox.append, records)
-        if self._kafka is None:
-            log.warning("Kafka unreachable: %d records kept in the outbox", len(records))
+        if self._kafka is None and not self._outage_logged:
+            self._outage_logged = True
+            log.warning("Kafka at %s unreachable: keeping events in the outbox", self.bootstrap)
 
     async def _drain_chunk(self) -> None:
         assert self._outbox is not None
@@ -272,6 +274,7 @@ class EventProducer:
         ok = await self._try_connect()
         if ok:
             self._backoff = self.retry_min
+            self._outage_logged = False
             if self.outbox_depth():
                 log.info("Kafka is back: draining %d records from the outbox", self.outbox_depth())
         else:
