@@ -174,26 +174,38 @@ class EventProducer:
 
     # ----------------------------------------------------------------- writer
     async def _run(self) -> None:
+        """The writer loop; a bug or an outbox error must not leave callers waiting forever."""
         while True:
-            if self._queue:
-                requests, self._queue = self._queue, []
-                await self._handle(requests)
-            elif self._stopping:
-                return
-            if self._kafka is None and time.monotonic() >= self._next_attempt:
-                if not await self._connect():
-                    continue
-            if self._kafka is not None and self.outbox_depth() > 0:
-                await self._drain_chunk()
-                continue
-            if self._queue or self._stopping:
-                continue
-            self._wake.clear()
-            timeout: float | None = None
-            if self._kafka is None:
-                timeout = max(0.0, self._next_attempt - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                if await self._step():
+                    return
+            except Exception:
+                log.exception("event producer: unexpected error; retrying")
+                await self._disconnect()
+                await asyncio.sleep(self.retry_min)
+
+    async def _step(self) -> bool:
+        """One round: answer queued requests, reconnect, drain, or wait. True when stopped."""
+        if self._queue:
+            requests, self._queue = self._queue, []
+            await self._handle(requests)
+        if self._stopping and not self._queue:
+            return True
+        if self._kafka is None and time.monotonic() >= self._next_attempt:
+            if not await self._connect():
+                return False
+        if self._kafka is not None and self.outbox_depth() > 0:
+            await self._drain_chunk()
+            return False
+        if self._queue or self._stopping:
+            return False
+        self._wake.clear()
+        timeout: float | None = None
+        if self._kafka is None:
+            timeout = max(0.0, self._next_attempt - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        return False
 
     async def _handle(self, requests: list[_Request]) -> None:
         records = [r for req in requests for r in req.records]
@@ -297,11 +309,14 @@ class EventProducer:
             request_timeout_ms=max(1000, int(self.send_timeout * 1000)),
             linger_ms=2,
         )
-        try:
-            if self.topic_partitions:
+        if self.topic_partitions:
+            try:  # after a memory-storage restart the topics are gone; a real Kafka may forbid it
                 await ensure_topics(
                     self.bootstrap, self.topic_partitions, request_timeout=self.send_timeout
                 )
+            except Exception as exc:
+                log.warning("could not ensure topics on %s: %r", self.bootstrap, exc)
+        try:
             await asyncio.wait_for(kafka.start(), self.send_timeout)
         except Exception as exc:
             log.warning("Kafka at %s not usable yet: %r", self.bootstrap, exc)

@@ -79,3 +79,10 @@ async def test_invalid_reports_name_the_field(api: ApiHarness, broker: EmbeddedB
     got = await read_topic(broker.bootstrap, topics.EVENTS, count=1)
     assert [v["unit"] for _, v in got] == ["oslo"]  # none of the invalid ones
     assert (await api.client.post("/api/v1/reports", json=REPORT)).status_code == 401
+    big = {**REPORT, "what": "x" * 1_100_000}
+    r = await api.client.post("/api/v1/reports", data=big, headers=kari)
+    assert r.status_code == 413 and "1048576 bytes" in r.json()["errors"][0]["message"]
+    r = await api.client.post(
+        "/api/v1/reports", content=b"<report/>", headers={**kari, "content-type": "text/xml"}
+    )
+    assert r.status_code == 415

@@ -260,6 +260,14 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
         _producer(request)
         media = _media_type(request)
         if media in FORM_TYPES:
+            limit: int = request.app.state.settings.ingest_max_body_bytes
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit() or int(declared) > limit:
+                raise Refusal(
+                    413 if declared.isdigit() else 411,
+                    _err("body", f"a form needs a Content-Length of at most {limit} bytes"),
+                    reason="too_large",
+                )
             form = await request.form()
             fields: dict[str, Any] = {
                 k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""
