@@ -30,6 +30,12 @@ UNITS = set(load_organisation(None).units)
 NOW = datetime(2026, 11, 22, 2, 41, 7, tzinfo=UTC)
 
 
+async def _forget_session(host: str, port: int, client_id: str) -> None:
+    """Drop the persistent session a test bridge left on a shared broker."""
+    async with aiomqtt.Client(host, port, identifier=client_id, clean_session=True):
+        pass
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -149,13 +155,14 @@ async def test_bridge_produces_valid_and_dead_letters_invalid(
     host, port = mqtt_broker
     root = f"t-{uuid.uuid4().hex[:8]}/kriminalomsorgen"
     ready, stop = asyncio.Event(), asyncio.Event()
+    client_id = f"crisis-test-{uuid.uuid4().hex[:8]}"
     task = asyncio.create_task(
         run_bridge(
             url=f"mqtt://{host}:{port}",
             topic=f"{root}/+/+/+",
             producer=producer,
             known_units=UNITS,
-            client_id=f"crisis-test-{uuid.uuid4().hex[:8]}",
+            client_id=client_id,
             ready=ready,
             stop=stop,
         )
@@ -177,6 +184,7 @@ async def test_bridge_produces_valid_and_dead_letters_invalid(
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+        await _forget_session(host, port, client_id)
     by_key = {k: v for k, v in events}
     assert set(by_key) == {b"agder-froland", b"ringerike"}
     assert by_key[b"agder-froland"]["id"] == "m1"
@@ -201,9 +209,10 @@ async def test_crisis_bridge_mqtt_command(
         os.environ, CRISIS_KAFKA_BOOTSTRAP=kafka.bootstrap, CRISIS_DATA_DIR=str(tmp_path / "var")
     )
     crisis = Path(sys.executable).parent / "crisis"
+    client_id = f"crisis-cli-{uuid.uuid4().hex[:8]}"
     proc = await asyncio.create_subprocess_exec(
         str(crisis), "bridge", "mqtt", "--url", f"mqtt://{host}:{port}",
-        "--topic", f"{root}/+/+/+", "--client-id", f"crisis-cli-{uuid.uuid4().hex[:8]}",
+        "--topic", f"{root}/+/+/+", "--client-id", client_id,
         env=env,
     )  # fmt: skip
     try:
@@ -221,3 +230,4 @@ async def test_crisis_bridge_mqtt_command(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+        await _forget_session(host, port, client_id)
