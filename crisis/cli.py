@@ -257,7 +257,30 @@ def build_parser() -> argparse.ArgumentParser:
     p_create = token_sub.add_parser("create", help="create a bearer token for a user")
     p_create.add_argument("name")
     p_create.add_argument("--label", default="")
+    # --- bridges (ingest): run streams/bridges/*.py as their own process ---------------
+    p_bridge = sub.add_parser("bridge", help="bridges: MQTT sensors and media feeds → events")
+    bridge_sub = p_bridge.add_subparsers(dest="bridge_command", required=True)
+    p_mqtt = bridge_sub.add_parser("mqtt", help="MQTT kriminalomsorgen/<unit>/<kind>/<id>")
+    p_mqtt.add_argument("--url", required=True, help="mqtt://HOST:PORT")
+    p_mqtt.add_argument("--topic", default=None, help="subscription filter")
+    p_mqtt.add_argument("--client-id", default=None, help="persistent MQTT session id")
+    p_media = bridge_sub.add_parser("media", help="RSS/Atom/JSON media-monitoring feeds")
+    p_media.add_argument("--feed", required=True, action="append", help="feed URL (repeatable)")
+    p_media.add_argument("--interval", type=float, default=None, help="seconds between polls")
+    p_media.add_argument("--once", action="store_true", help="poll once and exit")
     return parser
+
+
+def _bridge_args(args: argparse.Namespace) -> list[str]:
+    if args.bridge_command == "mqtt":
+        extra = ["--url", args.url]
+        extra += ["--topic", args.topic] if args.topic else []
+        extra += ["--client-id", args.client_id] if args.client_id else []
+        return extra
+    extra = [item for feed in args.feed for item in ("--feed", feed)]
+    extra += ["--interval", str(args.interval)] if args.interval is not None else []
+    extra += ["--once"] if args.once else []
+    return extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.port:
             extra += ["--port", str(args.port)]
         return _exec_module("web", extra)
+    if args.command == "bridge":
+        return _exec_module(f"streams.bridges.{args.bridge_command}", _bridge_args(args))
     settings = Settings()
     if args.command == "migrate":
         asyncio.run(migrate_database(settings))

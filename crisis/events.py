@@ -134,6 +134,14 @@ class CapWarningData(_Data):
     description_en: str | None = Field(default=None, max_length=10_000)
     onset: datetime | None = None
     expires: datetime | None = None
+    # Added with the CAP ingest (crisis/cap.py):
+    awareness_type: str | None = Field(default=None, max_length=120)
+    instruction_en: str | None = Field(default=None, max_length=10_000)
+    web: str | None = Field(default=None, max_length=2_000)
+    referenced_identifiers: list[str] = Field(default_factory=list)
+    in_area: bool = Field(
+        default=True, description="False: named only because a referenced alert reached it."
+    )
 
 
 #: Full type name → the model of its ``data``.

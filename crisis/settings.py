@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=0, le=65535)
     timezone: str = "Europe/Oslo"
+    # --- ingest (POST /api/v1/events, /cap, /reports) ---
+    ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body cap.")
+    ingest_max_events: int = Field(default=1000, ge=1, description="Events per request.")
+    ingest_rate_per_source: float = Field(
+        default=50.0, gt=0, description="Sustained events/s per CloudEvents source."
+    )
+    ingest_burst_per_source: int = Field(default=200, ge=1, description="Token-bucket size.")
+    ingest_send_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds Kafka gets to ack before the outbox takes over."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -8,11 +8,26 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
+from crisis import topics
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
+from crisis.producer import OUTBOX_FILE, EventProducer
+from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
-from web import auth, errors, health, incidents, units
+from web import auth, errors, health, incidents, ingest, units
 from web.metrics import WebMetrics
+
+
+def _ingest_producer(settings: Settings) -> EventProducer | None:
+    """The durable producer of the ingest endpoints; None (→ 503) without a Kafka bootstrap."""
+    if not settings.kafka_bootstrap:
+        return None
+    return EventProducer(
+        bootstrap=settings.kafka_bootstrap,
+        outbox_path=settings.data_dir / OUTBOX_FILE,
+        topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
+        send_timeout=settings.ingest_send_timeout,
+    )
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -26,9 +41,16 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await migrate(engine)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+        producer = _ingest_producer(settings)
+        if producer is not None:
+            await producer.start()
+            app.state.producer = producer
+            app.state.metrics.outbox_depth.set_function(producer.outbox_depth)
         try:
             yield
         finally:
+            if producer is not None:
+                await producer.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -40,6 +62,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.organisation = organisation
     app.state.metrics = WebMetrics()
+    app.state.producer = None  # set in the lifespan when CRISIS_KAFKA_BOOTSTRAP is set
+    app.state.rate_limiter = TokenBuckets(
+        rate=settings.ingest_rate_per_source, burst=settings.ingest_burst_per_source
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret,
@@ -49,6 +75,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
-    for module in (health, auth, units, incidents):
+    for module in (health, auth, units, incidents, ingest):
         app.include_router(module.router)
     return app

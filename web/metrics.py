@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class WebMetrics:
@@ -23,5 +23,23 @@ class WebMetrics:
             "crisis_rule_refusals_total",
             "Writes refused by a principle or rule, by field.",
             ["field"],
+            registry=self.registry,
+        )
+        # --- ingest (web/ingest.py) ---
+        self.events_accepted = Counter(
+            "crisis_events_accepted_total",
+            "Events accepted by the HTTP ingest (durable in Kafka or the outbox), by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "crisis_events_rejected_total",
+            "Events refused by the HTTP ingest, by type ('unknown' if unreadable) and reason.",
+            ["type", "reason"],
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "crisis_outbox_depth",
+            "Records waiting in the local outbox for Kafka to come back.",
             registry=self.registry,
         )

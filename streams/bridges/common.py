@@ -1,0 +1,31 @@
+"""What every bridge shares: its durable producer and the logging set-up."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from crisis import topics
+from crisis.producer import EventProducer
+from crisis.settings import Settings
+
+
+def bridge_producer(settings: Settings, name: str) -> EventProducer:
+    """A producer with the outbox ``outbox-bridge-<name>.db`` in the data dir."""
+    if not settings.kafka_bootstrap:
+        raise SystemExit(f"crisis bridge {name}: set CRISIS_KAFKA_BOOTSTRAP (host:port of Kafka)")
+    return EventProducer(
+        bootstrap=settings.kafka_bootstrap,
+        outbox_path=settings.data_dir / f"outbox-bridge-{name}.db",
+        topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
+        send_timeout=settings.ingest_send_timeout,
+        client_id=f"crisis-bridge-{name}",
+    )
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )

@@ -1,0 +1,212 @@
+"""The media bridge: RSS and JSON feeds from a real local HTTP server → media.article events."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from crisis import topics
+from crisis.broker import EmbeddedBroker
+from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log import open_incident
+from crisis.models import IncidentCreate
+from crisis.organisation import load_organisation
+from crisis.producer import EventProducer
+from crisis.settings import Settings
+from streams.bridges import lexicon
+from streams.bridges.media import (
+    FeedState,
+    UnitMatcher,
+    feed_sentiment,
+    open_incidents,
+    parse_feed,
+    poll_once,
+)
+from tests.ingest_support import partitions, read_topic
+
+DATA = Path(__file__).parent / "data" / "media"
+ORG = load_organisation(None)
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def feed_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on a free port serving a copy of the feed files."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for f in DATA.iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_lexicon_and_feed_sentiment() -> None:
+    assert lexicon.sentiment("Innsatt rømte – kritikk mot sikkerheten") == "negative"
+    assert lexicon.sentiment("Fengselet får ros for godt samarbeid") == "positive"
+    assert lexicon.sentiment("Fengselet fikk ikke kritikk") == "positive"  # negation flips
+    assert lexicon.sentiment("Nytt program lanseres i høst") == "neutral"
+    assert feed_sentiment(-0.7) == "negative" and feed_sentiment("Positiv") == "positive"
+    assert feed_sentiment("nøytral") == "neutral" and feed_sentiment("maybe") is None
+
+
+def test_units_are_found_by_their_press_names() -> None:
+    m = UnitMatcher(ORG.units.values())
+    assert m.find("Innsatt rømte fra Froland fengsel") == ["agder-froland"]
+    assert m.find("Agder fengsel, avdeling Froland stengt") == ["agder-froland"]
+    assert set(m.find("Uro i Agder fengsel")) == {"agder-froland", "agder-mandal"}
+    assert m.find("Friomsorgen i Oslo og Ila fengsel") == ["oslo-friomsorg", "ila"]
+    assert m.find("Strømbrudd i Kristiansand") == []
+    assert m.find("Hildenfengselet") == []
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as running:
+        yield running
+
+
+@pytest.fixture
+async def producer(tmp_path: Path, kafka: EmbeddedBroker) -> AsyncIterator[EventProducer]:
+    p = EventProducer(
+        bootstrap=kafka.bootstrap,
+        outbox_path=tmp_path / "outbox-bridge-media.db",
+        topic_partitions=partitions(),
+        send_timeout=2.0,
+    )
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.mark.broker
+async def test_feeds_become_articles_naming_units_and_open_incidents(
+    feed_server: tuple[str, Path],
+    kafka: EmbeddedBroker,
+    producer: EventProducer,
+    database_url: str,
+) -> None:
+    base, root = feed_server
+    engine = make_engine(database_url)
+    await migrate(engine)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        incident, _ = await open_incident(
+            session,
+            incident=IncidentCreate(
+                type="violence", title="Vold mot ansatt", unit="ringerike", severity=3
+            ),
+            actor="user:test",
+        )
+        drill, _ = await open_incident(
+            session,
+            incident=IncidentCreate(
+                type="escape", title="Øvelse rømning", unit="halden", severity=3, exercise="ov-1"
+            ),
+            actor="user:test",
+        )
+        await session.commit()
+    monitor = root / "monitor.json"
+    monitor.write_text(monitor.read_text().replace("__INCIDENT__", incident.id))
+    incidents = await open_incidents(sessions)
+    await engine.dispose()
+    assert [i.id for i in incidents] == [incident.id]  # the exercise incident is never linked
+
+    matcher, units = UnitMatcher(ORG.units.values()), set(ORG.units)
+    async with httpx.AsyncClient(timeout=10) as client:
+        rss_state, json_state = FeedState(), FeedState()
+        rss = await poll_once(
+            client, f"{base}/nyheter.rss", producer=producer, matcher=matcher,
+            incidents=incidents, known_units=units, state=rss_state,
+        )  # fmt: skip
+        assert rss.produced == ["fvn-2026-11-22-0001", "nrk-2026-11-22-0002"]
+        assert rss.skipped == 1  # the power cut names no unit
+        js = await poll_once(
+            client, f"{base}/monitor.json", producer=producer, matcher=matcher,
+            incidents=incidents, known_units=units, state=json_state,
+        )  # fmt: skip
+        assert js.produced == ["mw-881", "mw-882"]
+        again = await poll_once(
+            client, f"{base}/nyheter.rss", producer=producer, matcher=matcher,
+            incidents=incidents, known_units=units, state=rss_state,
+        )  # fmt: skip
+        assert again.produced == []  # 304 Not Modified (If-Modified-Since)
+        rss_state.etag = rss_state.modified = None
+        again = await poll_once(
+            client, f"{base}/nyheter.rss", producer=producer, matcher=matcher,
+            incidents=incidents, known_units=units, state=rss_state,
+        )  # fmt: skip
+        assert again.produced == [] and again.already_seen == 2
+
+    got = {v["id"]: (k, v) for k, v in await read_topic(kafka.bootstrap, topics.EVENTS, count=4)}
+    assert len(got) == 4
+    key, escape = got["fvn-2026-11-22-0001"]
+    assert key == b"agder-froland" and escape["type"] == "no.kriminalomsorgen.media.article"
+    assert escape["source"] == "/media/127.0.0.1:" + base.rsplit(":", 1)[1]
+    assert escape["data"]["mentions_units"] == ["agder-froland"]
+    assert escape["data"]["sentiment"] == "negative"  # lexicon: rømte, kritikk, bekymret
+    assert escape["data"]["outlet"] == "Medieovervåking – Kriminalomsorgen"
+    assert escape["data"]["published"] == "2026-11-22T06:15:00Z"
+    _, halden = got["nrk-2026-11-22-0002"]
+    assert halden["data"]["sentiment"] == "negative"  # the feed's word wins over the lexicon
+    assert halden["data"]["key_media"] is True
+    key, vg = got["mw-881"]
+    assert key == b"ringerike"
+    assert vg["data"]["mentions_incidents"] == [incident.id]
+    assert vg["data"]["sentiment"] == "negative" and vg["data"]["outlet"] == "VG"
+    assert got["mw-882"][1]["unit"] == "oslo-friomsorg"
+    assert got["mw-882"][1]["data"]["sentiment"] == "neutral"
+    assert drill.id not in str(got)
+
+
+def test_parse_feed_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_feed(b'{"items": 2}')
+    with pytest.raises(ValueError):
+        parse_feed(b"\x00\x01 not a feed <<<")
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_crisis_bridge_media_command_once(
+    feed_server: tuple[str, Path], kafka: EmbeddedBroker, tmp_path: Path
+) -> None:
+    base, _ = feed_server
+    settings = Settings(data_dir=tmp_path / "cli")
+    settings.data_dir.mkdir()
+    engine = make_engine(settings.effective_database_url)
+    await migrate(engine)
+    await engine.dispose()
+    env = dict(
+        os.environ,
+        CRISIS_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        CRISIS_DATA_DIR=str(tmp_path / "cli"),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "crisis"),
+        "bridge", "media", "--feed", f"{base}/nyheter.rss", "--once",
+        env=env,
+    )  # fmt: skip
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    got = await read_topic(kafka.bootstrap, topics.EVENTS, count=2)
+    assert sorted(v["id"] for _, v in got) == ["fvn-2026-11-22-0001", "nrk-2026-11-22-0002"]

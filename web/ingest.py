@@ -1,0 +1,422 @@
+"""Ingest: CloudEvents, CAP 1.2 warnings and staff reports → durable events (202).
+
+Thin views over ``crisis.events`` (validation), ``crisis.cap`` (CAP rules and geometry),
+``crisis.ratelimit`` (per-source token buckets) and ``crisis.producer`` (Kafka or the outbox).
+Every refusal uses the one error shape; a request is accepted whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from crisis import cap
+from crisis.accounts import can_write
+from crisis.events import PREFIX, Envelope, EventError, validate_event
+from crisis.models import RawEvent, Role, User
+from crisis.producer import EventProducer
+from crisis.ratelimit import TokenBuckets
+from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.metrics import WebMetrics
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+JSON_TYPES = (
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+)
+CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+REPORT_TYPE = PREFIX + "report.incident"
+
+
+class Refusal(Exception):
+    """An answer other than 202: status, errors, optional headers."""
+
+    def __init__(
+        self,
+        status: int,
+        errors: list[dict[str, Any]],
+        *,
+        headers: dict[str, str] | None = None,
+        reason: str = "invalid",
+    ) -> None:
+        super().__init__(errors[0]["message"] if errors else str(status))
+        self.status = status
+        self.errors = errors
+        self.headers = headers or {}
+        self.reason = reason
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"errors": self.errors}, status_code=self.status, headers=self.headers)
+
+
+def _err(field: str, message: str, index: int | None = None) -> list[dict[str, Any]]:
+    return [{"index": index, "field": field, "message": message}]
+
+
+def _metrics(request: Request) -> WebMetrics:
+    metrics: WebMetrics = request.app.state.metrics
+    return metrics
+
+
+def _type_label(raw: Any) -> str:
+    """A bounded label: the short type when known, else 'unknown'."""
+    if isinstance(raw, dict) and isinstance(raw.get("type"), str):
+        from crisis.events import EVENT_TYPES
+
+        if raw["type"] in EVENT_TYPES:
+            return str(raw["type"]).removeprefix(PREFIX)
+    return "unknown"
+
+
+def _producer(request: Request) -> EventProducer:
+    producer: EventProducer | None = getattr(request.app.state, "producer", None)
+    if producer is None:
+        raise Refusal(
+            503,
+            _err(
+                "kafka",
+                "mottak er ikke konfigurert / ingest is not configured: "
+                "set CRISIS_KAFKA_BOOTSTRAP (crisis up does this)",
+            ),
+            reason="unavailable",
+        )
+    return producer
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _body(request: Request) -> bytes:
+    limit: int = request.app.state.settings.ingest_max_body_bytes
+    declared = request.headers.get("content-length", "")
+    too_big = Refusal(
+        413, _err("body", f"the body is larger than the limit of {limit} bytes"), reason="too_large"
+    )
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    return bytes(body)
+
+
+def _check_scope(user: User, org: Any, envelopes: Sequence[Envelope]) -> None:
+    """Operators and regions post for their own units; exercise controllers only exercises."""
+    scope = scope_of(user, org)
+    errors = []
+    for i, env in enumerate(envelopes):
+        if scope.exercises_only and env.exercise is None:
+            errors += _err("exercise", "rollen kan bare sende øvelseshendelser / exercise only", i)
+        elif not scope.exercises_only and not scope.all_units and env.unit not in scope.units:
+            errors += _err(
+                "unit", f"utenfor ditt ansvarsområde / unit {env.unit!r} out of scope", i
+            )
+    if errors:
+        raise Refusal(403, errors, reason="forbidden")
+
+
+def _rate_limit(request: Request, envelopes: Iterable[Envelope]) -> None:
+    buckets: TokenBuckets = request.app.state.rate_limiter
+    demand = Counter(env.source for env in envelopes)
+    wait = buckets.take(demand)
+    if wait == 0:
+        return
+    if math.isinf(wait):
+        raise Refusal(
+            413,
+            _err(
+                "source",
+                f"more than {buckets.burst} events from one source in one request "
+                "(CRISIS_INGEST_BURST_PER_SOURCE)",
+            ),
+            reason="too_large",
+        )
+    raise Refusal(
+        429,
+        _err(
+            "source",
+            f"for mange hendelser / too many events from this source: limit "
+            f"{buckets.rate:g}/s, burst {buckets.burst}; retry after {math.ceil(wait)} s",
+        ),
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        reason="rate_limited",
+    )
+
+
+async def _accept(request: Request, envelopes: list[Envelope]) -> list[str]:
+    producer = _producer(request)
+    try:
+        ids = await producer.accept(envelopes)
+    except Exception as exc:  # the outbox itself failed: say so, accept nothing
+        raise Refusal(
+            503,
+            _err("outbox", f"could not store the events durably, nothing accepted: {exc}"),
+            reason="unavailable",
+        ) from exc
+    metrics = _metrics(request)
+    for env in envelopes:
+        metrics.events_accepted.labels(type=env.short_type).inc()
+    return ids
+
+
+def _refused(request: Request, refusal: Refusal, raws: Sequence[Any] = ()) -> JSONResponse:
+    metrics = _metrics(request)
+    for raw in raws or [None]:
+        metrics.events_rejected.labels(type=_type_label(raw), reason=refusal.reason).inc()
+    return refusal.response()
+
+
+def _dedupe(envelopes: list[Envelope]) -> list[Envelope]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for env in envelopes:
+        if env.key not in seen:
+            seen.add(env.key)
+            out.append(env)
+    return out
+
+
+def _validate_all(raws: Sequence[Any], org: Any) -> list[Envelope]:
+    known = set(org.units)
+    envelopes, errors = [], []
+    for i, raw in enumerate(raws):
+        try:
+            envelopes.append(validate_event(raw, index=i, known_units=known))
+        except EventError as exc:
+            errors += exc.errors
+    if errors:
+        raise Refusal(422, errors)
+    return envelopes
+
+
+# --- CloudEvents --------------------------------------------------------------------------
+
+
+@router.post("/events", status_code=202)
+async def post_events(request: Request, user: CurrentUser, org: Org) -> JSONResponse:
+    """One CloudEvents event or a JSON array of them; 202 once every one is durable."""
+    raws: list[Any] = []
+    try:
+        _producer(request)
+        if not can_write(user):
+            raise Refusal(403, _err("role", "rollen har bare lesetilgang / read-only role"))
+        if _media_type(request) not in JSON_TYPES:
+            raise Refusal(
+                415,
+                _err("content-type", f"send JSON ({', '.join(JSON_TYPES)})"),
+                reason="bad_request",
+            )
+        body = await _body(request)
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise Refusal(
+                400, _err("body", f"not valid JSON: {exc}"), reason="bad_request"
+            ) from None
+        raws = parsed if isinstance(parsed, list) else [parsed]
+        limit: int = request.app.state.settings.ingest_max_events
+        if not raws:
+            raise Refusal(422, _err("body", "an empty batch"))
+        if len(raws) > limit:
+            raise Refusal(
+                413,
+                _err("body", f"{len(raws)} events; the limit is {limit} per request"),
+                reason="too_large",
+            )
+        envelopes = _dedupe(_validate_all(raws, org))
+        _check_scope(user, org, envelopes)
+        _rate_limit(request, envelopes)
+        ids = await _accept(request, envelopes)
+    except Refusal as refusal:
+        return _refused(request, refusal, raws)
+    return JSONResponse({"accepted": ids}, status_code=202)
+
+
+# --- staff reports ------------------------------------------------------------------------
+
+_REPORT_DATA = ("category", "place", "what", "affected", "severity")
+_REPORT_ENVELOPE = ("unit", "exercise", "time", "id")
+
+
+@router.post("/reports", status_code=202)
+async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResponse:
+    """A staff incident report (JSON or form). Anyone may report (alle har ansvar)."""
+    try:
+        _producer(request)
+        media = _media_type(request)
+        if media in FORM_TYPES:
+            limit: int = request.app.state.settings.ingest_max_body_bytes
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit() or int(declared) > limit:
+                raise Refusal(
+                    413 if declared.isdigit() else 411,
+                    _err("body", f"a form needs a Content-Length of at most {limit} bytes"),
+                    reason="too_large",
+                )
+            form = await request.form()
+            fields: dict[str, Any] = {
+                k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""
+            }
+        elif media in JSON_TYPES:
+            try:
+                fields = json.loads(await _body(request))
+            except ValueError as exc:
+                raise Refusal(
+                    400, _err("body", f"not valid JSON: {exc}"), reason="bad_request"
+                ) from None
+            if not isinstance(fields, dict):
+                raise Refusal(422, _err("body", "a report is a JSON object"))
+        else:
+            raise Refusal(415, _err("content-type", "send JSON or a form"), reason="bad_request")
+        unknown = sorted(set(fields) - set(_REPORT_DATA) - set(_REPORT_ENVELOPE))
+        if unknown:
+            raise Refusal(422, [e for name in unknown for e in _err(name, "unknown field")])
+        unit = fields.get("unit") or user.unit
+        if not unit:
+            raise Refusal(422, _err("unit", "hvilken enhet? / the unit is required"))
+        raw: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": str(fields.get("id") or uuid.uuid4()),
+            "source": f"/users/{user.name}",
+            "type": REPORT_TYPE,
+            "time": fields.get("time") or datetime.now(UTC).isoformat(),
+            "unit": unit,
+            "subject": unit,
+            "datacontenttype": "application/json",
+            "data": {k: fields[k] for k in _REPORT_DATA if k in fields} | {"reporter": user.name},
+        }
+        if fields.get("exercise"):
+            raw["exercise"] = fields["exercise"]
+        if user.role == Role.EXERCISE_CONTROLLER and not raw.get("exercise"):
+            raise Refusal(
+                403, _err("exercise", "rollen kan bare sende øvelseshendelser / exercise only")
+            )
+        try:
+            env = validate_event(raw, known_units=set(org.units))
+        except EventError as exc:
+            raise Refusal(
+                422,
+                [{**e, "field": e["field"].removeprefix("data.")} for e in exc.errors],
+            ) from None
+        _rate_limit(request, [env])
+        ids = await _accept(request, [env])
+    except Refusal as refusal:
+        return _refused(request, refusal, [{"type": REPORT_TYPE}])
+    return JSONResponse({"accepted": ids, "id": ids[0]}, status_code=202)
+
+
+# --- CAP 1.2 ------------------------------------------------------------------------------
+
+
+async def _referenced_units(session: Any, alert: cap.Alert) -> list[str]:
+    """Units that the alerts named in ``references`` reached (from the evidence store)."""
+    units: list[str] = []
+    for identifier in alert.referenced_identifiers:
+        rows = await session.exec(
+            select(RawEvent.unit).where(
+                RawEvent.type == cap.WARNING_TYPE,
+                col(RawEvent.id).startswith(identifier + "/", autoescape=True),
+            )
+        )
+        units += [u for u in rows.all() if u and u not in units]
+    return units
+
+
+@router.post("/cap", status_code=202)
+async def post_cap(
+    request: Request,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    exercise: Annotated[
+        str | None, Query(min_length=1, max_length=120, description="exercise id (Exercise)")
+    ] = None,
+) -> JSONResponse:
+    """An OASIS CAP 1.2 alert → one warning event per unit inside its polygons/circles."""
+    raws = [{"type": cap.WARNING_TYPE}]
+    try:
+        _producer(request)
+        if not can_write(user):
+            raise Refusal(403, _err("role", "rollen har bare lesetilgang / read-only role"))
+        if _media_type(request) not in CAP_TYPES:
+            raise Refusal(
+                415,
+                _err("content-type", f"send CAP XML ({', '.join(CAP_TYPES)})"),
+                reason="bad_request",
+            )
+        try:
+            alert = cap.parse_alert(await _body(request))
+        except cap.CapError as exc:
+            raise Refusal(
+                400 if exc.malformed else 422,
+                exc.errors,
+                reason="bad_request" if exc.malformed else "invalid",
+            ) from None
+        if alert.status == "Exercise" and not exercise:
+            raise Refusal(
+                422,
+                _err(
+                    "exercise",
+                    "status Exercise is only accepted inside an exercise: "
+                    "add ?exercise=<exercise id>",
+                ),
+            )
+        if alert.status != "Exercise" and exercise:
+            raise Refusal(
+                422,
+                _err(
+                    "status",
+                    f"status {alert.status} cannot be posted into an exercise; "
+                    "an exercise inject uses status Exercise",
+                ),
+            )
+        if user.role == Role.EXERCISE_CONTROLLER and not exercise:
+            raise Refusal(
+                403, _err("exercise", "rollen kan bare sende øvelseshendelser / exercise only")
+            )
+        in_area = cap.affected_units(alert, org.units.values())
+        dry = {"identifier": alert.identifier, "units": sorted(in_area)}
+        if alert.status in ("Test", "Draft", "System") or alert.msg_type in ("Ack", "Error"):
+            what = alert.status if alert.status in ("Test", "Draft", "System") else alert.msg_type
+            note = (
+                f"{what}: validert, ingen hendelse / validated, no event produced "
+                "(never opens an incident); 'units' shows who it would reach"
+            )
+            return JSONResponse({"accepted": [], "note": note, **dry}, status_code=202)
+        referenced: list[str] = []
+        if alert.msg_type in ("Update", "Cancel"):
+            referenced = await _referenced_units(session, alert)
+        raw_events = cap.warning_events(
+            alert, in_area, units_referenced=referenced, exercise=exercise
+        )
+        if not raw_events:
+            reason = "no unit lies inside its areas"
+            if not cap.has_geometry(alert):
+                reason = "it has no polygon or circle to match (and references no known alert)"
+            note = f"ingen enhet berørt / no unit affected: {reason}"
+            return JSONResponse({"accepted": [], "note": note, **dry}, status_code=202)
+        envelopes = _validate_all(raw_events, org)
+        _check_scope(user, org, envelopes)
+        _rate_limit(request, envelopes)
+        ids = await _accept(request, envelopes)
+    except Refusal as refusal:
+        return _refused(request, refusal, raws)
+    return JSONResponse(
+        {"accepted": ids, "units": [e.unit for e in envelopes], "identifier": alert.identifier},
+        status_code=202,
+    )
