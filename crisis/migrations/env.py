@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crisis.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import streams.models  # noqa: F401  (stream worker tables: dead letters, correlation state)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
