@@ -53,6 +53,7 @@ class Event:
     time: float  # event time, epoch seconds
     data: Mapping[str, Any]
     exercise: str | None = None
+    received: float | None = None  # wall clock of arrival, epoch seconds (heartbeats)
 
 
 @dataclass
@@ -505,7 +506,8 @@ class Correlator:
                 )
             )
             view.status = Status.CLOSED.value
-        now = max(event.time, float(previous.get("last", 0.0)))
+        arrived = event.received if event.received is not None else event.time
+        now = max(arrived, float(previous.get("last", 0.0)))
         state[key] = {
             "gateway": gateway,
             "unit": event.unit,

@@ -166,7 +166,7 @@ class Pipeline:
 
         async with self.sessions() as session:
             if result.dead:
-                await session.exec(insert(DEAD), [d["row"] for d in result.dead])  # type: ignore[call-overload]
+                await session.exec(insert(DEAD), params=[d["row"] for d in result.dead])  # type: ignore[call-overload]
             new_keys = await self._insert_raw(session, valid)
             fresh = [(env, rec) for env, rec in valid if env.key in new_keys]
             result.new = len(fresh)
@@ -262,6 +262,7 @@ class Pipeline:
             time=t,
             data=env.data,
             exercise=env.exercise,
+            received=time.time(),
         )
 
     async def _correlate_and_write(
@@ -292,7 +293,7 @@ class Pipeline:
                         [],
                     )
                 )
-                await session.exec(insert(DEAD), [result.dead[-1]["row"]])  # type: ignore[call-overload]
+                await session.exec(insert(DEAD), params=[result.dead[-1]["row"]])  # type: ignore[call-overload]
                 continue
             for action in actions:
                 writer.apply(action)
@@ -315,7 +316,7 @@ class Pipeline:
                 update(RAW)
                 .where(RAW.c.source == bindparam("b_source"), RAW.c.id == bindparam("b_id"))
                 .values(incident_id=bindparam("b_incident")),
-                [
+                params=[
                     {"b_source": s, "b_id": i, "b_incident": inc}
                     for (s, i), inc in incident_of.items()
                 ],
@@ -341,7 +342,7 @@ class Pipeline:
             index_elements=["key"], set_={"data": stmt.excluded.data, "due": stmt.excluded.due}
         )
         rows = [{"key": k, "data": v, "due": v.get("due")} for k, v in sorted(state.items())]
-        await session.exec(stmt, rows)  # type: ignore[call-overload]
+        await session.exec(stmt, params=rows)  # type: ignore[call-overload]
 
     def _observe(
         self,
@@ -433,7 +434,7 @@ class _Writer:
         if self.session.get_bind().dialect.name == "postgresql":
             await self.session.exec(  # type: ignore[call-overload]
                 text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-                {"keys": sorted(lock_key(i) for i in ordered)},
+                params={"keys": sorted(lock_key(i) for i in ordered)},
             )
         cols = INCIDENTS.c
         for start in range(0, len(ordered), _CHUNK):
@@ -544,9 +545,9 @@ class _Writer:
         """Write everything in as few statements as possible; returns the entry count."""
         session = self.session
         if self.new_incidents:
-            await session.exec(insert(INCIDENTS), list(self.new_incidents.values()))  # type: ignore[call-overload]
+            await session.exec(insert(INCIDENTS), params=list(self.new_incidents.values()))  # type: ignore[call-overload]
         if self.entries:
-            await session.exec(insert(ENTRIES), self.entries)  # type: ignore[call-overload]
+            await session.exec(insert(ENTRIES), params=self.entries)  # type: ignore[call-overload]
         changed = [
             {
                 "b_id": iid,
@@ -568,7 +569,7 @@ class _Writer:
                     level=bindparam("level"),
                     status=bindparam("status"),
                 ),
-                changed,
+                params=changed,
             )
             closed = [
                 {"b_id": iid, "closed_at": h["closed_at"]}
@@ -580,7 +581,7 @@ class _Writer:
                     update(INCIDENTS)
                     .where(INCIDENTS.c.id == bindparam("b_id"))
                     .values(closed_at=bindparam("closed_at")),
-                    closed,
+                    params=closed,
                 )
         return len(self.entries)
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 import faust
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import topics
 from crisis.broker import ensure_topics
@@ -43,11 +44,14 @@ def correlation_config(settings: Settings) -> CorrelationConfig:
 
 
 def build_pipeline(
-    settings: Settings, metrics: WorkerMetrics | None = None
+    settings: Settings,
+    metrics: WorkerMetrics | None = None,
+    *,
+    engine: AsyncEngine | None = None,
 ) -> tuple[Pipeline, Callable[[Send], LogRelay]]:
     """The pipeline and a relay factory on one engine (shared by the worker and the bench)."""
     organisation = load_organisation(settings.organisation)
-    engine = make_engine(settings)
+    engine = engine or make_engine(settings)
     sessions = make_sessionmaker(engine)
 
     def accountable(unit: str) -> tuple[str | None, str | None]:

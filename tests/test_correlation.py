@@ -233,7 +233,7 @@ def test_media_burst_about_an_incident_targets_its_unit() -> None:
     w.feed(_article(T0 + 1, mentions_incidents=["inc-x"]))
     units = sorted(o.unit for o in w.opened())
     assert units == ["agder-froland", "ringerike"]
-    related = [o for o in w.opened() if o.unit == "ringerike"][0]
+    related = next(o for o in w.opened() if o.unit == "ringerike")
     assert related.data["related_incident"] == "inc-x"
 
 
