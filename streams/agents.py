@@ -114,7 +114,7 @@ def attach_agents(
 
                     from streams.models import DeadLetter
 
-                    await session.exec(insert(DeadLetter.__table__), params=[dead["row"]])  # type: ignore[attr-defined,call-overload]
+                    await session.exec(insert(DeadLetter.__table__), params=[dead["row"]])  # type: ignore[attr-defined]
                     await session.commit()
                 metrics.dead_lettered.labels("unknown").inc()
                 return BatchResult(consumed=1, dead=[dead])

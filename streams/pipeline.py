@@ -166,7 +166,7 @@ class Pipeline:
 
         async with self.sessions() as session:
             if result.dead:
-                await session.exec(insert(DEAD), params=[d["row"] for d in result.dead])  # type: ignore[call-overload]
+                await session.exec(insert(DEAD), params=[d["row"] for d in result.dead])
             new_keys = await self._insert_raw(session, valid)
             fresh = [(env, rec) for env, rec in valid if env.key in new_keys]
             result.new = len(fresh)
@@ -293,7 +293,7 @@ class Pipeline:
                         [],
                     )
                 )
-                await session.exec(insert(DEAD), params=[result.dead[-1]["row"]])  # type: ignore[call-overload]
+                await session.exec(insert(DEAD), params=[result.dead[-1]["row"]])
                 continue
             for action in actions:
                 writer.apply(action)
@@ -312,7 +312,7 @@ class Pipeline:
         result.entries = await writer.flush()
         await self._save_state(session, {k: state[k] for k in touched if k in state})
         if incident_of:
-            await session.exec(  # type: ignore[call-overload]
+            await session.exec(
                 update(RAW)
                 .where(RAW.c.source == bindparam("b_source"), RAW.c.id == bindparam("b_id"))
                 .values(incident_id=bindparam("b_incident")),
@@ -342,7 +342,7 @@ class Pipeline:
             index_elements=["key"], set_={"data": stmt.excluded.data, "due": stmt.excluded.due}
         )
         rows = [{"key": k, "data": v, "due": v.get("due")} for k, v in sorted(state.items())]
-        await session.exec(stmt, params=rows)  # type: ignore[call-overload]
+        await session.exec(stmt, params=rows)
 
     def _observe(
         self,
@@ -545,9 +545,9 @@ class _Writer:
         """Write everything in as few statements as possible; returns the entry count."""
         session = self.session
         if self.new_incidents:
-            await session.exec(insert(INCIDENTS), params=list(self.new_incidents.values()))  # type: ignore[call-overload]
+            await session.exec(insert(INCIDENTS), params=list(self.new_incidents.values()))
         if self.entries:
-            await session.exec(insert(ENTRIES), params=self.entries)  # type: ignore[call-overload]
+            await session.exec(insert(ENTRIES), params=self.entries)
         changed = [
             {
                 "b_id": iid,
@@ -560,7 +560,7 @@ class _Writer:
             if iid not in self.new_incidents and h.get("dirty")
         ]
         if changed:
-            await session.exec(  # type: ignore[call-overload]
+            await session.exec(
                 update(INCIDENTS)
                 .where(INCIDENTS.c.id == bindparam("b_id"))
                 .values(
@@ -577,7 +577,7 @@ class _Writer:
                 if iid not in self.new_incidents and h.get("dirty") and h["closed_at"] is not None
             ]
             if closed:
-                await session.exec(  # type: ignore[call-overload]
+                await session.exec(
                     update(INCIDENTS)
                     .where(INCIDENTS.c.id == bindparam("b_id"))
                     .values(closed_at=bindparam("closed_at")),
