@@ -21,8 +21,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from sqlalchemy import insert
 
 from crisis import topics
+from crisis.stream_models import DeadLetter
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, Pipeline, Record, is_transient, log_event
 from streams.relay import LogRelay
@@ -110,10 +112,6 @@ def attach_agents(
         while True:
             try:
                 async with db_lock, pipeline.sessions() as session:
-                    from sqlalchemy import insert
-
-                    from streams.models import DeadLetter
-
                     await session.exec(insert(DeadLetter.__table__), params=[dead["row"]])  # type: ignore[attr-defined]
                     await session.commit()
                 metrics.dead_lettered.labels("unknown").inc()

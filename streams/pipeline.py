@@ -42,8 +42,8 @@ from crisis.events import EventError, validate_event
 from crisis.log import new_incident_id
 from crisis.models import EntryKind, Incident, LogEntry, RawEvent, Status
 from crisis.sqltypes import utcnow
+from crisis.stream_models import CorrelationState, DeadLetter
 from streams.metrics import WorkerMetrics
-from streams.models import CorrelationState, DeadLetter
 
 logger = logging.getLogger("crisis.streams")
 

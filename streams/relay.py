@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crisis.chain import format_time
 from crisis.models import LogEntry
 from crisis.sqltypes import utcnow
-from streams.models import FeedPosition
+from crisis.stream_models import FeedPosition
 
 ENTRIES = LogEntry.__table__  # type: ignore[attr-defined]
 POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Tables of the stream worker: dead letters, correlation state, change-feed positions.
 
-They live here (not in ``crisis/models.py``) because only the stream side writes them; the
-web app reads dead letters through :mod:`web.dlq`.
+They sit in the domain core (not in ``streams/``) because the web app reads dead letters
+(:mod:`web.dlq`) and web must not import streams; only the worker writes them.
 """
 
 from __future__ import annotations
