@@ -33,6 +33,11 @@ class DeadLetter(SQLModel, table=True):
     topic: str | None = Field(default=None, max_length=200)
     kafka_partition: int | None = None
     kafka_offset: int | None = None
+    fingerprint: str = Field(
+        max_length=64,
+        unique=True,
+        description="SHA-256 of topic, partition, offset and raw bytes: a redelivery is one row.",
+    )
     received_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
     )

@@ -21,12 +21,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from sqlalchemy import insert
 
 from crisis import topics
-from crisis.stream_models import DeadLetter
 from streams.metrics import WorkerMetrics
-from streams.pipeline import BatchResult, Pipeline, Record, is_transient, log_event
+from streams.pipeline import (
+    BatchResult,
+    Pipeline,
+    Record,
+    insert_dead_letters,
+    is_transient,
+    log_event,
+)
 from streams.relay import LogRelay
 
 logger = logging.getLogger("crisis.streams")
@@ -96,23 +101,11 @@ def attach_agents(
 
     async def dead_letter_whole(record: Record, exc: BaseException) -> BatchResult:
         """The event itself breaks the transaction: keep it as a dead letter with the reason."""
-        bad = Record(
-            value=b"\x00not-processed",
-            timestamp=record.timestamp,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
-        dead = pipeline._dead(bad, f"processing failed: {exc!r}", [])
-        dead["row"]["raw"] = (
-            record.value.decode("utf-8", "replace")
-            if isinstance(record.value, bytes)
-            else str(record.value)
-        )
+        dead = pipeline._dead(record, f"processing failed: {exc!r}", [])
         while True:
             try:
                 async with db_lock, pipeline.sessions() as session:
-                    await session.exec(insert(DeadLetter.__table__), params=[dead["row"]])  # type: ignore[attr-defined]
+                    await insert_dead_letters(session, [dead["row"]])
                     await session.commit()
                 metrics.dead_lettered.labels("unknown").inc()
                 return BatchResult(consumed=1, dead=[dead])

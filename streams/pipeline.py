@@ -166,7 +166,7 @@ class Pipeline:
 
         async with self.sessions() as session:
             if result.dead:
-                await session.exec(insert(DEAD), params=[d["row"] for d in result.dead])
+                await insert_dead_letters(session, [d["row"] for d in result.dead])
             new_keys = await self._insert_raw(session, valid)
             fresh = [(env, rec) for env, rec in valid if env.key in new_keys]
             result.new = len(fresh)
@@ -197,6 +197,9 @@ class Pipeline:
             "topic": record.topic,
             "kafka_partition": record.partition,
             "kafka_offset": record.offset,
+            "fingerprint": hashlib.sha256(
+                f"{record.topic}|{record.partition}|{record.offset}|{raw}".encode()
+            ).hexdigest(),
             "received_at": utcnow(),
         }
         log_event(
@@ -293,7 +296,7 @@ class Pipeline:
                         [],
                     )
                 )
-                await session.exec(insert(DEAD), params=[result.dead[-1]["row"]])
+                await insert_dead_letters(session, [result.dead[-1]["row"]])
                 continue
             for action in actions:
                 writer.apply(action)
@@ -400,6 +403,14 @@ class Pipeline:
             await self._save_state(session, state)
             await session.commit()
         return opened
+
+
+async def insert_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Idempotent by fingerprint: a redelivered bad record stays one dead letter."""
+    dialect = session.get_bind().dialect.name
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = ins(DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
+    await session.exec(stmt, params=rows)
 
 
 def _incident_refs(entries: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -16,8 +16,8 @@ from crisis import log
 from crisis.db import make_sessionmaker
 from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, RawEvent
 from crisis.settings import Settings
+from crisis.stream_models import DeadLetter
 from streams.metrics import WorkerMetrics
-from streams.models import DeadLetter
 from streams.pipeline import Pipeline, Record
 from streams.relay import LogRelay
 from streams.worker import build_pipeline
@@ -99,8 +99,9 @@ async def test_batch_stores_correlates_dead_letters_and_is_idempotent(
         await _count(engine, Incident),
         await _count(engine, RawEvent),
     )
-    again = await pipeline.process(batch[:4])  # a redelivered batch changes nothing
+    again = await pipeline.process(batch)  # a redelivered batch changes nothing
     assert again.new == 0 and again.entries == 0
+    assert await _count(engine, DeadLetter) == 3
     after = (
         await _count(engine, LogEntry),
         await _count(engine, Incident),

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('kafka_partition', sa.Integer(), nullable=True),
     sa.Column('kafka_offset', sa.Integer(), nullable=True),
+    sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('received_at', crisis.sqltypes.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -41,6 +42,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_dead_letters_type'), ['type'], unique=False)
         batch_op.create_index(batch_op.f('ix_dead_letters_unit'), ['unit'], unique=False)
         batch_op.create_index(batch_op.f('ix_dead_letters_received_at'), ['received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_dead_letters_fingerprint'), ['fingerprint'], unique=True)
 
     op.create_table('correlation_state',
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=700), nullable=False),
@@ -65,6 +67,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_correlation_state_due'))
     op.drop_table('correlation_state')
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dead_letters_fingerprint'))
         batch_op.drop_index(batch_op.f('ix_dead_letters_received_at'))
         batch_op.drop_index(batch_op.f('ix_dead_letters_unit'))
         batch_op.drop_index(batch_op.f('ix_dead_letters_type'))
