@@ -62,14 +62,13 @@ def attach_agents(
         key_serializer="raw",
         value_serializer="raw",
     )
-    log_topic = app.topic(
-        topics.LOG, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
     db_lock = asyncio.Lock()
     wake = asyncio.Event()
 
     async def send_log(key: bytes, value: bytes) -> Any:
-        return await log_topic.send(key=key, value=value, force=True)
+        # The producer directly (not Topic.send): the relay's bytes are final, and this skips
+        # Faust's per-message codec and attachment machinery on the hot path.
+        return await app.producer.send(topics.LOG, key, value, None, None, None)
 
     relay: LogRelay = relay_factory(send_log)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -123,6 +123,10 @@ def _raw_text(value: bytes | str | dict[str, Any] | None) -> str:
     return value
 
 
+class _Raced(Exception):
+    """Another writer stored one of the batch's events meanwhile: redo the batch."""
+
+
 class Pipeline:
     """Validates, stores, correlates and commits batches; also runs the timer checks."""
 
@@ -149,9 +153,11 @@ class Pipeline:
         result = BatchResult(consumed=len(records))
         valid: list[tuple[Any, Record]] = []
         seen: set[tuple[str, str]] = set()
+        originals: dict[tuple[str, str], Any] = {}
         for record in records:
             try:
-                envelope = validate_event(_decode(record.value), known_units=self.known_units)
+                decoded = _decode(record.value)
+                envelope = validate_event(decoded, known_units=self.known_units)
             except EventError as exc:
                 result.dead.append(self._dead(record, str(exc), exc.errors))
                 continue
@@ -162,21 +168,47 @@ class Pipeline:
                 result.duplicates += 1
                 continue
             seen.add(envelope.key)
+            originals[envelope.key] = decoded
             valid.append((envelope, record))
 
-        async with self.sessions() as session:
-            if result.dead:
-                await insert_dead_letters(session, [d["row"] for d in result.dead])
-            new_keys = await self._insert_raw(session, valid)
-            fresh = [(env, rec) for env, rec in valid if env.key in new_keys]
-            result.new = len(fresh)
-            result.duplicates += len(valid) - len(fresh)
-            if fresh:
-                await self._correlate_and_write(session, fresh, result)
-            await session.commit()
+        for attempt in range(3):
+            try:
+                new_keys = await self._transaction(valid, originals, result)
+                break
+            except _Raced:
+                if attempt == 2:
+                    raise
+                result = BatchResult(consumed=len(records), dead=result.dead)
         result.committed_at = time.time()
         self._observe(result, valid, new_keys, started)
         return result
+
+    async def _transaction(
+        self,
+        valid: Sequence[tuple[Any, Record]],
+        originals: Mapping[tuple[str, str], Any],
+        result: BatchResult,
+    ) -> set[tuple[str, str]]:
+        """One transaction: writer lock, dead letters, which events are new, rules, rows."""
+        async with self.sessions() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                # A write first, so SQLite's writer lock is held before any head is read.
+                await session.exec(text("UPDATE feed_positions SET position = position WHERE 0"))  # type: ignore[call-overload]
+            if result.dead:
+                await insert_dead_letters(session, [d["row"] for d in result.dead])
+            existing = await self._existing(session, [env.key for env, _ in valid])
+            fresh = [(env, rec) for env, rec in valid if env.key not in existing]
+            result.new = len(fresh)
+            result.duplicates += len(valid) - len(fresh)
+            incident_of: dict[tuple[str, str], str] = {}
+            if fresh:
+                incident_of = await self._correlate_and_write(session, fresh, result)
+                inserted = await self._insert_raw(session, fresh, originals, incident_of)
+                if inserted != {env.key for env, _ in fresh}:
+                    await session.rollback()
+                    raise _Raced
+            await session.commit()
+        return {env.key for env, _ in fresh}
 
     def _dead(self, record: Record, reason: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
         raw = _raw_text(record.value)
@@ -217,38 +249,56 @@ class Pipeline:
         out["received_at"] = format_time(row["received_at"])
         return json.dumps(out, ensure_ascii=False).encode()
 
-    async def _insert_raw(
-        self, session: AsyncSession, valid: Sequence[tuple[Any, Record]]
+    async def _existing(
+        self, session: AsyncSession, keys: Sequence[tuple[str, str]]
     ) -> set[tuple[str, str]]:
-        if not valid:
-            return set()
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), _CHUNK):
+            rows = await session.exec(  # type: ignore[call-overload]
+                select(RAW.c.source, RAW.c.id).where(
+                    tuple_(RAW.c.source, RAW.c.id).in_(keys[start : start + _CHUNK])
+                )
+            )
+            found.update((s, i) for s, i in rows.all())
+        return found
+
+    async def _insert_raw(
+        self,
+        session: AsyncSession,
+        fresh: Sequence[tuple[Any, Record]],
+        originals: Mapping[tuple[str, str], Any],
+        incident_of: Mapping[tuple[str, str], str],
+    ) -> set[tuple[str, str]]:
+        """Insert the new events (with their incident); returns the pairs actually inserted.
+
+        The envelope is kept as it arrived (the decoded JSON): the evidence, not our reading.
+        """
         now = utcnow()
         dialect = session.get_bind().dialect.name
         ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        new: set[tuple[str, str]] = set()
-        for start in range(0, len(valid), _CHUNK):
-            rows = [
-                {
-                    "source": env.source,
-                    "id": env.id,
-                    "type": env.type,
-                    "unit": env.unit,
-                    "exercise": env.exercise,
-                    "time": env.time,
-                    "received_at": now,
-                    "incident_id": None,
-                    "envelope": env.model_dump(mode="json", exclude_none=True),
-                }
-                for env, _ in valid[start : start + _CHUNK]
-            ]
-            stmt = (
-                ins(RAW)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["source", "id"])
-                .returning(RAW.c.source, RAW.c.id)
-            )
-            new.update((s, i) for s, i in (await session.exec(stmt)).all())
-        return new
+        rows = [
+            {
+                "source": env.source,
+                "id": env.id,
+                "type": env.type,
+                "unit": env.unit,
+                "exercise": env.exercise,
+                "time": env.time,
+                "received_at": now,
+                "incident_id": incident_of.get(env.key),
+                "envelope": originals[env.key],
+            }
+            for env, _ in fresh
+        ]
+        # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" batches the rows into
+        # multi-row INSERTs from one cached compilation; conflicting rows return nothing.
+        stmt = (
+            ins(RAW)
+            .on_conflict_do_nothing(index_elements=["source", "id"])
+            .returning(RAW.c.source, RAW.c.id)
+        )
+        result = await session.exec(stmt, params=rows)
+        return {(s, i) for s, i in result.all()}
 
     def _event(self, env: Any, record: Record) -> Event:
         if env.time is not None:
@@ -270,7 +320,7 @@ class Pipeline:
 
     async def _correlate_and_write(
         self, session: AsyncSession, fresh: Sequence[tuple[Any, Record]], result: BatchResult
-    ) -> None:
+    ) -> dict[tuple[str, str], str]:
         events = [self._event(env, rec) for env, rec in fresh]
         keys = sorted({k for ev in events for k in self.correlator.state_keys(ev)})
         state = await self._load_state(session, keys)
@@ -314,16 +364,7 @@ class Pipeline:
                     incident_of.setdefault(action.event, action.incident_id)
         result.entries = await writer.flush()
         await self._save_state(session, {k: state[k] for k in touched if k in state})
-        if incident_of:
-            await session.exec(
-                update(RAW)
-                .where(RAW.c.source == bindparam("b_source"), RAW.c.id == bindparam("b_id"))
-                .values(incident_id=bindparam("b_incident")),
-                params=[
-                    {"b_source": s, "b_id": i, "b_incident": inc}
-                    for (s, i), inc in incident_of.items()
-                ],
-            )
+        return incident_of
 
     async def _load_state(self, session: AsyncSession, keys: Sequence[str]) -> dict[str, Any]:
         state: dict[str, Any] = {}
@@ -541,7 +582,7 @@ class _Writer:
             "at": self.now,
             "actor": ACTOR,
             "text": text_,
-            "data": _json_safe(data),
+            "data": dict(data),  # JSON-native already: decoded events and rule-built dicts
             "exercise": head["exercise"],
             "corrects": None,
             "prev_hash": head["head_hash"],
