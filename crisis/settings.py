@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     ingest_send_timeout: float = Field(
         default=5.0, gt=0, description="Seconds Kafka gets to ack before the outbox takes over."
     )
+    # --- stream worker (streams/) ---
+    worker_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."
+    )
+    worker_batch_size: int = Field(default=1000, ge=1, description="Events per DB transaction.")
+    worker_batch_within: float = Field(default=0.02, gt=0, description="Max wait to fill a batch.")
+    correlation_window_seconds: float = Field(default=600.0, gt=0)
+    storm_window_seconds: float = Field(default=60.0, gt=0)
+    storm_max_events: int = Field(default=20, ge=1)
+    heartbeat_factor: float = Field(default=3.0, gt=0)
+    media_window_seconds: float = Field(default=1800.0, gt=0)
+    media_threshold: int = Field(default=5, ge=1)
 
     @field_validator("database_url")
     @classmethod

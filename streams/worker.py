@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
-from typing import Any
+from collections.abc import Callable
 
 import faust
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import topics
 from crisis.broker import ensure_topics
+from crisis.correlation import CorrelationConfig, Correlator
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.log import store_raw_event
+from crisis.organisation import load_organisation
 from crisis.settings import Settings
+from streams.agents import attach_agents
 from streams.app import create_faust_app
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Pipeline, incident_id_factory
+from streams.relay import LogRelay, Send
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -25,24 +32,76 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+def correlation_config(settings: Settings) -> CorrelationConfig:
+    return CorrelationConfig(
+        window_seconds=settings.correlation_window_seconds,
+        storm_window_seconds=settings.storm_window_seconds,
+        storm_max_events=settings.storm_max_events,
+        heartbeat_factor=settings.heartbeat_factor,
+        media_window_seconds=settings.media_window_seconds,
+        media_threshold=settings.media_threshold,
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    metrics: WorkerMetrics | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+) -> tuple[Pipeline, Callable[[Send], LogRelay]]:
+    """The pipeline and a relay factory on one engine (shared by the worker and the bench)."""
+    organisation = load_organisation(settings.organisation)
+    engine = engine or make_engine(settings)
+    sessions = make_sessionmaker(engine)
+
+    def accountable(unit: str) -> tuple[str | None, str | None]:
+        try:
+            role, person = organisation.accountable_person(unit)
+        except (KeyError, LookupError):
+            return None, None
+        return role, person.name
+
+    correlator = Correlator(
+        correlation_config(settings),
+        unit_names={u.id: u.name for u in organisation.units.values()},
+        new_id=incident_id_factory(),
+    )
+    pipeline = Pipeline(
+        sessions,
+        correlator=correlator,
+        known_units=set(organisation.units),
+        accountable=accountable,
+        metrics=metrics,
+    )
+
+    def relay_factory(send: Send) -> LogRelay:
+        def published(entries: list[dict[str, object]]) -> None:
+            if metrics is not None:
+                metrics.published.inc(len(entries))
+
+        return LogRelay(sessions, send, on_published=published)
+
+    return pipeline, relay_factory
+
+
 def build_worker(settings: Settings) -> faust.App:
-    """The Faust app with the evidence-store agent attached."""
+    """The Faust app with the event-processing agent, the log relay and the timers."""
     assert settings.kafka_bootstrap
     app = create_faust_app(bootstrap=settings.kafka_bootstrap, data_dir=settings.data_dir / "faust")
-    engine = make_engine(settings)
-    sessions = make_sessionmaker(engine)
-    events = app.topic(topics.EVENTS, value_serializer="json")
+    metrics = WorkerMetrics()
+    pipeline, relay_factory = build_pipeline(settings, metrics)
+    attach_agents(
+        app,
+        pipeline=pipeline,
+        relay_factory=relay_factory,
+        metrics=metrics,
+        batch_size=settings.worker_batch_size,
+        batch_within=settings.worker_batch_within,
+    )
+    if settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
 
-    @app.agent(events, concurrency=1)
-    async def store_events(stream: Any) -> None:
-        """Single writer (concurrency 1): at-least-once delivery plus idempotent inserts."""
-        async for batch in stream.take(500, within=0.2):
-            async with sessions() as session:
-                for envelope in batch:
-                    if isinstance(envelope, dict) and "source" in envelope and "id" in envelope:
-                        await store_raw_event(session, envelope)
-                await session.commit()
-
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry)
     return app
 
 
@@ -64,6 +123,7 @@ def run_worker() -> int:
         return 2
     asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_partitions(settings)))
     asyncio.run(_migrate(settings))
+    logging.getLogger("crisis.streams").setLevel(logging.INFO)
     app = build_worker(settings)
     sys.argv = [sys.argv[0], "worker", "-l", "info", "--without-web"]
     app.main()

@@ -1,0 +1,253 @@
+"""The batch pipeline and the log relay on a real database (SQLite, and PostgreSQL when set)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from crisis import log
+from crisis.db import make_sessionmaker
+from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, RawEvent
+from crisis.settings import Settings
+from crisis.stream_models import DeadLetter
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Pipeline, Record
+from streams.relay import LogRelay
+from streams.worker import build_pipeline
+
+
+def event(type_: str, unit: str = "agder-froland", **data: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": f"/units/{unit}/sensors/s1",
+        "type": f"no.kriminalomsorgen.{type_}",
+        "time": "2026-11-22T02:41:07Z",
+        "unit": unit,
+        "data": data,
+    }
+
+
+def rec(value: Any, ts: float | None = None) -> Record:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return Record(value=raw, timestamp=ts, topic="crisis.events", partition=0, offset=0)
+
+
+@pytest.fixture
+def pipeline_settings(tmp_path: Any, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="x")
+
+
+async def _count(engine: AsyncEngine, model: Any, *where: Any) -> int:
+    async with make_sessionmaker(engine)() as session:
+        stmt = select(func.count()).select_from(model)
+        for w in where:
+            stmt = stmt.where(w)
+        return int((await session.exec(stmt)).one())
+
+
+async def test_batch_stores_correlates_dead_letters_and_is_idempotent(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    metrics = WorkerMetrics()
+    pipeline, _ = build_pipeline(pipeline_settings, metrics, engine=engine)
+    alarm1 = event("sensor.personal_alarm", area="A-blokk")
+    alarm2 = event("sensor.personal_alarm", area="A-blokk")
+    breath = event("sensor.breath_absent", cell="A2-114", seconds_without_breath=45)
+    bad_type = {**event("sensor.personal_alarm"), "type": "no.kriminalomsorgen.sensor.nope"}
+    bad_unit = event("sensor.personal_alarm", unit="atlantis")
+    batch = [
+        rec(alarm1, 1.0),
+        rec(alarm2, 1.0),
+        rec(alarm1, 1.0),  # duplicate inside the batch
+        rec(breath, 1.0),
+        rec(b"{not json", 1.0),
+        rec(bad_type, 1.0),
+        rec(bad_unit, 1.0),
+    ]
+    result = await pipeline.process(batch)
+    assert result.new == 3 and result.duplicates == 1 and len(result.dead) == 3
+    assert sorted(result.opened) == ["suicide_or_overdose_risk", "vold_og_trusler"]
+
+    async with make_sessionmaker(engine)() as session:
+        incidents = (await session.exec(select(Incident).order_by(Incident.severity))).all()
+        assert [(i.type, i.severity) for i in incidents] == [
+            ("vold_og_trusler", 4),
+            ("suicide_or_overdose_risk", 5),
+        ]
+        assert incidents[0].accountable_person and incidents[0].head_seq == 2
+        entries = await log.timeline(session, incidents[0].id)
+        assert [e.kind for e in entries] == ["incident_opened", "source_event"]
+        assert entries[1].data["id"] == alarm2["id"]
+        raw = await session.get(RawEvent, (alarm1["source"], alarm1["id"]))
+        assert raw is not None and raw.incident_id == incidents[0].id
+        dead = (await session.exec(select(DeadLetter).order_by(DeadLetter.id))).all()
+        assert dead[0].reason.startswith("unreadable event")
+        assert "unknown event type" in dead[1].reason and dead[1].event_id == bad_type["id"]
+        assert "unknown unit" in dead[2].reason and dead[2].unit == "atlantis"
+        assert dead[1].errors[0]["field"] == "type"
+
+    before = (
+        await _count(engine, LogEntry),
+        await _count(engine, Incident),
+        await _count(engine, RawEvent),
+    )
+    again = await pipeline.process(batch)  # a redelivered batch changes nothing
+    assert again.new == 0 and again.entries == 0
+    assert await _count(engine, DeadLetter) == 3
+    after = (
+        await _count(engine, LogEntry),
+        await _count(engine, Incident),
+        await _count(engine, RawEvent),
+    )
+    assert after == before == (3, 2, 3)
+    async with make_sessionmaker(engine)() as session:
+        assert (await log.verify_log(session)).ok
+    # the counter counts deliveries: the redelivered batch dead-lettered it a second time
+    assert metrics.dead_lettered.labels("no.kriminalomsorgen.sensor.nope")._value.get() == 2
+
+
+async def test_exercise_is_carried_onto_incident_and_every_entry(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    events = [
+        {**event("sensor.fire_alarm", zone="Z1"), "exercise": "ovelse-brann"},
+        {**event("sensor.fire_alarm", zone="Z1"), "exercise": "ovelse-brann"},
+        event("sensor.fire_alarm", zone="Z1"),
+    ]
+    await pipeline.process([rec(e) for e in events])
+    async with make_sessionmaker(engine)() as session:
+        incidents = (await session.exec(select(Incident))).all()
+        assert sorted(str(i.exercise) for i in incidents) == ["None", "ovelse-brann"]
+        entries = (await session.exec(select(LogEntry))).all()
+        by_incident = {i.id: i.exercise for i in incidents}
+        assert all(e.exercise == by_incident[e.incident_id] for e in entries)
+        assert sum(1 for e in entries if e.exercise == "ovelse-brann") == 2
+
+
+async def test_worker_appends_after_api_entries_keep_the_chain(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    first = event("sensor.personal_alarm", area="B")
+    await pipeline.process([rec(first)])
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        (incident,) = (await session.exec(select(Incident))).all()
+        await log.append_entry(
+            session, incident_id=incident.id, kind="observation", actor="user:kari", text="Ser på"
+        )
+        await session.commit()
+    await pipeline.process([rec(event("sensor.personal_alarm", area="B"))])
+    async with sessions() as session:
+        entries = await log.timeline(session, incident.id)
+        assert [e.kind for e in entries] == ["incident_opened", "observation", "source_event"]
+        assert (await log.verify_log(session)).ok
+
+
+async def test_incident_closed_by_a_person_is_not_joined(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    await pipeline.process([rec(event("sensor.door_forced", door="D1"))])
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        (incident,) = (await session.exec(select(Incident))).all()
+        await log.append_entry(
+            session,
+            incident_id=incident.id,
+            kind="status_change",
+            actor="user:kari",
+            data={"status": "closed"},
+        )
+        await session.commit()
+    await pipeline.process([rec(event("sensor.door_forced", door="D1"))])
+    assert await _count(engine, Incident) == 2
+
+
+async def test_heartbeat_silence_opens_and_resume_closes(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    beat = event("sensor.heartbeat", gateway="gw-froland-1", interval_seconds=10)
+    now = time.time()
+    await pipeline.process([rec(beat)])
+    assert await pipeline.tick(now) == []
+    (opened,) = await pipeline.tick(now + 31)
+    assert await pipeline.tick(now + 60) == []
+    async with make_sessionmaker(engine)() as session:
+        incident = await session.get(Incident, opened)
+        assert incident is not None and incident.type == "ikt_bortfall"
+    await pipeline.process([rec(event("sensor.heartbeat", gateway="gw-froland-1"))])
+    async with make_sessionmaker(engine)() as session:
+        incident = await session.get(Incident, opened)
+        assert incident is not None and incident.status == "closed"
+        assert incident.closed_at is not None
+        assert (await log.verify_log(session)).ok
+
+
+async def test_relay_publishes_every_committed_entry_once_in_order(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    sessions = make_sessionmaker(engine)
+    published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def send(key: bytes, value: bytes) -> Any:
+        published.append((key, json.loads(value)))
+
+        async def ack() -> None:
+            return None
+
+        return ack()
+
+    relay = LogRelay(sessions, send, batch=3)
+    await pipeline.process([rec(event("sensor.door_forced", door=f"D{i}")) for i in range(4)])
+    async with sessions() as session:
+        await log.open_incident(
+            session,
+            incident=IncidentCreate(type="brann", title="Manuell", unit="ringerike", severity=2),
+            actor="user:kari",
+        )
+        await session.commit()
+    while await relay.run_once():
+        pass
+    assert [p["id"] for _, p in published] == [1, 2, 3, 4, 5]
+    assert all(k.decode() == p["incident_id"] and len(p["hash"]) == 64 for k, p in published)
+    assert published[-1][1]["actor"] == "user:kari"
+    assert await relay.run_once() == 0  # position kept durably
+    fresh = LogRelay(sessions, send)
+    assert await fresh.run_once() == 0
+    await pipeline.process([rec(event("sensor.door_forced", door="D0"))])
+    assert await fresh.run_once() == 1
+    assert published[-1][1]["kind"] == EntryKind.SOURCE_EVENT.value
+
+
+async def test_a_rule_error_dead_letters_the_event_and_the_batch_goes_on(
+    engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline: Pipeline
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    original = pipeline.correlator.handle
+
+    def flaky(ev: Any, state: Any, incidents: Any) -> Any:
+        if ev.data.get("door") == "boom":
+            raise RuntimeError("rule exploded")
+        return original(ev, state, incidents)
+
+    monkeypatch.setattr(pipeline.correlator, "handle", flaky)
+    result = await pipeline.process(
+        [rec(event("sensor.door_forced", door="boom")), rec(event("sensor.door_forced", door="ok"))]
+    )
+    assert result.opened == ["innbrudd_eller_romning"]
+    async with make_sessionmaker(engine)() as session:
+        (dead,) = (await session.exec(select(DeadLetter))).all()
+        assert "rule exploded" in dead.reason

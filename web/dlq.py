@@ -1,0 +1,47 @@
+"""``GET /api/v1/events/dlq``: the events the worker refused, with the reasons (thin view).
+
+Scope-aware like incidents: unit and region staff see the dead letters naming their units;
+a dead letter whose unit is missing or unknown is visible to admin and KDI only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import col, select
+
+from crisis.models import Role
+from crisis.stream_models import DeadLetter, DeadLetterPublic
+from web.deps import CurrentUser, Org, SessionDep, scope_of
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+_SEE_UNSCOPED = frozenset({Role.ADMIN.value, Role.KDI.value})
+
+
+@router.get("/dlq", response_model=list[DeadLetterPublic])
+async def list_dead_letters(
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    type_: Annotated[str | None, Query(alias="type")] = None,
+    unit: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="id to page backwards from")] = None,
+) -> Any:
+    scope = scope_of(user, org)
+    if scope.exercises_only:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "utenfor ditt ansvarsområde / out of scope")
+    stmt = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
+    if type_:
+        stmt = stmt.where(DeadLetter.type == type_)
+    if unit:
+        stmt = stmt.where(DeadLetter.unit == unit)
+    if before is not None:
+        stmt = stmt.where(col(DeadLetter.id) < before)
+    if not scope.all_units:
+        stmt = stmt.where(col(DeadLetter.unit).in_(scope.units))
+    elif user.role not in _SEE_UNSCOPED:
+        stmt = stmt.where(col(DeadLetter.unit).in_(list(org.units)))
+    return (await session.exec(stmt)).all()
