@@ -65,7 +65,7 @@ class Facts:
 def facts_of(incident: Incident, entries: Iterable[LogEntry]) -> Facts:
     impact = dict(incident.impact or {})
     flags: set[str] = {"security_political"} if incident.security_political else set()
-    units = {incident.unit}
+    units: set[str] = set()
     events = 0
     negative = 0
     for entry in entries:
@@ -93,6 +93,7 @@ def facts_of(incident: Incident, entries: Iterable[LogEntry]) -> Facts:
             if view.type and view.type.endswith("media.article"):
                 sentiment = view.data.get("sentiment") or data.get("sentiment")
                 negative += sentiment == "negative"
+    units = units or {incident.unit}  # the event's unit, not a later owner change
     storm = (
         "media_storm" in flags
         or incident.type == "media_storm"

@@ -339,18 +339,24 @@ async def _escalate(
             return out
     if current + 1 >= len(LEVEL_ORDER):
         return out
+    # One level at a time: the next level when its criteria (or a higher level's) hold.
     target_level = LEVEL_ORDER[current + 1].value
-    criteria_of = playbook.escalation.get(target_level)
-    if criteria_of is None:
+    facts = facts_of(incident, entries)
+    needed, met = required_level(playbook, facts, now)
+    if needed is None or LEVEL_ORDER.index(Level(needed)) <= current:
         return out
-    met = evaluate(criteria_of, facts_of(incident, entries), now)
-    if met:
-        await step(
-            target_level,
-            f"escalate-{target_level}",
-            f"Kriteriene for {target_level} i tiltakskort «{playbook.title}» er oppfylt",
-            met,
-        )
+    own = playbook.escalation.get(target_level)
+    own_met = evaluate(own, facts, now) if own else None
+    if own_met:
+        met = own_met
+    else:
+        met = [f"kriteriene for {needed} er oppfylt: {m}" for m in met]
+    await step(
+        target_level,
+        f"escalate-{target_level}",
+        f"Kriteriene i tiltakskort «{playbook.title}» er oppfylt",
+        met,
+    )
     return out
 
 
