@@ -14,6 +14,7 @@ from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.log import store_raw_event
 from crisis.settings import Settings
 from streams.app import create_faust_app
+from streams.playbook_agent import attach_playbook_agent
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -43,6 +44,7 @@ def build_worker(settings: Settings) -> faust.App:
                         await store_raw_event(session, envelope)
                 await session.commit()
 
+    attach_playbook_agent(app, settings, sessions)
     return app
 
 
