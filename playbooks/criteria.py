@@ -21,6 +21,12 @@ from playbooks.model import ESCALATION_LEVELS, Condition, Criteria, Playbook
 MEDIA_STORM_NEGATIVE_ARTICLES: Final[int] = 3
 
 
+#: Event data fields the engine reads when a writer put them flat into the entry's data.
+_EVENT_FIELDS: Final[frozenset[str]] = frozenset(
+    {"cell", "tag", "client_ref", "zone", "area", "category", "sentiment", "mentions_units"}
+)
+
+
 @dataclass(frozen=True)
 class EventView:
     """The triggering event as an entry's data describes it (whatever the writer's shape)."""
@@ -36,8 +42,11 @@ def event_view(data: Mapping[str, Any]) -> EventView:
     event = data.get("event") if isinstance(data.get("event"), Mapping) else {}
     assert isinstance(event, Mapping)
     inner = event.get("data") if isinstance(event.get("data"), Mapping) else None
-    if inner is None:
-        inner = data.get("event_data") if isinstance(data.get("event_data"), Mapping) else {}
+    for key in ("event_data", "data"):
+        if inner is None and isinstance(data.get(key), Mapping):
+            inner = data[key]
+    if inner is None:  # flat: the event's own fields next to the writer's
+        inner = {k: v for k, v in data.items() if k in _EVENT_FIELDS}
     kind = event.get("type") or data.get("event_type")
     unit = event.get("unit") or event.get("subject") or data.get("event_unit") or data.get("unit")
     return EventView(

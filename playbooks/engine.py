@@ -42,39 +42,45 @@ class Trigger:
     seq: int
     kind: str
     actor: str
+    playbook: str | None
 
     @classmethod
     def of(cls, entry: LogEntry | Mapping[str, Any]) -> Trigger:
         if isinstance(entry, LogEntry):
-            return cls(entry.incident_id, entry.seq, entry.kind, entry.actor)
+            data: Any = entry.data
+            return cls(entry.incident_id, entry.seq, entry.kind, entry.actor, data.get("playbook"))
+        data = entry.get("data")
         return cls(
             str(entry["incident_id"]),
             int(entry.get("seq", 0)),
             str(entry.get("kind", "")),
             str(entry.get("actor", "")),
+            data.get("playbook") if isinstance(data, Mapping) else None,
         )
 
 
-def written_by_rule(entry: LogEntry | Mapping[str, Any]) -> bool:
-    """Entries the engine itself wrote (the agent skips them to avoid loops)."""
-    return Trigger.of(entry).actor.startswith("rule:")
+def written_by_playbook(entry: LogEntry | Mapping[str, Any]) -> bool:
+    """Entries a playbook rule wrote (the agent skips them so the engine never feeds itself)."""
+    trigger = Trigger.of(entry)
+    return trigger.actor.startswith("rule:") and bool(trigger.playbook)
 
 
-def playbook_for(
+def resolve(
     incident: Incident, opening: Mapping[str, Any], library: Library
-) -> Playbook | None:
-    """The incident's playbook: by its type, else by the type its triggering event signals."""
+) -> tuple[Playbook, str] | None:
+    """(playbook, incident type): by the incident's type, else by what its event signals."""
     playbook = library.for_type(incident.type)
-    if playbook is None:
-        view = event_view(opening)
-        kind = incident_type_for(view.type, view.data) if view.type else None
-        kind = kind or incident_type_for(incident.type, opening)
+    if playbook is not None:
+        return playbook, incident.type
+    view = event_view(opening)
+    for kind in (
+        incident_type_for(view.type, view.data) if view.type else None,
+        incident_type_for(incident.type, view.data or opening),
+    ):
         playbook = library.for_type(kind) if kind else None
-    return playbook
-
-
-def incident_kind(incident: Incident, playbook: Playbook) -> str:
-    return incident.type if incident.type in playbook.handles else playbook.handles[0]
+        if playbook is not None and kind is not None:
+            return playbook, kind
+    return None
 
 
 # --- ansvarsprinsippet ------------------------------------------------------------------
@@ -153,13 +159,13 @@ async def _setup(
     *,
     incident: Incident,
     playbook: Playbook,
+    kind: str,
     entries: list[LogEntry],
     org: Organisation,
 ) -> list[LogEntry]:
     out: list[LogEntry] = []
     done = _done_rules(entries, playbook)
     opening = entries[0].data if entries else {}
-    kind = incident_kind(incident, playbook)
     base = {"playbook": playbook.id}
 
     async def write(rule: str, entry_kind: str, text: str, data: dict[str, Any]) -> LogEntry:
@@ -376,10 +382,13 @@ async def react(
     entries = await log.timeline(session, incident.id)
     if not entries:
         return []
-    playbook = playbook_for(incident, entries[0].data, library)
-    if playbook is None:
+    found = resolve(incident, entries[0].data, library)
+    if found is None:
         return []
-    out = await _setup(session, incident=incident, playbook=playbook, entries=entries, org=org)
+    playbook, kind = found
+    out = await _setup(
+        session, incident=incident, playbook=playbook, kind=kind, entries=entries, org=org
+    )
     if out:
         entries = await log.timeline(session, incident.id)
     out += await _escalate(
@@ -418,10 +427,8 @@ async def violations(
     if incident is None:
         raise log.IncidentNotFound(incident_id)
     entries = await log.timeline(session, incident_id)
-    playbook = playbook_for(incident, entries[0].data if entries else {}, library)
-    level, met = (
-        required_level(playbook, facts_of(incident, entries), now) if playbook else (None, [])
-    )
+    found = resolve(incident, entries[0].data if entries else {}, library)
+    level, met = required_level(found[0], facts_of(incident, entries), now) if found else (None, [])
     return rules.standing_violations(
         incident=incident,
         entries=entries,

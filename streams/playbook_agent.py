@@ -57,7 +57,7 @@ def attach_playbook_agent(
         if not isinstance(value, dict) or not value.get("incident_id"):
             logger.warning("playbooks: not a log entry, skipped: %.200r", value)
             return
-        if engine.written_by_rule(value):
+        if engine.written_by_playbook(value):
             return
         try:
             async with sessions() as session:

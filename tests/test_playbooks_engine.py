@@ -665,3 +665,32 @@ async def test_every_shipped_playbook_turns_its_cards_into_tasks(
     assert len(messages) == (1 if playbook.notifications else 0)
     async with make_sessionmaker(engine)() as session:
         assert (await log.verify_log(session)).ok
+
+
+async def test_incident_named_by_its_event_type_finds_the_playbook_and_its_type(
+    engine: AsyncEngine, org: Organisation, library: Library
+) -> None:
+    """A writer that names the incident after the raw event still gets the right cards."""
+    async with make_sessionmaker(engine)() as session:
+        _, opening = await log.open_incident(
+            session,
+            incident=IncidentCreate(
+                type="sensor.reverse_violence_alarm",
+                title="Omvendt voldsalarm",
+                unit="oslo-friomsorg",
+                severity=5,
+            ),
+            actor="rule:correlate/ek",
+            data={"event_type": PREFIX + "sensor.reverse_violence_alarm", "tag": "EK-9"},
+            at=T0,
+        )
+        await session.commit()
+    assert not pb.written_by_playbook(opening)  # another rule's entry: the agent reacts to it
+    written = await _react(engine, opening, org, library)
+    assert all(pb.written_by_playbook(e) for e in written)
+    cards = [e.data["card"] for e in written if e.kind == "task"]
+    assert cards == ["beskyttet-person", "kontakt-domfelte", "vurder-brudd"]
+    contacts = [e.data["rule"] for e in written if e.kind == "cooperation_contact"]
+    assert contacts == ["politi-voldsalarm"]
+    [owner] = _owner_decisions(written)
+    assert "EK-9" in owner.data["reason"]
