@@ -116,7 +116,8 @@ def responsible_unit(
         return unit, f"celle {cell} tilhører {unit.name}"
     if kind == "extreme_weather":
         return unit, f"farevarselet gjelder området til {unit.name}"
-    mentions = [u for u in view.data.get("mentions_units", []) if u in org.units]
+    raw_mentions = view.data.get("mentions_units")
+    mentions = [u for u in raw_mentions if u in org.units] if isinstance(raw_mentions, list) else []
     if kind == "media_storm" and mentions and not view.unit:
         return org.unit(mentions[0]), f"omtalen gjelder {org.unit(mentions[0]).name}"
     return unit, f"hendelsen skjedde ved {unit.name}"
@@ -376,8 +377,11 @@ async def react(
 ) -> list[LogEntry]:
     """React to one committed entry; returns the entries written (flushed, not committed)."""
     trigger = Trigger.of(entry)
-    incident = await _fresh_incident(session, trigger.incident_id)
-    if incident is None:
+    try:
+        # The incident's write lock first, so what the log already holds cannot change before
+        # this transaction commits: a concurrent reaction (the clock) waits, then sees our work.
+        incident = await log._lock_incident(session, trigger.incident_id)
+    except log.IncidentNotFound:
         return []
     entries = await log.timeline(session, incident.id)
     if not entries:

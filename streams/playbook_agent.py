@@ -77,7 +77,7 @@ def attach_playbook_agent(
         async for value in stream:
             await handle(value)
 
-    @app.timer(interval=tick_seconds, name="playbooks-clock")
+    @app.timer(interval=tick_seconds, on_leader=True, name="playbooks-clock")
     async def playbooks_clock() -> None:
         try:
             async with sessions() as session:

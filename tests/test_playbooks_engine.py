@@ -6,6 +6,7 @@ data, as the stream worker writes them; the engine reacts to that committed entr
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -694,3 +695,17 @@ async def test_incident_named_by_its_event_type_finds_the_playbook_and_its_type(
     assert contacts == ["politi-voldsalarm"]
     [owner] = _owner_decisions(written)
     assert "EK-9" in owner.data["reason"]
+
+
+async def test_concurrent_reactions_do_not_duplicate_tasks(
+    engine: AsyncEngine, org: Organisation, library: Library
+) -> None:
+    """The agent and the clock may react to the same incident at once: the lock serialises them."""
+    opening = await _open(
+        engine, type_="fire", unit="telemark-skien", event_type="sensor.fire_alarm", data={}
+    )
+    results = await asyncio.gather(*(_react(engine, opening, org, library) for _ in range(3)))
+    assert sorted(len(r) > 0 for r in results) == [False, False, True]
+    _, entries = await _state(engine, opening.incident_id)
+    cards = [e.data["card"] for e in _kinds(entries, "task")]
+    assert len(cards) == len(set(cards)) == 5
