@@ -52,7 +52,7 @@ class Trigger:
         data = entry.get("data")
         return cls(
             str(entry["incident_id"]),
-            int(entry.get("seq", 0)),
+            int(entry.get("seq") or 0),
             str(entry.get("kind", "")),
             str(entry.get("actor", "")),
             data.get("playbook") if isinstance(data, Mapping) else None,

@@ -9,6 +9,7 @@ escalation criteria (open longer than T) need no new entry to become true.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -47,19 +48,29 @@ def attach_playbook_agent(
     """Attach the agent and its clock to ``app`` (org/library default to the settings' files)."""
     org = org or load_organisation(settings.organisation)
     library = library or load_library(settings.playbooks, org=org)
-    log_topic = app.topic(topics.LOG, value_serializer="json")
+    # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
+    log_topic = app.topic(topics.LOG, value_serializer="raw")
 
     async def publish(entries: list[LogEntry]) -> None:
-        for entry in entries:
-            await log_topic.send(key=entry.incident_id.encode(), value=entry_json(entry))
+        try:
+            for entry in entries:
+                await log_topic.send(
+                    key=entry.incident_id.encode(), value=json.dumps(entry_json(entry)).encode()
+                )
+        except Exception:  # committed already: only the feed misses them; boards re-read
+            logger.exception("playbooks: publishing %d entries on crisis.log failed", len(entries))
 
-    async def handle(value: Any) -> None:
+    async def handle(raw: Any) -> None:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
         if not isinstance(value, dict) or not value.get("incident_id"):
-            logger.warning("playbooks: not a log entry, skipped: %.200r", value)
-            return
-        if engine.written_by_playbook(value):
+            logger.warning("playbooks: not a log entry, skipped: %.200r", raw)
             return
         try:
+            if engine.written_by_playbook(value):
+                return
             async with sessions() as session:
                 written = await engine.react(session, entry=value, org=org, library=library)
                 await session.commit()
