@@ -6,11 +6,12 @@ means the same rule holds whichever way an entry arrives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from crisis.models import LEVEL_ORDER, EntryKind, Level, TaskStatus
+from crisis.sqltypes import as_utc
 
 #: Coercive or restrictive measures (DOMAIN.md, "Hjemmel og notoritet"). A decision on one of
 #: these needs a legal basis, a proportionality assessment and the alternatives considered.
@@ -157,3 +158,188 @@ def check_correction(corrects: int | None, existing_seqs: int) -> list[Violation
     if not 1 <= corrects <= existing_seqs:
         return [Violation("corrects", f"no entry with seq {corrects} in this incident")]
     return []
+
+
+# --- crisis communication: staff before the public -------------------------------------
+
+#: Groups that are "the public" for the staff-first rule (DOMAIN.md, crisis communication).
+PUBLIC_GROUPS = frozenset({"media"})
+
+
+def check_notification_order(plan: Sequence[Mapping[str, Any]]) -> list[Violation]:
+    """Staff and leaders are told before the public, at the latest at the same time.
+
+    ``plan`` items carry ``group``, ``after`` (anything ordered, e.g. timedelta) and ``index``;
+    a violation's ``field`` is the offending item's index.
+    """
+    staff = [item["after"] for item in plan if item["group"] == "staff"]
+    out = []
+    for item in plan:
+        if item["group"] not in PUBLIC_GROUPS:
+            continue
+        if not staff or min(staff) > item["after"]:
+            out.append(
+                Violation(
+                    str(item.get("index", "")),
+                    f"{item['group']} is notified before staff: staff and leaders (with safety "
+                    "and union representatives) are informed before the public, at the latest "
+                    "at the same time — add a 'staff' step no later than this one",
+                    principle="krisekommunikasjon",
+                )
+            )
+    return out
+
+
+# --- standing violations of an incident, for the board ---------------------------------
+
+
+@dataclass(frozen=True)
+class OpenViolation(Violation):
+    """A principle an open incident currently breaks, read from its log (not a refused write)."""
+
+    code: str = ""
+    seq: int | None = None
+    message_en: str = ""
+
+    def as_error(self) -> dict[str, Any]:
+        out = super().as_error()
+        out.update({"code": self.code, "seq": self.seq, "message_en": self.message_en})
+        return out
+
+
+def _parse_time(value: Any) -> Any:
+    try:
+        return as_utc(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def standing_violations(
+    *,
+    incident: Any,
+    entries: list[Any],
+    now: Any,
+    required_level: str | None = None,
+    criteria_met: tuple[str, ...] = (),
+) -> list[OpenViolation]:
+    """What the incident's log shows is wrong right now, each with the principle it breaks.
+
+    ``incident`` has ``accountable_role``, ``level``, ``status``, ``next_update_at``;
+    ``entries`` have ``seq``, ``kind``, ``at``, ``data`` (``LogEntry`` rows will do);
+    ``required_level`` is the level the playbook's escalation criteria call for, if known.
+    """
+    out: list[OpenViolation] = []
+    is_open = incident.status == "open"
+    if _blank(incident.accountable_role):
+        out.append(
+            OpenViolation(
+                "accountable_role",
+                "Hendelsen har ingen ansvarlig rolle (leder, nestleder eller vakthavende).",
+                "ansvarsprinsippet",
+                code="no_accountable_role",
+                message_en="The incident has no accountable role (leader, deputy or on duty).",
+            )
+        )
+    updates: dict[int, list[Any]] = {}
+    contact_updates: dict[int, list[Any]] = {}
+    for entry in entries:
+        task = entry.data.get("task")
+        if entry.kind == EntryKind.TASK_UPDATE and isinstance(task, int):
+            updates.setdefault(task, []).append(entry)
+        contact = entry.data.get("contact")
+        if entry.kind == EntryKind.COOPERATION_CONTACT and isinstance(contact, int):
+            contact_updates.setdefault(contact, []).append(entry)
+    for entry in entries:
+        data = entry.data
+        if entry.kind == EntryKind.TASK:
+            title = data.get("title") or f"#{entry.seq}"
+            if _blank(data.get("responsible_role")):
+                out.append(
+                    OpenViolation(
+                        "responsible_role",
+                        f"Tiltaket «{title}» har ingen ansvarlig rolle.",
+                        "ansvarsprinsippet",
+                        code="task_without_role",
+                        seq=entry.seq,
+                        message_en=f"Task '{title}' has no responsible role.",
+                    )
+                )
+            status = data.get("status") or TaskStatus.NOT_STARTED.value
+            for update in updates.get(entry.seq, []):
+                status = update.data.get("status") or status
+            deadline = _parse_time(data.get("deadline"))
+            if is_open and deadline is not None and deadline < now and status != TaskStatus.DONE:
+                role = data.get("responsible_role")
+                out.append(
+                    OpenViolation(
+                        "deadline",
+                        f"Tiltaket «{title}» ({role}) har passert fristen og er ikke utført "
+                        f"(status: {status}).",
+                        "ansvarsprinsippet",
+                        code="task_overdue",
+                        seq=entry.seq,
+                        message_en=f"Task '{title}' ({role}) is past its deadline and not done "
+                        f"(status: {status}).",
+                    )
+                )
+        elif entry.kind == EntryKind.COOPERATION_CONTACT and "contact" not in data:
+            name = data.get("actor_name")
+            kind = data.get("actor_kind")
+            if _blank(name):
+                out.append(
+                    OpenViolation(
+                        "actor_name",
+                        f"Ingen samvirkeaktør av typen «{kind}» er registrert for enheten.",
+                        "samvirkeprinsippet",
+                        code="contact_unresolved",
+                        seq=entry.seq,
+                        message_en=f"No cooperating actor of kind '{kind}' is registered "
+                        "for the unit.",
+                    )
+                )
+            statuses = [u.data.get("status") for u in contact_updates.get(entry.seq, [])]
+            due = _parse_time(data.get("due"))
+            if is_open and "acknowledged" not in statuses and due is not None and due < now:
+                out.append(
+                    OpenViolation(
+                        "status",
+                        f"Samvirkeaktør {name or kind} er ikke bekreftet kontaktet innen fristen.",
+                        "samvirkeprinsippet",
+                        code="contact_unacknowledged",
+                        seq=entry.seq,
+                        message_en=f"Cooperating actor {name or kind} has not acknowledged "
+                        "contact by its due time.",
+                    )
+                )
+    if is_open and required_level is not None:
+        try:
+            behind = LEVEL_ORDER.index(Level(required_level)) > LEVEL_ORDER.index(
+                Level(incident.level)
+            )
+        except ValueError:
+            behind = False
+        if behind:
+            met = "; ".join(criteria_met) or "kriteriene"
+            out.append(
+                OpenViolation(
+                    "level",
+                    f"Kriteriene for nivå {required_level} er oppfylt ({met}), men hendelsen "
+                    f"håndteres på nivå {incident.level}.",
+                    "nærhetsprinsippet",
+                    code="level_below_required",
+                    message_en=f"The criteria for level {required_level} are met ({met}) but "
+                    f"the incident is handled at level {incident.level}.",
+                )
+            )
+    next_update = _parse_time(incident.next_update_at)
+    if is_open and next_update is not None and next_update < now:
+        out.append(
+            OpenViolation(
+                "next_update_at",
+                "Lovet neste oppdatering er ikke gitt i tide.",
+                "krisekommunikasjon",
+                code="next_update_overdue",
+                message_en="The promised next update is overdue.",
+            )
+        )
+    return out

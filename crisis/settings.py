@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     )
     organisation: Path | None = Field(default=None, description="Organisation YAML; unset → demo.")
     notify_config: Path | None = Field(default=None, description="Recipients/channels YAML.")
+    playbooks: Path | None = Field(
+        default=None, description="Directory of playbook YAML files; unset → the shipped library."
+    )
     secret_key: str | None = Field(
         default=None, description="Session signing key; unset → kept in data dir."
     )

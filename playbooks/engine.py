@@ -1,0 +1,442 @@
+"""The playbook engine: reacts to committed log entries with more log entries.
+
+A service over :mod:`crisis.log` (flush, the caller commits). On an incident's opening it
+applies *ansvarsprinsippet* (owner and accountable person, changed only by a logged decision),
+turns action cards into tasks, creates cooperation contacts (*samvirkeprinsippet*) and hands
+the notification plan to the notifiers; on every entry it evaluates the escalation criteria
+and escalates one level (*nærhetsprinsippet*). Every entry it writes has the actor
+``rule:<playbook>/<rule>`` and names both in its data. Reacting twice changes nothing: what a
+rule already wrote is read back from the log first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crisis import log, rules
+from crisis.chain import format_time
+from crisis.models import LEVEL_ORDER, EntryKind, Incident, Level, LogEntry, Status
+from crisis.organisation import Organisation, Person, Unit
+from crisis.sqltypes import as_utc, utcnow
+from playbooks.criteria import evaluate, event_view, facts_of, required_level
+from playbooks.duration import iso_duration
+from playbooks.model import Card, Library, Playbook, RoleRef
+from playbooks.vocabulary import incident_type_for
+
+_UNIT_IN_SOURCE = re.compile(r"/units/([a-z0-9-]+)")
+EK_TYPES = frozenset({"ek_breach", "reverse_violence_alarm"})
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The entry being reacted to, from a row or from its ``crisis.log`` JSON."""
+
+    incident_id: str
+    seq: int
+    kind: str
+    actor: str
+    playbook: str | None
+
+    @classmethod
+    def of(cls, entry: LogEntry | Mapping[str, Any]) -> Trigger:
+        if isinstance(entry, LogEntry):
+            data: Any = entry.data
+            return cls(entry.incident_id, entry.seq, entry.kind, entry.actor, data.get("playbook"))
+        data = entry.get("data")
+        return cls(
+            str(entry["incident_id"]),
+            int(entry.get("seq") or 0),
+            str(entry.get("kind", "")),
+            str(entry.get("actor", "")),
+            data.get("playbook") if isinstance(data, Mapping) else None,
+        )
+
+
+def written_by_playbook(entry: LogEntry | Mapping[str, Any]) -> bool:
+    """Entries a playbook rule wrote (the agent skips them so the engine never feeds itself)."""
+    trigger = Trigger.of(entry)
+    return trigger.actor.startswith("rule:") and bool(trigger.playbook)
+
+
+def resolve(
+    incident: Incident, opening: Mapping[str, Any], library: Library
+) -> tuple[Playbook, str] | None:
+    """(playbook, incident type): by the incident's type, else by what its event signals."""
+    playbook = library.for_type(incident.type)
+    if playbook is not None:
+        return playbook, incident.type
+    view = event_view(opening)
+    for kind in (
+        incident_type_for(view.type, view.data) if view.type else None,
+        incident_type_for(incident.type, view.data or opening),
+    ):
+        playbook = library.for_type(kind) if kind else None
+        if playbook is not None and kind is not None:
+            return playbook, kind
+    return None
+
+
+# --- ansvarsprinsippet ------------------------------------------------------------------
+
+
+def responsible_unit(
+    incident: Incident, opening: Mapping[str, Any], org: Organisation, kind: str
+) -> tuple[Unit, str]:
+    """The unit responsible for the place or person the event concerns, and why."""
+    view = event_view(opening)
+    candidates = [view.unit]
+    if view.source:
+        match = _UNIT_IN_SOURCE.search(view.source)
+        candidates.append(match.group(1) if match else None)
+    candidates.append(incident.unit)
+    unit_id = next((c for c in candidates if c and c in org.units), None)
+    if unit_id is None:
+        raise LookupError(f"no unit of the organisation for incident {incident.id}")
+    unit = org.unit(unit_id)
+    tag = view.data.get("tag")
+    if kind in EK_TYPES or tag:
+        if unit.kind == "probation_office":
+            return unit, f"fotlenke {tag or ''} følges opp av {unit.name}".replace("  ", " ")
+        offices = [u for u in org.units_in_region(unit.region) if u.kind == "probation_office"]
+        if offices:
+            return offices[0], (
+                f"fotlenke {tag or ''} følges opp av friomsorgskontoret i regionen, "
+                f"{offices[0].name} (meldt fra {unit.name})"
+            ).replace("  ", " ")
+        return unit, f"ingen friomsorgskontor i regionen; {unit.name} har ansvaret"
+    cell = view.data.get("cell")
+    if cell:
+        return unit, f"celle {cell} tilhører {unit.name}"
+    if kind == "extreme_weather":
+        return unit, f"farevarselet gjelder området til {unit.name}"
+    raw_mentions = view.data.get("mentions_units")
+    mentions = [u for u in raw_mentions if u in org.units] if isinstance(raw_mentions, list) else []
+    if kind == "media_storm" and mentions and not view.unit:
+        return org.unit(mentions[0]), f"omtalen gjelder {org.unit(mentions[0]).name}"
+    return unit, f"hendelsen skjedde ved {unit.name}"
+
+
+def _holders(org: Organisation, unit: Unit, ref: RoleRef) -> tuple[str, tuple[Person, ...]]:
+    """(id of the body holding the role, its persons) for a role reference."""
+    if ref.level == "unit":
+        return unit.id, unit.persons(ref.role)
+    if ref.level == "region":
+        region = org.region(unit.region)
+        return region.id, region.persons(ref.role)
+    body = org.directorate if ref.level == "kdi" else org.ministry
+    return body.id, body.persons(ref.role)
+
+
+# --- what the log already holds ---------------------------------------------------------
+
+
+def _done_rules(entries: list[LogEntry], playbook: Playbook) -> set[str]:
+    return {
+        str(e.data.get("rule"))
+        for e in entries
+        if e.actor.startswith("rule:") and e.data.get("playbook") == playbook.id
+    }
+
+
+async def _fresh_incident(session: AsyncSession, incident_id: str) -> Incident | None:
+    result = await session.exec(
+        select(Incident).where(Incident.id == incident_id).execution_options(populate_existing=True)
+    )
+    return result.first()
+
+
+# --- the reactions ----------------------------------------------------------------------
+
+
+async def _setup(
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    playbook: Playbook,
+    kind: str,
+    entries: list[LogEntry],
+    org: Organisation,
+) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    done = _done_rules(entries, playbook)
+    opening = entries[0].data if entries else {}
+    base = {"playbook": playbook.id}
+
+    async def write(rule: str, entry_kind: str, text: str, data: dict[str, Any]) -> LogEntry:
+        entry = await log.append_entry(
+            session,
+            incident_id=incident.id,
+            kind=entry_kind,
+            actor=playbook.rule(rule),
+            text=text,
+            data={**base, "rule": rule, **data},
+            known_units=org.units.keys(),
+        )
+        out.append(entry)
+        return entry
+
+    # Ansvarsprinsippet: the owner and accountable person, by a decision when they change.
+    owner_decided = any(e.kind == EntryKind.DECISION and "new_owner" in e.data for e in entries)
+    if "owner" not in done and not owner_decided:
+        unit, why = responsible_unit(incident, opening, org, kind)
+        role, person = unit.accountable_person()
+        if (incident.unit, incident.accountable_role, incident.accountable_person) != (
+            unit.id,
+            role,
+            person.name,
+        ):
+            await write(
+                "owner",
+                EntryKind.DECISION.value,
+                f"Eier: {unit.name}, ansvarlig {role} {person.name} ({why})",
+                {
+                    "new_owner": unit.id,
+                    "new_accountable_role": role,
+                    "new_accountable_person": person.name,
+                    "previous_owner": incident.unit,
+                    "reason": why,
+                    "principle": "ansvarsprinsippet",
+                },
+            )
+    owner = org.unit(incident.unit)
+    start = as_utc(incident.opened_at)
+
+    # Default severity and impact: raised to the playbook's assessment, never lowered.
+    if "severity" not in done and incident.severity < playbook.severity:
+        await write(
+            "severity",
+            EntryKind.DECISION.value,
+            f"Alvorlighetsgrad satt til {playbook.severity} etter tiltakskort «{playbook.title}»",
+            {"severity": playbook.severity, "impact": dict(playbook.impact)},
+        )
+
+    # Tiltakskort → tasks for daily roles (likhetsprinsippet).
+    for card in playbook.cards:
+        if card.id in done or (card.only_types and kind not in card.only_types):
+            continue
+        await write(card.id, EntryKind.TASK.value, card.title, _task_data(card, org, owner, start))
+
+    # Samvirkeprinsippet: contacts with the owning unit's cooperating actors.
+    for contact in playbook.cooperation:
+        if contact.id in done or (contact.only_types and kind not in contact.only_types):
+            continue
+        actors = owner.actors(contact.kind)
+        actor = actors[0] if actors else None
+        due = start + contact.when
+        name = actor.name if actor else None
+        await write(
+            contact.id,
+            EntryKind.COOPERATION_CONTACT.value,
+            f"Kontakt {name or contact.kind} ({contact.kind}): {contact.purpose}"
+            if actor
+            else f"Ingen samvirkeaktør av typen {contact.kind} registrert for {owner.name}",
+            {
+                "actor_kind": contact.kind,
+                "actor_name": name,
+                "phone": actor.phone if actor else None,
+                "email": actor.email if actor else None,
+                "purpose": contact.purpose,
+                "status": "to_contact",
+                "due": format_time(due),
+                "when": iso_duration(contact.when),
+                "unit": owner.id,
+            },
+        )
+
+    # The notification plan, handed to the notifiers as one message entry.
+    if "notify" not in done and playbook.notifications:
+        next_update = start + playbook.next_update
+        plan = [
+            {
+                "id": n.id,
+                "group": n.group,
+                "after": iso_duration(n.after),
+                "at": format_time(start + n.after),
+                "template": n.template,
+                "confirm": n.confirm,
+            }
+            for n in sorted(playbook.notifications, key=lambda n: n.after)
+        ]
+        await write(
+            "notify",
+            EntryKind.MESSAGE.value,
+            "Varslingsplan: " + ", ".join(n.group for n in playbook.notifications),
+            {
+                "message_type": "notification_request",
+                "incident_type": kind,
+                "unit": owner.id,
+                "region": owner.region,
+                "severity": incident.severity,
+                "plan": plan,
+                "next_update_at": format_time(next_update),
+            },
+        )
+    return out
+
+
+def _task_data(card: Card, org: Organisation, owner: Unit, start: datetime) -> dict[str, Any]:
+    where, persons = _holders(org, owner, card.role)
+    return {
+        "title": card.title,
+        "title_en": card.title_en,
+        "card": card.id,
+        "responsible_role": str(card.role),
+        "responsible_unit": where,
+        "responsible_person": persons[0].name if persons else None,
+        "deadline": format_time(start + card.deadline),
+        "deadline_offset": iso_duration(card.deadline),
+        "checklist": [{"item": item, "done": False} for item in card.checklist],
+        "status": "not_started",
+    }
+
+
+async def _escalate(
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    playbook: Playbook,
+    entries: list[LogEntry],
+    now: datetime,
+) -> list[LogEntry]:
+    if incident.status != Status.OPEN:
+        return []
+    current = LEVEL_ORDER.index(Level(incident.level))
+    out: list[LogEntry] = []
+
+    async def step(to: str, rule: str, reason: str, criteria: list[str]) -> None:
+        # The shape of crisis.log.escalate's entry, plus the playbook and rule that made it.
+        entry = await log.append_entry(
+            session,
+            incident_id=incident.id,
+            kind=EntryKind.ESCALATION.value,
+            actor=playbook.rule(rule),
+            text=f"Eskalert fra {incident.level} til {to}: {reason}",
+            data={
+                "from": incident.level,
+                "to": to,
+                "reason": reason,
+                "criteria": criteria,
+                "playbook": playbook.id,
+                "rule": rule,
+            },
+        )
+        out.append(entry)
+
+    if not playbook.proximity or incident.security_political:
+        # Security-political: nærhetsprinsippet does not apply — straight to KDI (and JD).
+        target = LEVEL_ORDER.index(Level(playbook.direct_to if not playbook.proximity else "kdi"))
+        criteria = ["sikkerhetspolitisk hendelse: nærhetsprinsippet gjelder ikke"]
+        reason = "Sikkerhetspolitisk hendelse håndteres av KDI og JD"
+        if current < LEVEL_ORDER.index(Level.KDI):
+            if incident.security_political:
+                await step("kdi", "proximity", reason, criteria)
+            else:  # the row lacks the flag, so the log refuses a skip: climb each level
+                for level in LEVEL_ORDER[current + 1 : LEVEL_ORDER.index(Level.KDI) + 1]:
+                    await step(level.value, "proximity", reason, criteria)
+        for level in LEVEL_ORDER[LEVEL_ORDER.index(Level(incident.level)) + 1 : target + 1]:
+            await step(level.value, "proximity", reason, criteria)
+        if out:
+            return out
+    if current + 1 >= len(LEVEL_ORDER):
+        return out
+    # One level at a time: the next level when its criteria (or a higher level's) hold.
+    target_level = LEVEL_ORDER[current + 1].value
+    facts = facts_of(incident, entries)
+    needed, met = required_level(playbook, facts, now)
+    if needed is None or LEVEL_ORDER.index(Level(needed)) <= current:
+        return out
+    own = playbook.escalation.get(target_level)
+    own_met = evaluate(own, facts, now) if own else None
+    if own_met:
+        met = own_met
+    else:
+        met = [f"kriteriene for {needed} er oppfylt: {m}" for m in met]
+    await step(
+        target_level,
+        f"escalate-{target_level}",
+        f"Kriteriene i tiltakskort «{playbook.title}» er oppfylt",
+        met,
+    )
+    return out
+
+
+async def react(
+    session: AsyncSession,
+    *,
+    entry: LogEntry | Mapping[str, Any],
+    org: Organisation,
+    library: Library,
+    now: datetime | None = None,
+) -> list[LogEntry]:
+    """React to one committed entry; returns the entries written (flushed, not committed)."""
+    trigger = Trigger.of(entry)
+    try:
+        # The incident's write lock first, so what the log already holds cannot change before
+        # this transaction commits: a concurrent reaction (the clock) waits, then sees our work.
+        incident = await log._lock_incident(session, trigger.incident_id)
+    except log.IncidentNotFound:
+        return []
+    entries = await log.timeline(session, incident.id)
+    if not entries:
+        return []
+    found = resolve(incident, entries[0].data, library)
+    if found is None:
+        return []
+    playbook, kind = found
+    out = await _setup(
+        session, incident=incident, playbook=playbook, kind=kind, entries=entries, org=org
+    )
+    if out:
+        entries = await log.timeline(session, incident.id)
+    out += await _escalate(
+        session, incident=incident, playbook=playbook, entries=entries, now=now or utcnow()
+    )
+    return out
+
+
+async def tick(
+    session: AsyncSession, *, org: Organisation, library: Library, now: datetime | None = None
+) -> list[LogEntry]:
+    """Re-evaluate every open incident (time-based criteria need a clock, not an entry)."""
+    result = await session.exec(
+        select(Incident.id)
+        .where(Incident.status == Status.OPEN.value)
+        .order_by(col(Incident.opened_at))
+    )
+    out: list[LogEntry] = []
+    for incident_id in result.all():
+        out += await react(
+            session,
+            entry={"incident_id": incident_id, "kind": "tick", "actor": "system:clock"},
+            org=org,
+            library=library,
+            now=now,
+        )
+    return out
+
+
+async def violations(
+    session: AsyncSession, *, incident_id: str, library: Library, now: datetime | None = None
+) -> list[rules.OpenViolation]:
+    """The principles the incident currently breaks, read from its log (for the board)."""
+    now = now or utcnow()
+    incident = await _fresh_incident(session, incident_id)
+    if incident is None:
+        raise log.IncidentNotFound(incident_id)
+    entries = await log.timeline(session, incident_id)
+    found = resolve(incident, entries[0].data if entries else {}, library)
+    level, met = required_level(found[0], facts_of(incident, entries), now) if found else (None, [])
+    return rules.standing_violations(
+        incident=incident,
+        entries=entries,
+        now=now,
+        required_level=level,
+        criteria_met=tuple(met),
+    )

@@ -1,0 +1,163 @@
+"""End to end through the real embedded broker: a committed entry on ``crisis.log`` → the worker
+(in a subprocess, with the playbook agent attached) → tasks in the database and on ``crisis.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlmodel import select
+
+from crisis import log, topics
+from crisis.broker import EmbeddedBroker, ensure_topics
+from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.models import IncidentCreate, LogEntry
+from crisis.settings import Settings
+from streams.playbook_agent import entry_json
+from streams.worker import topic_partitions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STEP_TIMEOUT = 15.0
+#: Worker boot + group join (~5 s here) + reaction; generous for a loaded 2-core machine.
+DEADLINE = 90.0
+
+
+async def _tasks(sessions: object, incident_id: str) -> list[LogEntry]:
+    async with sessions() as session:  # type: ignore[operator]
+        result = await session.exec(
+            select(LogEntry).where(LogEntry.incident_id == incident_id, LogEntry.kind == "task")
+        )
+        return list(result.all())
+
+
+def _spawn_worker(env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m streams worker`` (what ``crisis worker`` runs), output to ``log_path``."""
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+        )
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        settings = Settings(
+            data_dir=tmp_path / "var",
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'crisis.db'}",
+            kafka_bootstrap=broker.bootstrap,
+        )
+        await ensure_topics(broker.bootstrap, topic_partitions(settings))
+        engine = make_engine(settings)
+        await migrate(engine)
+        sessions = make_sessionmaker(engine)
+        async with sessions() as session:
+            incident, opening = await log.open_incident(
+                session,
+                incident=IncidentCreate(
+                    type="breath_motion_absent",
+                    title="Pust ikke registrert, celle A2-114",
+                    unit="agder-froland",
+                    severity=5,
+                ),
+                actor="system:streams",
+                data={
+                    "event_type": "no.kriminalomsorgen.sensor.breath_absent",
+                    "source": "/units/agder-froland/sensors/A2-114-breath",
+                    "unit": "agder-froland",
+                    "event_data": {"cell": "A2-114"},
+                },
+            )
+            await session.commit()
+            record = entry_json(opening)
+
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await asyncio.wait_for(producer.start(), STEP_TIMEOUT)
+        try:
+            # Garbage first: the agent must log it and go on to the real entry.
+            await producer.send_and_wait(topics.LOG, b"\xff not json", key=incident.id.encode())
+            await producer.send_and_wait(topics.LOG, b'{"no": "incident"}', key=b"x")
+            await producer.send_and_wait(
+                topics.LOG, json.dumps(record).encode(), key=incident.id.encode()
+            )
+        finally:
+            await producer.stop()
+
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+            "CRISIS_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "CRISIS_DATABASE_URL": settings.effective_database_url,
+            "CRISIS_DATA_DIR": str(settings.data_dir),
+        }
+        worker_log = tmp_path / "worker.log"
+        proc = _spawn_worker(env, tmp_path, worker_log)
+        try:
+            deadline = time.monotonic() + DEADLINE
+            tasks: list[LogEntry] = []
+            while time.monotonic() < deadline and proc.poll() is None:
+                tasks = await _tasks(sessions, incident.id)
+                if len(tasks) >= 6:
+                    break
+                await asyncio.sleep(0.5)
+            tail = worker_log.read_text(errors="replace")[-3000:]
+            assert len(tasks) == 6, f"exit={proc.poll()} worker log:\n{tail}"
+            assert tasks[0].actor == "rule:pust-bevegelse/tilsyn-celle"
+            assert tasks[0].data["responsible_role"] == "on_duty"
+
+            # The engine's own entries are published on crisis.log for boards and notifiers.
+            consumer = AIOKafkaConsumer(
+                topics.LOG,
+                bootstrap_servers=broker.bootstrap,
+                auto_offset_reset="earliest",
+                group_id=None,
+            )
+            await asyncio.wait_for(consumer.start(), STEP_TIMEOUT)
+            seen: list[dict[str, object]] = []
+            try:
+                while time.monotonic() < deadline and not any(
+                    isinstance(r, dict) and r.get("kind") == "message" for r in seen
+                ):
+                    batches = await consumer.getmany(timeout_ms=500)
+                    for records in batches.values():
+                        for r in records:
+                            try:
+                                seen.append(json.loads(r.value or b""))
+                            except ValueError:
+                                continue
+            finally:
+                await consumer.stop()
+            published = [
+                r for r in seen if isinstance(r, dict) and str(r.get("actor")).startswith("rule:")
+            ]
+            assert {r["kind"] for r in published} >= {"task", "cooperation_contact", "message"}
+            plan = next(r for r in published if r["kind"] == "message")["data"]
+            assert plan["message_type"] == "notification_request"  # type: ignore[index]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            await engine.dispose()
+    check = make_engine(settings)
+    try:
+        async with make_sessionmaker(check)() as session:
+            assert (await log.verify_log(session)).ok
+    finally:
+        await check.dispose()
