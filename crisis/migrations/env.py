@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crisis.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import notifiers.models  # noqa: F401  (the notifiers' tables)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
