@@ -47,12 +47,12 @@ async def close_http_session() -> None:
         await session.close()
 
 
-class AsyncJSON(NotifyJSON):  # type: ignore[misc]
+class AsyncJSON(NotifyJSON):
     """apprise's JSON webhook with a native ``async_notify`` (same URL and payload)."""
 
     service_name = "JSON (async, crisis)"
 
-    async def async_notify(  # type: ignore[override]
+    async def async_notify(
         self,
         body: str,
         title: str = "",
@@ -85,14 +85,14 @@ class AsyncJSON(NotifyJSON):  # type: ignore[misc]
         )
         try:
             async with http_session().request(
-                self.method,
+                str(self.method),
                 url,
                 data=json.dumps(payload),
                 params=self.params or None,
                 headers=headers,
                 auth=auth,
                 timeout=timeout,
-                ssl=None if self.verify_certificate else False,
+                ssl=True if self.verify_certificate else False,
             ) as response:
                 await response.read()
                 if 200 <= response.status < 300:

@@ -170,7 +170,27 @@ def _line(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
     return node.start_mark.line + 1
 
 
-def parse_notify_config(text: str, path: str | Path | None = None) -> NotifyConfig:
+def _check_urls(config: NotifyConfig, root: yaml.Node | None, path: str | Path | None) -> None:
+    """Every contact must be a URL apprise can build a target from (nothing is sent)."""
+    import apprise
+
+    from notifiers.channels import register_plugins
+
+    register_plugins()
+    for pi, person in enumerate(config.people):
+        for ci, contact in enumerate(person.contacts):
+            if apprise.Apprise.instantiate(contact.url) is None:
+                loc = ("people", pi, "contacts", ci, "url")
+                raise NotifyConfigError(
+                    f"{format_field(loc)}: not a valid apprise URL: {contact.url!r}",
+                    path=path,
+                    line=_line(root, loc),
+                )
+
+
+def parse_notify_config(
+    text: str, path: str | Path | None = None, *, check_urls: bool = True
+) -> NotifyConfig:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -187,7 +207,7 @@ def parse_notify_config(text: str, path: str | Path | None = None) -> NotifyConf
     if not isinstance(data, dict):
         raise NotifyConfigError("expected a mapping at the top level", path=path, line=1)
     try:
-        return NotifyConfig.model_validate(data)
+        config = NotifyConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
@@ -201,6 +221,9 @@ def parse_notify_config(text: str, path: str | Path | None = None) -> NotifyConf
         field = format_field(loc)
         text_ = f"{field}: {message}{more}" if field else f"{message}{more}"
         raise NotifyConfigError(text_, path=path, line=_line(root, loc)) from None
+    if check_urls:
+        _check_urls(config, root, path)
+    return config
 
 
 def example_config_path() -> Path:

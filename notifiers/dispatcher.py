@@ -281,6 +281,7 @@ class Dispatcher:
         by_tag: dict[str, _Send] = {}
         for s in chunk:
             tag = f"m{s.message.id}"
+            assert s.instance is not None
             s.instance.tags = {tag}
             by_tag[tag] = s
             ap.add(s.instance)
@@ -295,9 +296,9 @@ class Dispatcher:
         seen: set[str] = set()
         for r in result:
             for tag in r.tag:
-                s = by_tag.get(tag)
-                if s is None:
+                if tag not in by_tag:
                     continue
+                s = by_tag[tag]
                 seen.add(tag)
                 s.elapsed = float(r.elapsed)
                 if r.status == apprise.AppriseResultStatus.SUCCESS:
@@ -361,7 +362,9 @@ class Dispatcher:
                     m.last_error = s.error
                     contacts = self._contacts(m)
                     if m.attempts < d.attempts_per_contact and s.instance is not None:
-                        delay = min(d.backoff_max_seconds, d.backoff_seconds * 2 ** (m.attempts - 1))
+                        delay = min(
+                            d.backoff_max_seconds, d.backoff_seconds * 2 ** (m.attempts - 1)
+                        )
                         m.next_attempt_at = now + timedelta(seconds=delay)
                     elif m.contact_index + 1 < contacts:
                         m.contact_index += 1
@@ -446,9 +449,7 @@ class Dispatcher:
                 )
                 session.add(new)
                 await session.flush()
-                receipts.append(
-                    service._receipt(new, update, "queued", escalated_from=m.recipient)
-                )
+                receipts.append(service._receipt(new, update, "queued", escalated_from=m.recipient))
             await logbook.write(session, receipts)
             await session.commit()
         return len(overdue)

@@ -68,7 +68,9 @@ class NotifyUpdate(SQLModel, table=True):
     corrects_update_id: str | None = Field(default=None, max_length=40)
     approval_required: bool = False
     approved_by: str | None = Field(default=None, max_length=200)
-    approved_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    approved_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -54,11 +54,12 @@ class Rendered:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(  # noqa: S701 (plain text messages, not HTML)
+    # Plain-text messages (SMS, e-mail text, webhooks): HTML escaping would corrupt them.
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
-        autoescape=False,
+        autoescape=jinja2.select_autoescape(enabled_extensions=(), default=False),
     )
 
 

@@ -270,9 +270,7 @@ async def request_update(
             else MessageStatus.PENDING
         )
         messages.append(
-            build_message(
-                config, update, target, approvals, original_at=original_at, status=status
-            )
+            build_message(config, update, target, approvals, original_at=original_at, status=status)
         )
     session.add_all(messages)
     await session.flush()
@@ -283,7 +281,9 @@ async def request_update(
             extra["translation_fallback"] = m.last_error
         if m.status == MessageStatus.AWAITING_APPROVAL:
             receipts.append(
-                _receipt(m, update, "held", error="venter på godkjenning (to-personsregel)", **extra)
+                _receipt(
+                    m, update, "held", error="venter på godkjenning (to-personsregel)", **extra
+                )
             )
         else:
             receipts.append(_receipt(m, update, "queued", **extra))
@@ -401,9 +401,7 @@ async def correct_update(
     original = await _update(session, update_id)
     stmt = select(OutboxMessage).where(
         OutboxMessage.update_id == update_id,
-        col(OutboxMessage.status).in_(
-            [MessageStatus.SENT.value, MessageStatus.ACKNOWLEDGED.value]
-        ),
+        col(OutboxMessage.status).in_([MessageStatus.SENT.value, MessageStatus.ACKNOWLEDGED.value]),
     )
     if message_id is not None:
         ref = await session.get(OutboxMessage, message_id)

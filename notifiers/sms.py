@@ -86,6 +86,7 @@ def _cut(text: str, room: int, gsm: bool) -> str:
         out.append(c)
         used += cost
     kept = "".join(out)
-    if len(kept) < len(text) and " " in kept:
-        kept = kept[: kept.rstrip().rfind(" ")]
+    cut_inside_a_word = len(kept) < len(text) and not text[len(kept)].isspace()
+    if cut_inside_a_word and " " in kept:
+        kept = kept[: kept.rfind(" ")]
     return kept.rstrip(" ,.;:\n")

@@ -127,9 +127,9 @@ async def request(engine: AsyncEngine, config: NotifyConfig, incident_id: str, *
         return update.id
 
 
-async def drain(d: Dispatcher, until: Callable[[], Any], timeout: float = 30.0) -> None:
+async def drain(d: Dispatcher, until: Callable[[], Any], within: float = 30.0) -> None:
     """Run passes until the condition holds (polling with a generous deadline)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = until()
         if asyncio.iscoroutine(result):

@@ -11,7 +11,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
 from crisis.settings import Settings
-from web import auth, errors, health, incidents, units
+from web import auth, errors, health, incidents, notifications, units
 from web.metrics import WebMetrics
 
 
@@ -49,6 +49,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
-    for module in (health, auth, units, incidents):
+    for module in (health, auth, units, incidents, notifications):
         app.include_router(module.router)
     return app
