@@ -51,6 +51,9 @@ class AsyncJSON(NotifyJSON):
     """apprise's JSON webhook with a native ``async_notify`` (same URL and payload)."""
 
     service_name = "JSON (async, crisis)"
+    #: (status, error) of the last failed send, for the delivery receipt: apprise itself
+    #: reports only success/failure per target (a dispatcher pass uses a target once).
+    crisis_outcome: tuple[str, str] | None = None
 
     async def async_notify(
         self,
@@ -79,6 +82,7 @@ class AsyncJSON(NotifyJSON):
         if isinstance(self.port, int):
             url += f":{self.port}"
         url += self.fullpath
+        self.crisis_outcome = None
         auth = aiohttp.BasicAuth(self.user, self.password or "") if self.user else None
         timeout = aiohttp.ClientTimeout(
             sock_connect=self.socket_connect_timeout, sock_read=self.socket_read_timeout
@@ -97,9 +101,17 @@ class AsyncJSON(NotifyJSON):
                 await response.read()
                 if 200 <= response.status < 300:
                     return True
+                self.crisis_outcome = ("failed", f"HTTP {response.status}")
                 self.logger.warning("HTTP %s from %s", response.status, self.host)
                 return False
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except TimeoutError:
+            self.crisis_outcome = (
+                "timed_out",
+                f"no answer within {self.socket_read_timeout:g}s (rto)",
+            )
+            return False
+        except (aiohttp.ClientError, OSError) as exc:
+            self.crisis_outcome = ("failed", f"{type(exc).__name__}: {exc}")
             self.logger.warning("%s: %s", type(exc).__name__, exc)
             return False
 

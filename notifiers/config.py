@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from crisis.organisation import format_field
 
@@ -85,11 +85,10 @@ class Group(_Strict):
 
 
 class Delivery(_Strict):
-    concurrency: int = Field(default=64, ge=1, le=2000)
+    concurrency: int = Field(default=256, ge=1, le=2000, description="targets in flight")
     attempts_per_contact: int = Field(default=3, ge=1, le=20)
     backoff_seconds: float = Field(default=2.0, ge=0)
     backoff_max_seconds: float = Field(default=300.0, ge=0)
-    timeout_seconds: float = Field(default=10.0, gt=0)
     ack_timeout_seconds: float = Field(default=300.0, gt=0)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     poll_seconds: float = Field(default=0.5, gt=0)
@@ -104,6 +103,8 @@ class NotifyConfig(_Strict):
     exercises: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="exercise id → ids of its registered participants"
     )
+    _people: dict[str, Person] = PrivateAttr(default_factory=dict)
+    _participants: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> NotifyConfig:
@@ -125,11 +126,12 @@ class NotifyConfig(_Strict):
 
     # --- look-ups -----------------------------------------------------------------------
 
+    def model_post_init(self, _context: Any) -> None:
+        self._people = {p.id: p for p in self.people}
+        self._participants = {k: frozenset(v) for k, v in self.exercises.items()}
+
     def person(self, person_id: str) -> Person:
-        for person in self.people:
-            if person.id == person_id:
-                return person
-        raise KeyError(person_id)
+        return self._people[person_id]
 
     def groups_for(self, kind: str, unit: str | None) -> list[Group]:
         """Configured groups of ``kind`` that apply to an incident owned by ``unit``."""
@@ -142,7 +144,7 @@ class NotifyConfig(_Strict):
         raise KeyError(group_id)
 
     def is_participant(self, exercise: str, person_id: str) -> bool:
-        return person_id in self.exercises.get(exercise, ())
+        return person_id in self._participants.get(exercise, frozenset())
 
 
 class _RefError(ValueError):

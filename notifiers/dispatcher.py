@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import apprise
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -254,9 +255,12 @@ class Dispatcher:
         return send
 
     async def _deliver(self, sends: list[_Send]) -> None:
-        """One apprise call per distinct (title, body), chunked by the concurrency budget."""
-        size = self.config.delivery.concurrency
-        budget = _Budget(size)
+        """One apprise call per distinct (title, body), chunked by the concurrency budget.
+
+        Chunks are a quarter of the budget so that one slow target holds back only its chunk.
+        """
+        budget = _Budget(self.config.delivery.concurrency)
+        size = max(1, self.config.delivery.concurrency // 4)
         by_text: dict[tuple[str, str], list[_Send]] = defaultdict(list)
         for s in sends:
             if s.instance is not None:
@@ -286,9 +290,9 @@ class Dispatcher:
             by_tag[tag] = s
             ap.add(s.instance)
         try:
-            result = await ap.async_notify(
-                body=body, title=title, timeout=self.config.delivery.timeout_seconds
-            )
+            # No apprise call timeout: it doubles apprise's per-target cost; each target has
+            # its own socket timeouts (apprise's cto/rto URL parameters, 4 s by default).
+            result = await ap.async_notify(body=body, title=title)
         except Exception as exc:  # an apprise crash fails the chunk, it does not lose it
             for s in chunk:
                 s.status, s.error = "failed", f"apprise: {exc}"
@@ -306,74 +310,99 @@ class Dispatcher:
                 elif r.status == apprise.AppriseResultStatus.TIMEOUT:
                     s.status, s.error = "timed_out", f"no answer in {r.elapsed:.1f}s"
                 else:
-                    s.status, s.error = "failed", _first_warning(r) or "delivery failed"
+                    outcome = getattr(s.instance, "crisis_outcome", None)
+                    if outcome:
+                        s.status, s.error = outcome
+                    else:
+                        s.status, s.error = "failed", _first_warning(r) or "delivery failed"
         for tag, s in by_tag.items():
             if tag not in seen:
                 s.status, s.error = "failed", "apprise reported no result for this target"
 
     async def _record(self, sends: list[_Send]) -> None:
+        """Every attempt: a row, a log entry, and the message's next state (bulk statements)."""
         now = self.clock()
         d = self.config.delivery
-        async with self.sessions() as session:
-            rows = {
-                m.id: m
-                for m in (
-                    await session.exec(
-                        select(OutboxMessage).where(
-                            col(OutboxMessage.id).in_([s.message.id for s in sends])
-                        )
-                    )
-                ).all()
+        changes: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        receipts: list[logbook.Receipt] = []
+        for s in sends:
+            m = s.message
+            assert m.id is not None
+            total = m.total_attempts + 1
+            attempts.append(
+                {
+                    "message_id": m.id,
+                    "attempt": total,
+                    "contact_index": m.contact_index,
+                    "channel": s.channel,
+                    "status": s.status,
+                    "error": s.error,
+                    "segments": s.segments,
+                    "elapsed": s.elapsed,
+                    "at": now,
+                }
+            )
+            extra: dict[str, Any] = {"contact": m.contact_index}
+            if s.segments is not None:
+                extra["segments"] = s.segments
+            receipts.append(
+                service.receipt(
+                    s.update,
+                    incident_id=m.incident_id,
+                    message_id=m.id,
+                    group=m.group,
+                    recipient=m.recipient,
+                    status=s.status,
+                    attempt=total,
+                    channel=s.channel,
+                    error=s.error,
+                    **extra,
+                )
+            )
+            change = {
+                "b_id": m.id,
+                "status": m.status,
+                "total_attempts": total,
+                "attempts": m.attempts,
+                "contact_index": m.contact_index,
+                "next_attempt_at": m.next_attempt_at,
+                "sent_at": m.sent_at,
+                "channel": m.channel,
+                "last_error": s.error,
+                "ack_deadline": m.ack_deadline,
             }
-            attempts: list[DeliveryAttempt] = []
-            receipts: list[logbook.Receipt] = []
-            for s in sends:
-                m = rows[s.message.id]
-                assert m.id is not None
-                m.total_attempts += 1
-                attempts.append(
-                    DeliveryAttempt(
-                        message_id=m.id,
-                        attempt=m.total_attempts,
-                        contact_index=m.contact_index,
-                        channel=s.channel,
-                        status=s.status,
-                        error=s.error,
-                        segments=s.segments,
-                        elapsed=s.elapsed,
-                        at=now,
+            if s.status == "sent":
+                change.update(status=MessageStatus.SENT.value, sent_at=now, channel=s.channel)
+                if m.ack_code:
+                    change["ack_deadline"] = now + timedelta(seconds=d.ack_timeout_seconds)
+            else:
+                tries = m.attempts + 1
+                change["attempts"] = tries
+                if tries < d.attempts_per_contact and s.instance is not None:
+                    delay = min(d.backoff_max_seconds, d.backoff_seconds * 2 ** (tries - 1))
+                    change["next_attempt_at"] = now + timedelta(seconds=delay)
+                elif m.contact_index + 1 < self._contacts(m):
+                    change.update(
+                        contact_index=m.contact_index + 1, attempts=0, next_attempt_at=now
                     )
-                )
-                extra: dict[str, Any] = {"contact": m.contact_index}
-                if s.segments is not None:
-                    extra["segments"] = s.segments
-                receipts.append(
-                    service._receipt(
-                        m, s.update, s.status, channel=s.channel, error=s.error, **extra
-                    )
-                )
-                if s.status == "sent":
-                    m.status = MessageStatus.SENT.value
-                    m.sent_at, m.channel, m.last_error = now, s.channel, None
-                    if m.ack_code:
-                        m.ack_deadline = now + timedelta(seconds=d.ack_timeout_seconds)
                 else:
-                    m.attempts += 1
-                    m.last_error = s.error
-                    contacts = self._contacts(m)
-                    if m.attempts < d.attempts_per_contact and s.instance is not None:
-                        delay = min(
-                            d.backoff_max_seconds, d.backoff_seconds * 2 ** (m.attempts - 1)
-                        )
-                        m.next_attempt_at = now + timedelta(seconds=delay)
-                    elif m.contact_index + 1 < contacts:
-                        m.contact_index += 1
-                        m.attempts = 0
-                        m.next_attempt_at = now
-                    else:
-                        m.status = MessageStatus.FAILED.value
-                session.add(m)
-            session.add_all(attempts)
+                    change["status"] = MessageStatus.FAILED.value
+            change["status"] = (
+                MessageStatus.PENDING.value
+                if change["status"] == MessageStatus.HELD.value
+                else change["status"]
+            )
+            changes.append(change)
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in changes[0] if k != "b_id"})
+        )
+        async with self.sessions() as session:
+            await session.exec(stmt, params=changes)
+            await session.exec(insert(DeliveryAttempt.__table__), params=attempts)  # type: ignore[attr-defined]
             await logbook.write(session, receipts)
             await session.commit()
 
@@ -434,22 +463,28 @@ class Dispatcher:
                 if nxt is None:
                     continue
                 person = self.config.person(nxt)
-                new = service.build_message(
-                    self.config,
-                    update,
-                    service.Target(
-                        recipient=nxt,
-                        group=m.group,
-                        group_id=m.group_id,
-                        languages=person.languages,
-                        ack_required=True,
-                    ),
-                    approvals,
-                    escalated_from=m.id,
+                target = service.Target(
+                    recipient=nxt,
+                    group=m.group,
+                    group_id=m.group_id,
+                    languages=person.languages,
+                    ack_required=True,
                 )
-                session.add(new)
-                await session.flush()
-                receipts.append(service._receipt(new, update, "queued", escalated_from=m.recipient))
+                row = service.message_values(
+                    service._Renderer(self.config, update), target, approvals, escalated_from=m.id
+                )
+                (new_id,) = await service.insert_messages(session, [row])
+                receipts.append(
+                    service.receipt(
+                        update,
+                        incident_id=m.incident_id,
+                        message_id=new_id,
+                        group=m.group,
+                        recipient=nxt,
+                        status="queued",
+                        escalated_from=m.recipient,
+                    )
+                )
             await logbook.write(session, receipts)
             await session.commit()
         return len(overdue)

@@ -31,7 +31,7 @@ FACTS = {
 
 
 def make_config(sink: Sink, **delivery: Any) -> NotifyConfig:
-    d = {"attempts_per_contact": 2, "backoff_seconds": 0.01, "timeout_seconds": 10, **delivery}
+    d = {"attempts_per_contact": 2, "backoff_seconds": 0.01, **delivery}
     people = {
         "staff-1": ["/staff/1"],
         "staff-2": ["/staff/2"],
@@ -400,3 +400,32 @@ async def test_a_message_cannot_be_requested_without_the_next_update_time(
     with pytest.raises(MissingNextUpdate):
         await request(engine, config, incident, groups=["staff"], next_update_at=None)
     assert await messages(engine) == []
+
+
+async def test_a_read_timeout_is_recorded_as_timed_out_and_retried(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    sink.delay["/slow/"] = 1.0
+    config = make_config(sink, attempts_per_contact=1)
+    slow = config.person("fb").model_copy(
+        update={
+            "contacts": (
+                config.person("fb")
+                .contacts[0]
+                .model_copy(update={"url": sink.url("/slow/fb?rto=0.2")}),
+                config.person("fb").contacts[1],
+            )
+        }
+    )
+    config = config.model_copy(
+        update={"people": tuple(slow if p.id == "fb" else p for p in config.people)}
+    )
+    config.model_post_init(None)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff"])
+    dispatcher = new_dispatcher(dispatchers, engine, config)
+    await drain(dispatcher, all_final(engine, update_id))
+    log_ = [r for r in await receipts(engine, incident) if r["recipient"] == "fb"]
+    assert [r["status"] for r in log_] == ["queued", "timed_out", "sent"]
+    assert "0.2" in log_[1]["error"]
+    assert log_[2]["channel"] == "webhook" and log_[2]["contact"] == 1
