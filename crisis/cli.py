@@ -194,6 +194,9 @@ def up(args: argparse.Namespace) -> int:
                 env=env,
             )
         )
+        # --- notifiers: the outbox dispatcher, its own process (never inside a consumer) ---
+        procs.append(subprocess.Popen([sys.executable, "-m", "notifiers"], env=env))
+        # --- end notifiers ---
         url = f"http://{args.host}:{args.port}"
         if not _wait_http(f"{url}/healthz", 60, procs):
             print("crisis up: the web server did not become healthy", file=sys.stderr)

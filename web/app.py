@@ -14,7 +14,7 @@ from crisis.organisation import load_organisation
 from crisis.producer import OUTBOX_FILE, EventProducer
 from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
-from web import auth, dlq, errors, health, incidents, ingest, units, violations
+from web import auth, dlq, errors, health, incidents, ingest, notifications, units, violations
 from web.metrics import WebMetrics
 
 
@@ -75,6 +75,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
-    for module in (health, auth, units, incidents, ingest, dlq, violations):
+    for module in (health, auth, units, incidents, ingest, dlq, violations, notifications):
         app.include_router(module.router)
     return app

@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import crisis.models
+import crisis.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import crisis.stream_models  # noqa: F401  (the stream worker's tables)
+import notifiers.models  # noqa: F401  (the notifiers' tables)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

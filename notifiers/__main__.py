@@ -1,0 +1,46 @@
+"""``python -m notifiers``: the dispatcher process (``crisis up`` starts it as a child)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.settings import Settings
+from notifiers.config import NotifyConfigError, load_notify_config
+from notifiers.dispatcher import Dispatcher
+
+
+async def serve(settings: Settings) -> int:
+    try:
+        config = load_notify_config(settings.notify_config)
+    except NotifyConfigError as exc:
+        print(f"notifiers: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings)
+    await migrate(engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    dispatcher = Dispatcher(make_sessionmaker(engine), config)
+    warmed = dispatcher.warm()
+    source = settings.notify_config or "the shipped example (notifiers/data/notify.example.yaml)"
+    print(f"notifiers: dispatcher running, {warmed} targets from {source}", flush=True)
+    try:
+        await dispatcher.run(stop)
+    finally:
+        await dispatcher.aclose()
+        await engine.dispose()
+    return 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(serve(Settings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shipped data: the documented example recipients file."""

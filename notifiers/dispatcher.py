@@ -1,0 +1,501 @@
+"""The dispatcher: delivers the outbox through apprise, separate from the stream consumers.
+
+One pass (:meth:`Dispatcher.run_once`) takes the due messages and applies, in order, the
+gates that no template or playbook can bypass:
+
+1. **Exercise isolation** — a message caused by an exercise goes only to a registered
+   participant of that exercise (anyone else: ``blocked``, logged) and always starts with
+   "ØVELSE ØVELSE ØVELSE". This is the last check before apprise.
+2. **Two-person rule** — messages awaiting approval are never picked.
+3. **Staff before the public** — a media/public message is ``held`` (logged once) while a
+   staff message of the same update is still undelivered and has fallbacks left.
+
+Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight)
+via ``apprise.Apprise.async_notify`` — one call per distinct text, each target tagged with its
+outbox id so the per-target ``NotifyResult`` maps back — and records every attempt (table and
+crisis log). Failures back off exponentially, then move to the alternate contact, then fail
+definitively. Sent messages that need a confirmation and get none in time are escalated to
+the next person of the group's escalation order. Run it as ``python -m notifiers``
+(``crisis up`` starts it) or as an asyncio task (:meth:`Dispatcher.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import apprise
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crisis.models import Incident
+from crisis.sqltypes import utcnow
+from notifiers import channels, logbook, rendering, service, sms
+from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
+from notifiers.models import (
+    FINAL,
+    DeliveryAttempt,
+    MessageStatus,
+    NotifyUpdate,
+    OutboxMessage,
+)
+
+log = logging.getLogger("notifiers.dispatcher")
+
+
+@dataclass
+class _Send:
+    message: OutboxMessage
+    update: NotifyUpdate
+    channel: str
+    instance: Any | None
+    title: str
+    body: str
+    segments: int | None
+    status: str = "failed"
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+class _Budget:
+    """A weighted semaphore: at most ``size`` targets in flight across apprise calls."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.used = size, 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used + n <= self.size)
+            self.used += n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: NotifyConfig,
+        *,
+        batch_size: int = 2000,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        channels.register_plugins()
+        self.sessions = sessions
+        self.config = config
+        self.batch_size = batch_size
+        self.clock = clock
+        self.targets = channels.Targets()
+        self._wake = asyncio.Event()
+
+    def warm(self) -> int:
+        """Build every configured apprise target once (URL parsing is the costly part)."""
+        return self.targets.warm([c.url for p in self.config.people for c in p.contacts])
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        await channels.close_http_session()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; an error in one pass is logged, not fatal."""
+        poll = self.config.delivery.poll_seconds
+        while not stop.is_set():
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("dispatcher pass failed")
+                done = 0
+            if done:
+                continue
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+
+    # --- one pass ------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Gate, send and record the due messages; escalate unacknowledged ones."""
+        sends = await self._prepare()
+        if sends:
+            await self._deliver(sends)
+            await self._record(sends)
+        escalated = await self._escalate()
+        return len(sends) + escalated
+
+    async def _prepare(self) -> list[_Send]:
+        now = self.clock()
+        async with self.sessions() as session:
+            due = (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.status).in_(
+                            [MessageStatus.PENDING.value, MessageStatus.HELD.value]
+                        ),
+                        col(OutboxMessage.next_attempt_at) <= now,
+                    )
+                    .order_by(col(OutboxMessage.id))
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not due:
+                return []
+            updates = {
+                u.id: u
+                for u in (
+                    await session.exec(
+                        select(NotifyUpdate).where(
+                            col(NotifyUpdate.id).in_({m.update_id for m in due})
+                        )
+                    )
+                ).all()
+            }
+            incident_exercise = dict(
+                (
+                    await session.exec(
+                        select(Incident.id, Incident.exercise).where(
+                            col(Incident.id).in_({m.incident_id for m in due})
+                        )
+                    )
+                ).all()
+            )
+            staff_open = await self._staff_open(session, {m.update_id for m in due})
+            receipts: list[logbook.Receipt] = []
+            sends: list[_Send] = []
+            urls_in_pass: set[str] = set()
+            for m in due:
+                update = updates[m.update_id]
+                exercise = m.exercise or update.exercise or incident_exercise.get(m.incident_id)
+                # 1. exercise isolation: the last gate before apprise.
+                if exercise and not self.config.is_participant(exercise, m.recipient):
+                    m.status = MessageStatus.BLOCKED.value
+                    m.last_error = f"exercise {exercise}: {m.recipient} is not a participant"
+                    session.add(m)
+                    receipts.append(service._receipt(m, update, "blocked", error=m.last_error))
+                    continue
+                # 2. two-person rule (defence in depth: awaiting_approval is never selected).
+                if m.group in service.APPROVAL_KINDS and not update.approved_by:
+                    continue
+                # 3. staff are never told after the public.
+                if m.group in PUBLIC_KINDS and staff_open.get(m.update_id, 0):
+                    if m.status != MessageStatus.HELD:
+                        m.status = MessageStatus.HELD.value
+                        session.add(m)
+                        receipts.append(
+                            service._receipt(
+                                m,
+                                update,
+                                "held",
+                                error="venter til ansatte har fått meldingen / "
+                                "waiting for the staff message of this update",
+                            )
+                        )
+                    continue
+                send = self._build(m, update, exercise)
+                if send.instance is not None:
+                    url = self._url(m)
+                    if url in urls_in_pass:
+                        continue  # one target instance per pass; the next pass takes it
+                    urls_in_pass.add(url)
+                sends.append(send)
+            if receipts:
+                await logbook.write(session, receipts)
+            await session.commit()
+        return sends
+
+    async def _staff_open(self, session: AsyncSession, update_ids: set[str]) -> dict[str, int]:
+        rows = (
+            await session.exec(
+                select(OutboxMessage.update_id, func.count())
+                .where(
+                    col(OutboxMessage.update_id).in_(update_ids),
+                    col(OutboxMessage.group).in_(STAFF_KINDS),
+                    col(OutboxMessage.status).not_in([s.value for s in FINAL]),
+                )
+                .group_by(col(OutboxMessage.update_id))
+            )
+        ).all()
+        return {uid: int(n) for uid, n in rows}
+
+    def _url(self, m: OutboxMessage) -> str:
+        return self.config.person(m.recipient).contacts[m.contact_index].url
+
+    def _build(self, m: OutboxMessage, update: NotifyUpdate, exercise: str | None) -> _Send:
+        body, title = m.body, m.title
+        if exercise and not body.startswith(rendering.EXERCISE_PREFIX):
+            body = f"{rendering.EXERCISE_PREFIX}\n{body}"
+            title = f"{rendering.EXERCISE_PREFIX}: {title}"
+        try:
+            contact = self.config.person(m.recipient).contacts[m.contact_index]
+        except (KeyError, IndexError):
+            return _Send(m, update, "unknown", None, title, body, None, error="no such contact")
+        segments = None
+        if contact.channel == "sms":
+            body = sms.fit_sms(body, self.config.delivery.sms_max_segments)
+            segments = sms.count(body).segments
+        instance = self.targets.get(contact.url)
+        send = _Send(m, update, contact.channel, instance, title, body, segments)
+        if instance is None:
+            send.error = "invalid or unsupported apprise URL"
+        return send
+
+    async def _deliver(self, sends: list[_Send]) -> None:
+        """One apprise call per distinct (title, body), chunked by the concurrency budget.
+
+        Chunks are a quarter of the budget so that one slow target holds back only its chunk.
+        """
+        budget = _Budget(self.config.delivery.concurrency)
+        size = max(1, self.config.delivery.concurrency // 4)
+        by_text: dict[tuple[str, str], list[_Send]] = defaultdict(list)
+        for s in sends:
+            if s.instance is not None:
+                by_text[(s.title, s.body)].append(s)
+        calls = [
+            (title, body, group[i : i + size])
+            for (title, body), group in by_text.items()
+            for i in range(0, len(group), size)
+        ]
+
+        async def call(title: str, body: str, chunk: list[_Send]) -> None:
+            await budget.acquire(len(chunk))
+            try:
+                await self._call(title, body, chunk)
+            finally:
+                await budget.release(len(chunk))
+
+        await asyncio.gather(*(call(*c) for c in calls))
+
+    async def _call(self, title: str, body: str, chunk: list[_Send]) -> None:
+        ap = apprise.Apprise()
+        by_tag: dict[str, _Send] = {}
+        for s in chunk:
+            tag = f"m{s.message.id}"
+            assert s.instance is not None
+            s.instance.tags = {tag}
+            by_tag[tag] = s
+            ap.add(s.instance)
+        try:
+            # No apprise call timeout: it doubles apprise's per-target cost; each target has
+            # its own socket timeouts (apprise's cto/rto URL parameters, 4 s by default).
+            result = await ap.async_notify(body=body, title=title)
+        except Exception as exc:  # an apprise crash fails the chunk, it does not lose it
+            for s in chunk:
+                s.status, s.error = "failed", f"apprise: {exc}"
+            return
+        seen: set[str] = set()
+        for r in result:
+            for tag in r.tag:
+                if tag not in by_tag:
+                    continue
+                s = by_tag[tag]
+                seen.add(tag)
+                s.elapsed = float(r.elapsed)
+                if r.status == apprise.AppriseResultStatus.SUCCESS:
+                    s.status, s.error = "sent", None
+                elif r.status == apprise.AppriseResultStatus.TIMEOUT:
+                    s.status, s.error = "timed_out", f"no answer in {r.elapsed:.1f}s"
+                else:
+                    outcome = getattr(s.instance, "crisis_outcome", None)
+                    if outcome:
+                        s.status, s.error = outcome
+                    else:
+                        s.status, s.error = "failed", _first_warning(r) or "delivery failed"
+        for tag, s in by_tag.items():
+            if tag not in seen:
+                s.status, s.error = "failed", "apprise reported no result for this target"
+
+    async def _record(self, sends: list[_Send]) -> None:
+        """Every attempt: a row, a log entry, and the message's next state (bulk statements)."""
+        now = self.clock()
+        d = self.config.delivery
+        changes: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        receipts: list[logbook.Receipt] = []
+        for s in sends:
+            m = s.message
+            assert m.id is not None
+            total = m.total_attempts + 1
+            attempts.append(
+                {
+                    "message_id": m.id,
+                    "attempt": total,
+                    "contact_index": m.contact_index,
+                    "channel": s.channel,
+                    "status": s.status,
+                    "error": s.error,
+                    "segments": s.segments,
+                    "elapsed": s.elapsed,
+                    "at": now,
+                }
+            )
+            extra: dict[str, Any] = {"contact": m.contact_index}
+            if s.segments is not None:
+                extra["segments"] = s.segments
+            receipts.append(
+                service.receipt(
+                    s.update,
+                    incident_id=m.incident_id,
+                    message_id=m.id,
+                    group=m.group,
+                    recipient=m.recipient,
+                    status=s.status,
+                    attempt=total,
+                    channel=s.channel,
+                    error=s.error,
+                    **extra,
+                )
+            )
+            change = {
+                "b_id": m.id,
+                "status": m.status,
+                "total_attempts": total,
+                "attempts": m.attempts,
+                "contact_index": m.contact_index,
+                "next_attempt_at": m.next_attempt_at,
+                "sent_at": m.sent_at,
+                "channel": m.channel,
+                "last_error": s.error,
+                "ack_deadline": m.ack_deadline,
+            }
+            if s.status == "sent":
+                change.update(status=MessageStatus.SENT.value, sent_at=now, channel=s.channel)
+                if m.ack_code:
+                    change["ack_deadline"] = now + timedelta(seconds=d.ack_timeout_seconds)
+            else:
+                tries = m.attempts + 1
+                change["attempts"] = tries
+                if tries < d.attempts_per_contact and s.instance is not None:
+                    delay = min(d.backoff_max_seconds, d.backoff_seconds * 2 ** (tries - 1))
+                    change["next_attempt_at"] = now + timedelta(seconds=delay)
+                elif m.contact_index + 1 < self._contacts(m):
+                    change.update(
+                        contact_index=m.contact_index + 1, attempts=0, next_attempt_at=now
+                    )
+                else:
+                    change["status"] = MessageStatus.FAILED.value
+            change["status"] = (
+                MessageStatus.PENDING.value
+                if change["status"] == MessageStatus.HELD.value
+                else change["status"]
+            )
+            changes.append(change)
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in changes[0] if k != "b_id"})
+        )
+        async with self.sessions() as session:
+            await session.exec(stmt, params=changes)
+            await session.exec(insert(DeliveryAttempt.__table__), params=attempts)  # type: ignore[attr-defined]
+            await logbook.write(session, receipts)
+            await session.commit()
+
+    def _contacts(self, m: OutboxMessage) -> int:
+        try:
+            return len(self.config.person(m.recipient).contacts)
+        except KeyError:
+            return 0
+
+    async def _escalate(self) -> int:
+        """Alarms not acknowledged in time go to the next person of the group's order."""
+        now = self.clock()
+        async with self.sessions() as session:
+            overdue = (
+                await session.exec(
+                    select(OutboxMessage).where(
+                        OutboxMessage.status == MessageStatus.SENT.value,
+                        col(OutboxMessage.ack_code).is_not(None),
+                        col(OutboxMessage.escalated).is_(False),
+                        col(OutboxMessage.ack_deadline) <= now,
+                    )
+                )
+            ).all()
+            if not overdue:
+                return 0
+            approvals = await service.db_translation_approvals(session)
+            receipts: list[logbook.Receipt] = []
+            for m in overdue:
+                update = await session.get(NotifyUpdate, m.update_id)
+                assert update is not None and m.id is not None
+                m.escalated = True
+                session.add(m)
+                already = set(
+                    (
+                        await session.exec(
+                            select(OutboxMessage.recipient).where(
+                                OutboxMessage.update_id == m.update_id
+                            )
+                        )
+                    ).all()
+                )
+                try:
+                    group = self.config.group(m.group_id)
+                except KeyError:
+                    group = None
+                nxt = service.escalation_next(group, m.recipient, already) if group else None
+                error = f"ikke bekreftet innen fristen / not acknowledged by {m.ack_deadline}"
+                receipts.append(
+                    service._receipt(
+                        m,
+                        update,
+                        "timed_out",
+                        channel=m.channel,
+                        error=error,
+                        escalated_to=nxt,
+                    )
+                )
+                if nxt is None:
+                    continue
+                person = self.config.person(nxt)
+                target = service.Target(
+                    recipient=nxt,
+                    group=m.group,
+                    group_id=m.group_id,
+                    languages=person.languages,
+                    ack_required=True,
+                )
+                row = service.message_values(
+                    service._Renderer(self.config, update), target, approvals, escalated_from=m.id
+                )
+                (new_id,) = await service.insert_messages(session, [row])
+                receipts.append(
+                    service.receipt(
+                        update,
+                        incident_id=m.incident_id,
+                        message_id=new_id,
+                        group=m.group,
+                        recipient=nxt,
+                        status="queued",
+                        escalated_from=m.recipient,
+                    )
+                )
+            await logbook.write(session, receipts)
+            await session.commit()
+        return len(overdue)
+
+
+def _first_warning(result: Any) -> str | None:
+    try:
+        for entry in result.logs():
+            message = getattr(entry, "message", None) or str(entry)
+            if message:
+                return str(message)[:500]
+    except Exception:  # logs are best effort
+        return None
+    return None

@@ -1,0 +1,1 @@
+"""Jinja2 message templates (``NAME.LANG.j2``) and their approval catalogue."""

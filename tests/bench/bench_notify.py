@@ -1,0 +1,203 @@
+"""Deliver one update to 10,000 recipients through ``json://`` to a local HTTP sink.
+
+The sink is an aiohttp server in its own process (it would otherwise share this process's
+GIL); the dispatcher runs here against SQLite in a temporary directory. Measured from
+``request_update`` (rendering, 10,000 outbox rows and 10,000 ``queued`` log entries) until
+every message is recorded as sent (10,000 attempts, 10,000 ``sent`` log entries), with the
+sink's own count as the check. Building the apprise targets happens once at dispatcher
+start-up and is reported separately. Also measured for comparison: stock apprise ``json://``
+(``requests`` in apprise's thread pool) for 1,000 targets.
+
+``python -m tests.bench notify`` (or ``make bench``); ``N`` and ``CONCURRENCY`` env to vary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+SINK = """
+import sys
+from aiohttp import web
+count = 0
+async def hit(request):
+    global count
+    await request.read()
+    count += 1
+    return web.Response(text="ok")
+async def stats(request):
+    return web.json_response({"count": count})
+app = web.Application()
+app.router.add_get("/_stats", stats)
+app.router.add_post("/{tail:.*}", hit)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def _sink(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            _stats(port)
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the sink did not start")
+
+
+def _stats(port: int) -> int:
+    url = f"http://127.0.0.1:{port}/_stats"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return int(json.loads(r.read())["count"])
+
+
+async def _run(n: int, concurrency: int, port: int, data: Path) -> dict[str, Any]:
+    from sqlmodel import func, select
+
+    from crisis import log
+    from crisis.db import make_engine, make_sessionmaker, migrate
+    from crisis.models import IncidentCreate
+    from crisis.sqltypes import utcnow
+    from notifiers import service
+    from notifiers.config import Contact, Delivery, Group, NotifyConfig, Person
+    from notifiers.dispatcher import Dispatcher
+    from notifiers.models import MessageStatus, OutboxMessage
+
+    people = tuple(
+        Person(
+            id=f"r{i:05d}",
+            name=f"Mottaker {i}",
+            contacts=(Contact(channel="webhook", url=f"json://127.0.0.1:{port}/r/{i}"),),
+        )
+        for i in range(n)
+    )
+    config = NotifyConfig(
+        delivery=Delivery(concurrency=concurrency),
+        people=people,
+        groups=(Group(id="alle", kind="staff", members=tuple(p.id for p in people)),),
+    )
+    engine = make_engine(f"sqlite+aiosqlite:///{data / 'bench.db'}")
+    await migrate(engine)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        incident, _ = await log.open_incident(
+            session,
+            incident=IncidentCreate(type="fire", title="Brann", unit="agder-froland", severity=4),
+            actor="bench",
+        )
+        await session.commit()
+    dispatcher = Dispatcher(sessions, config, batch_size=5000)
+    t = time.perf_counter()
+    dispatcher.warm()
+    warm = time.perf_counter() - t
+    before = _stats(port)
+
+    t0 = time.perf_counter()
+    async with sessions() as session:
+        await service.request_update(
+            session,
+            config=config,
+            incident_id=incident.id,
+            facts={
+                "title": "Brann i avdeling A",
+                "known": "Røykutvikling i avdeling A. Ingen personskader meldt.",
+                "actions": "Avdelingen er evakuert, brannvesenet er på stedet.",
+            },
+            groups=["staff"],
+            template="update",
+            next_update_at=utcnow() + timedelta(minutes=30),
+            author="bench",
+        )
+        await session.commit()
+    t1 = time.perf_counter()
+    while await dispatcher.run_once():
+        pass
+    t2 = time.perf_counter()
+    async with sessions() as session:
+        sent = (
+            await session.exec(
+                select(func.count()).where(OutboxMessage.status == MessageStatus.SENT.value)
+            )
+        ).one()
+    await dispatcher.aclose()
+    await engine.dispose()
+    return {
+        "recipients": n,
+        "concurrency": concurrency,
+        "seconds_total": round(t2 - t0, 3),
+        "seconds_request_update": round(t1 - t0, 3),
+        "seconds_dispatch": round(t2 - t1, 3),
+        "seconds_build_targets_once": round(warm, 3),
+        "messages_per_second": round(n / (t2 - t0), 1),
+        "sent_recorded": int(sent),
+        "sink_received": _stats(port) - before,
+    }
+
+
+async def _stock(n: int, port: int) -> float:
+    """Stock apprise json:// (blocking requests in its thread pool) for comparison."""
+    import apprise
+    from apprise.plugins.custom_json import NotifyJSON
+
+    ap = apprise.Apprise()
+    for i in range(n):
+        ap.add(NotifyJSON(host="127.0.0.1", port=port, fullpath=f"/stock/{i}"))
+    t = time.perf_counter()
+    result = await ap.async_notify(body="hei", title="stock")
+    elapsed = time.perf_counter() - t
+    assert result.success_count == n, result.status
+    return elapsed
+
+
+def main() -> int:
+    from crisis.broker import free_port
+
+    n = int(os.environ.get("N", "10000"))
+    concurrency = int(os.environ.get("CONCURRENCY", "256"))
+    port = free_port()
+    sink = _sink(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = asyncio.run(_run(n, concurrency, port, Path(tmp)))
+        result["stock_apprise_1000_seconds"] = round(asyncio.run(_stock(1000, port)), 3)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    result["machine"] = f"{platform.node()} · {os.cpu_count()} cores · python "
+    result["machine"] += platform.python_version()
+    result["target_seconds"] = 5.0
+    result["command"] = "python -m tests.bench notify"
+    print(
+        f"one update to {n} recipients via json:// → local sink: "
+        f"{result['seconds_total']:.2f} s total "
+        f"(request_update {result['seconds_request_update']:.2f} s, "
+        f"dispatch {result['seconds_dispatch']:.2f} s; "
+        f"{result['messages_per_second']:.0f} msg/s; target ≤ 5 s) · "
+        f"sink received {result['sink_received']}, recorded sent {result['sent_recorded']}"
+    )
+    print(
+        f"  targets built once at start-up: {result['seconds_build_targets_once']:.2f} s · "
+        f"stock apprise json:// for 1000: {result['stock_apprise_1000_seconds']:.2f} s"
+    )
+    out = Path(os.environ.get("CRISIS_DATA_DIR", "var")) / "bench" / "notify.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {out}")
+    ok = result["sink_received"] == n and result["sent_recorded"] == n
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
