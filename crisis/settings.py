@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=0, le=65535)
     timezone: str = "Europe/Oslo"
+    map_tile_url: str | None = Field(
+        default=None,
+        description="Board map tiles, e.g. https://host/{z}/{x}/{y}.png; unset → offline outline.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -11,7 +11,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
 from crisis.settings import Settings
-from web import auth, errors, health, incidents, units
+from web import auth, board, board_ws, errors, health, incidents, sitreps, units
 from web.metrics import WebMetrics
 
 
@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         try:
             yield
         finally:
+            feed = getattr(app.state, "board_feed", None)
+            if feed is not None:
+                await feed.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -49,6 +52,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
-    for module in (health, auth, units, incidents):
+    for module in (health, auth, units, incidents, sitreps, board, board_ws):
         app.include_router(module.router)
     return app

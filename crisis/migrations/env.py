@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import crisis.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from crisis import board_models  # noqa: F401  (board: situation reports, data access log)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
