@@ -138,6 +138,8 @@ async def board_socket(ws: WebSocket) -> None:
     async with ws.app.state.sessions() as session:
         user = await _user(ws, session)
     if user is None:
+        # Accept, then close with a code the page understands (a refused handshake is opaque).
+        await ws.accept()
         await ws.close(code=4401, reason="innlogging kreves / authentication required")
         return
     scope = scope_of(user, ws.app.state.organisation)

@@ -123,8 +123,9 @@
     state.socket = ws;
     ws.onopen = () => { state.delay = 300; setLive(true); };
     ws.onmessage = (ev) => { try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); } };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       setLive(false);
+      if (ev.code === 4401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
       if (state.socket === ws) state.socket = null;
       if (!state.paused) { setTimeout(connect, state.delay); state.delay = Math.min(state.delay * 2, 5000); }
     };
