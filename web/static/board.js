@@ -44,7 +44,8 @@
       let s = Math.round((new Date(iso) - Date.now()) / 1000);
       const overdue = s < 0; s = Math.abs(s);
       const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-      const txt = (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
+      let txt = (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
+      if (h >= 48) txt = Math.floor(h / 24) + (lang === "en" ? " d " : " d ") + (h % 24) + (lang === "en" ? " h" : " t");
       el.textContent = overdue ? (el.dataset.overdue || "−") + " " + txt : (el.dataset.in ? el.dataset.in + " " : "") + txt;
       el.classList.toggle("overdue", overdue);
     });
@@ -93,7 +94,8 @@
     if (cd) cd.dataset.countdown = i.next_update_at || "";
     const sev = document.getElementById("incident-severity");
     if (sev) { sev.textContent = i.severity; sev.className = "sev big sev" + i.severity; }
-    const st = document.getElementById("incident-status"); if (st) st.textContent = i.status;
+    const st = document.getElementById("incident-status");
+    if (st && st.dataset[i.status]) st.textContent = st.dataset[i.status];
   }
 
   function handle(msg) {
