@@ -94,6 +94,8 @@ class Change:
 
 
 RESYNC = object()
+#: Ids a poll may skip and still wait for (concurrent writers' transactions in flight).
+MAX_GAP = 1000
 
 
 @dataclass(eq=False)
@@ -188,8 +190,9 @@ class BoardFeed:
             if entry.id in self.gaps:
                 del self.gaps[entry.id]
             elif entry.id > self.last:
-                for missing in range(self.last + 1, entry.id):
-                    self.gaps[missing] = now + self.gap_grace
+                if entry.id - self.last <= MAX_GAP:  # a bigger jump is a sequence reset, not races
+                    for missing in range(self.last + 1, entry.id):
+                        self.gaps[missing] = now + self.gap_grace
                 self.last = entry.id
             change = Change(entry, incident, self.resume)
             for sub in list(self.clients):
