@@ -47,6 +47,7 @@ class EntryKind(StrEnum):
     COOPERATION_CONTACT = "cooperation_contact"
     CORRECTION = "correction"
     STATUS_CHANGE = "status_change"
+    SITUATION_REPORT = "situation_report"  # a sitrep version or its approval (crisis.sitreps)
 
 
 #: Kinds a person may add through ``POST /api/v1/incidents/{id}/entries``; the others are

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     heartbeat_factor: float = Field(default=3.0, gt=0)
     media_window_seconds: float = Field(default=1800.0, gt=0)
     media_threshold: int = Field(default=5, ge=1)
+    map_tile_url: str | None = Field(
+        default=None,
+        description="Board map tiles, e.g. https://host/{z}/{x}/{y}.png; unset → offline outline.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,221 @@
+"""Situation reports: a draft from the log → versions → approval; what the ministry sees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from crisis import sitreps
+from crisis.models import Incident
+from tests.conftest import ApiHarness
+
+INCIDENT = {
+    "type": "personal_alarm",
+    "title": "Personalarm utløst, avdeling A",
+    "unit": "agder-froland",
+    "severity": 4,
+}
+
+
+async def _open(api: ApiHarness, headers: dict[str, str], **over: Any) -> dict[str, Any]:
+    r = await api.client.post("/api/v1/incidents", json={**INCIDENT, **over}, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _entry(api: ApiHarness, h: dict[str, str], iid: str, **body: Any) -> dict[str, Any]:
+    r = await api.client.post(f"/api/v1/incidents/{iid}/entries", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_draft_is_composed_from_the_log(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    incident = await _open(api, op)
+    iid = incident["id"]
+    await _entry(api, op, iid, kind="observation", text="Betjent skadet i hånden")
+    task = await _entry(api, op, iid, kind="task", title="Tilkall lege", responsible_role="on_duty")
+    await _entry(api, op, iid, kind="task_update", task=task["seq"], status="done")
+    await _entry(
+        api, op, iid, kind="task", title="Informer pårørende", responsible_role="family_liaison"
+    )
+    await _entry(
+        api,
+        op,
+        iid,
+        kind="decision",
+        text="Innelåsing av avdeling A",
+        measure="innelasing",
+        legal_basis="strgjfl. § 37",
+        proportionality="nødvendig",
+        alternatives="bemanning",
+    )
+    await _entry(
+        api,
+        op,
+        iid,
+        kind="cooperation_contact",
+        text="Politiet varslet",
+        actor={"kind": "police", "name": "Agder politidistrikt", "status": "acknowledged"},
+    )
+    r = await api.client.post(f"/api/v1/incidents/{iid}/sitreps", headers=op)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "draft" and body["number"] == 1
+    current = body["current"]
+    assert "Betjent skadet i hånden" in current["situation"]
+    assert "Tilkall lege (on_duty) — done" in current["actions"]
+    assert "Agder politidistrikt (police) — acknowledged" in current["actions"]
+    assert "Innelåsing av avdeling A" in current["decisions"]
+    assert "hjemmel: strgjfl. § 37" in current["decisions"]
+    assert "Gjenstår: Informer pårørende" in current["needs"]
+    assert "Tilkall lege" not in current["needs"]
+    assert current["next_update_at"] is not None
+    assert current["author"] == "user:op" and current["version"] == 1
+
+
+async def test_draft_versions_approval_and_the_ministry(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    jd = await api.user("jd", "ministry")
+    incident = await _open(api, op)
+    iid = incident["id"]
+    sitrep = (await api.client.post(f"/api/v1/incidents/{iid}/sitreps", headers=op)).json()
+    sid = sitrep["id"]
+
+    # the ministry: a draft does not exist
+    assert (await api.client.get(f"/api/v1/sitreps/{sid}", headers=jd)).status_code == 404
+    assert (await api.client.get("/api/v1/sitreps", headers=jd)).json() == []
+    listed = await api.client.get(f"/api/v1/incidents/{iid}/sitreps", headers=jd)
+    assert listed.status_code == 200 and listed.json() == []
+
+    edit = {
+        "situation": "Situasjonen er under kontroll.",
+        "actions": "Lege tilkalt.",
+        "decisions": "Ingen tvangstiltak.",
+        "needs": "Ingen.",
+        "next_update_at": "2099-01-01T10:00:00Z",
+        "note": "rettet av vakthavende",
+    }
+    v2 = await api.client.post(f"/api/v1/sitreps/{sid}/versions", json=edit, headers=op)
+    assert v2.status_code == 201, v2.text
+    assert [v["version"] for v in v2.json()["versions"]] == [1, 2]
+
+    stale = await api.client.post(f"/api/v1/sitreps/{sid}/approve", json={"version": 1}, headers=op)
+    assert stale.status_code == 409 and stale.json()["errors"][0]["field"] == "version"
+    ok = await api.client.post(f"/api/v1/sitreps/{sid}/approve", json={"version": 2}, headers=op)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["status"] == "approved" and ok.json()["approved_by"] == "user:op"
+
+    # approved: closed for edits, visible to the ministry with the approved version only
+    late = await api.client.post(f"/api/v1/sitreps/{sid}/versions", json=edit, headers=op)
+    assert late.status_code == 409
+    seen = await api.client.get(f"/api/v1/sitreps/{sid}", headers=jd)
+    assert seen.status_code == 200
+    assert seen.json()["current"]["situation"] == "Situasjonen er under kontroll."
+    assert [v["version"] for v in seen.json()["versions"]] == [2]
+    assert [s["id"] for s in (await api.client.get("/api/v1/sitreps", headers=jd)).json()] == [sid]
+
+    # every version and the approval are log entries; the promise is the incident's next update
+    timeline = (await api.client.get(f"/api/v1/incidents/{iid}/timeline", headers=op)).json()
+    reports = [e for e in timeline if e["kind"] == "situation_report"]
+    assert [(e["data"]["version"], e["data"]["action"]) for e in reports] == [
+        (1, "version"),
+        (2, "version"),
+        (2, "approved"),
+    ]
+    got = (await api.client.get(f"/api/v1/incidents/{iid}", headers=op)).json()
+    assert got["next_update_at"].startswith("2099-01-01T10:00:00")
+
+
+async def test_only_the_accountable_role_approves(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    komm = await api.user("komm", "communication")
+    region = await api.user("sorvest", "region", region="sorvest")
+    kdi = await api.user("kdi", "kdi")
+    jd = await api.user("jd", "ministry")
+    incident = await _open(api, op)
+    sid = (await api.client.post(f"/api/v1/incidents/{incident['id']}/sitreps", headers=op)).json()[
+        "id"
+    ]
+    for who, expected in ((komm, 403), (region, 403), (jd, 403)):
+        r = await api.client.post(
+            f"/api/v1/sitreps/{sid}/approve", json={"version": 1}, headers=who
+        )
+        assert r.status_code == expected, r.text
+    # once the incident is at region level, the region is accountable as well
+    r = await api.client.post(
+        f"/api/v1/incidents/{incident['id']}/escalate",
+        json={"to": "region", "reason": "kapasitet", "criteria": ["flere skadde"]},
+        headers=op,
+    )
+    assert r.status_code == 201, r.text
+    r = await api.client.post(f"/api/v1/sitreps/{sid}/approve", json={"version": 1}, headers=region)
+    assert r.status_code == 200, r.text
+    sid2 = (
+        await api.client.post(f"/api/v1/incidents/{incident['id']}/sitreps", headers=kdi)
+    ).json()["id"]
+    r = await api.client.post(f"/api/v1/sitreps/{sid2}/approve", json={"version": 1}, headers=kdi)
+    assert r.status_code == 200, r.text
+
+
+async def test_exercise_reports_never_reach_the_ministry(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    jd = await api.user("jd", "ministry")
+    incident = await _open(api, op, exercise="ovelse-2026-11")
+    sid = (await api.client.post(f"/api/v1/incidents/{incident['id']}/sitreps", headers=op)).json()[
+        "id"
+    ]
+    r = await api.client.post(f"/api/v1/sitreps/{sid}/approve", json={"version": 1}, headers=op)
+    assert r.status_code == 200
+    assert (await api.client.get(f"/api/v1/sitreps/{sid}", headers=jd)).status_code == 404
+    assert (await api.client.get("/api/v1/sitreps", headers=jd)).json() == []
+
+
+async def test_out_of_scope_unit_staff_cannot_draft_or_read(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    other = await api.user("op2", "operator", unit="ringerike")
+    incident = await _open(api, op)
+    sid = (await api.client.post(f"/api/v1/incidents/{incident['id']}/sitreps", headers=op)).json()[
+        "id"
+    ]
+    assert (
+        await api.client.post(f"/api/v1/incidents/{incident['id']}/sitreps", headers=other)
+    ).status_code == 403
+    assert (await api.client.get(f"/api/v1/sitreps/{sid}", headers=other)).status_code == 403
+    assert (await api.client.get("/api/v1/sitreps", headers=other)).json() == []
+
+
+def test_can_approve_rules() -> None:
+    from crisis.models import User
+
+    incident = Incident(
+        id="x", type="t", title="t", unit="agder-froland", severity=3, opened_at=datetime.now(UTC)
+    )
+
+    def user(role: str, unit: str | None = None, region: str | None = None) -> User:
+        return User(name="u", role=role, unit=unit, region=region, password_hash="")
+
+    def can(u: User) -> bool:
+        return sitreps.can_approve(u, incident, region_of_owner="sorvest")
+
+    assert can(user("operator", unit="agder-froland"))
+    assert not can(user("operator", unit="ringerike"))
+    assert not can(user("region", region="sorvest"))  # incident still at unit level
+    assert can(user("kdi")) and can(user("admin"))
+    assert not can(user("ministry")) and not can(user("communication"))
+    assert not can(user("exercise-controller"))
+    incident.level = "region"
+    assert can(user("region", region="sorvest")) and not can(user("region", region="ost"))
+
+
+def test_compose_draft_keeps_a_promise_in_the_future() -> None:
+    now = datetime(2026, 11, 22, 2, 41, tzinfo=UTC)
+    incident = Incident(
+        id="x", type="fire", title="Brann", unit="u", severity=5, opened_at=now, exercise="ov-1"
+    )
+    draft = sitreps.compose_draft(incident, [], now=now)
+    assert draft.situation.startswith("ØVELSE")
+    assert draft.next_update_at == datetime(2026, 11, 22, 3, 45, tzinfo=UTC)
+    promised = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    incident.next_update_at = promised
+    assert sitreps.compose_draft(incident, [], now=now).next_update_at == promised

@@ -1,0 +1,227 @@
+/* crisis board: live updates over /ws/board, forms posting JSON to the API, Oslo clocks.
+   No framework, no build. window.crisisBoard exposes the socket for tests and operators. */
+(function () {
+  "use strict";
+  const TZ = "Europe/Oslo";
+  const body = document.body;
+  const lang = body.dataset.lang || "nb";
+  const locale = lang === "en" ? "en-GB" : "nb-NO";
+  const fmt = new Intl.DateTimeFormat(locale, { timeZone: TZ, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const fmtDate = new Intl.DateTimeFormat(locale, { timeZone: TZ, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
+
+  function timeEl(iso, withDate) {
+    const d = new Date(iso);
+    const t = document.createElement("time");
+    t.dateTime = d.toISOString();
+    t.title = "UTC " + d.toISOString().replace("T", " ").slice(0, 19);
+    t.textContent = (withDate ? fmtDate : fmt).format(d);
+    return t;
+  }
+
+  /* Oslo wall-clock "YYYY-MM-DDTHH:MM" → UTC ISO, whatever the browser's own zone. */
+  function osloToUtc(local) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(local);
+    if (!m) return local;
+    const guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    const offsetAt = (ms) => {
+      const p = {};
+      new Intl.DateTimeFormat("en-US", { timeZone: TZ, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
+        .formatToParts(new Date(ms)).forEach((x) => { p[x.type] = x.value; });
+      return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute) - ms;
+    };
+    let ms = guess - offsetAt(guess);
+    ms = guess - offsetAt(ms);
+    return new Date(ms).toISOString();
+  }
+
+  /* --- clocks and countdowns ---------------------------------------------------------- */
+  function tick() {
+    const clock = document.getElementById("clock");
+    if (clock) clock.textContent = fmt.format(new Date());
+    document.querySelectorAll("[data-countdown]").forEach((el) => {
+      const iso = el.dataset.countdown;
+      if (!iso) { el.textContent = el.dataset.none || "–"; el.classList.remove("overdue"); return; }
+      let s = Math.round((new Date(iso) - Date.now()) / 1000);
+      const overdue = s < 0; s = Math.abs(s);
+      const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+      let txt = (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
+      if (h >= 48) txt = Math.floor(h / 24) + (lang === "en" ? " d " : " d ") + (h % 24) + (lang === "en" ? " h" : " t");
+      el.textContent = overdue ? (el.dataset.overdue || "−") + " " + txt : (el.dataset.in ? el.dataset.in + " " : "") + txt;
+      el.classList.toggle("overdue", overdue);
+    });
+  }
+  setInterval(tick, 1000); tick();
+
+  /* --- live feed ---------------------------------------------------------------------- */
+  const incidentId = body.dataset.incident || null;
+  const state = { resume: parseInt(body.dataset.resume || "0", 10), socket: null, paused: false, delay: 300, seen: new Set(), received: 0 };
+  const live = document.getElementById("live");
+  function setLive(on) { if (live) { live.className = "live " + (on ? "on" : "off"); live.textContent = on ? live.dataset.on : live.dataset.off; } }
+
+  let refreshTimer = null;
+  function refresh(url, targetId) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(async () => {
+      const r = await fetch(url, { credentials: "same-origin" });
+      if (!r.ok) return;
+      const target = document.getElementById(targetId);
+      if (target) { target.innerHTML = await r.text(); bindForms(target); loadViolations(); tick(); }
+    }, 250);
+  }
+
+  function addEntry(e) {
+    const list = document.getElementById("timeline");
+    if (!list || list.querySelector('[data-id="' + e.id + '"]')) return;
+    const li = document.createElement("li");
+    li.className = "entry new k-" + e.kind; li.dataset.id = e.id; li.dataset.seq = e.seq;
+    const when = document.createElement("div"); when.className = "when"; when.appendChild(timeEl(e.at));
+    const what = document.createElement("div"); what.className = "what";
+    const kind = document.createElement("span"); kind.className = "kind"; kind.textContent = e.kind;
+    const text = document.createElement("span"); text.className = "text"; text.textContent = (e.kind === "task" && e.data && e.data.title) ? e.data.title : e.text;
+    what.append(kind, " ", text);
+    if (e.data && e.data.inmate_ref) { const s = document.createElement("span"); s.className = "inmate"; s.textContent = e.data.inmate_ref; what.appendChild(s); }
+    const actor = document.createElement("div"); actor.className = "actor muted"; actor.textContent = "#" + e.seq + " · " + e.actor;
+    what.appendChild(actor);
+    li.append(when, what);
+    // Newest first; entries can arrive out of id order (late commits), so place by seq.
+    let before = null;
+    for (const other of list.children) { if (parseInt(other.dataset.seq, 10) < e.seq) { before = other; break; } }
+    list.insertBefore(li, before);
+  }
+
+  function onIncident(i) {
+    const cd = document.getElementById("countdown");
+    if (cd) cd.dataset.countdown = i.next_update_at || "";
+    const sev = document.getElementById("incident-severity");
+    if (sev) { sev.textContent = i.severity; sev.className = "sev big sev" + i.severity; }
+    const st = document.getElementById("incident-status");
+    if (st && st.dataset[i.status]) st.textContent = st.dataset[i.status];
+  }
+
+  function handle(msg) {
+    if (typeof msg.resume === "number" && msg.resume > state.resume) state.resume = msg.resume;
+    if (msg.type === "resync") {
+      if (incidentId) refresh("/incidents/" + incidentId + "/panels", "panels");
+      else if (body.dataset.page === "overview") refresh("/board/overview", "overview-body");
+      return;
+    }
+    if (msg.type === "sitrep_approved") { if (body.dataset.page === "ministry") location.reload(); return; }
+    if (msg.type !== "entry") return;
+    if (state.seen.has(msg.seq)) return;
+    state.seen.add(msg.seq); state.received += 1;
+    if (incidentId && msg.entry.incident_id === incidentId) {
+      addEntry(msg.entry); onIncident(msg.incident);
+      if (msg.topic !== "entry" || msg.entry.kind === "cooperation_contact") refresh("/incidents/" + incidentId + "/panels", "panels");
+    } else if (body.dataset.page === "overview") {
+      const known = document.querySelector('[data-incident="' + msg.incident.id + '"]');
+      if (msg.topic === "incident" || !known) refresh("/board/overview", "overview-body");
+    }
+  }
+
+  function connect() {
+    if (state.paused || !live) return;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(proto + "//" + location.host + "/ws/board?since=" + state.resume);
+    state.socket = ws;
+    ws.onopen = () => { state.delay = 300; setLive(true); };
+    ws.onmessage = (ev) => { try { handle(JSON.parse(ev.data)); } catch (err) { console.error(err); } };
+    ws.onclose = (ev) => {
+      setLive(false);
+      if (ev.code === 4401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
+      if (state.socket === ws) state.socket = null;
+      if (!state.paused) { setTimeout(connect, state.delay); state.delay = Math.min(state.delay * 2, 5000); }
+    };
+  }
+
+  window.crisisBoard = {
+    state,
+    /* Drop the connection (as a network failure would); it reconnects by itself. */
+    drop() { if (state.socket) state.socket.close(); },
+    /* Stay disconnected until resume() — lets a test write entries while offline. */
+    pause() { state.paused = true; if (state.socket) state.socket.close(); },
+    resume() { state.paused = false; connect(); },
+    connected() { return !!state.socket && state.socket.readyState === WebSocket.OPEN; },
+  };
+
+  /* --- forms: JSON to the API, errors shown where they belong -------------------------- */
+  function formJson(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled) continue;
+      if (el.type === "checkbox") { if (el.checked) out[el.name] = true; continue; }
+      let v = el.value;
+      if (v === "" || v == null) continue;
+      if (el.hasAttribute("data-oslo")) v = osloToUtc(v);
+      if (el.hasAttribute("data-int")) v = parseInt(v, 10);
+      if (el.hasAttribute("data-list")) v = v.split("\n").map((s) => s.trim()).filter(Boolean);
+      out[el.name] = v;
+    }
+    return out;
+  }
+
+  function showErrors(form, errors) {
+    const box = form.querySelector(".form-errors");
+    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+    if (!box) return;
+    box.textContent = "";
+    for (const e of errors) {
+      const p = document.createElement("div");
+      p.className = "form-error"; p.dataset.field = e.field || "";
+      p.textContent = (e.field ? e.field + ": " : "") + e.message;
+      box.appendChild(p);
+      const el = e.field && form.elements.namedItem(e.field);
+      if (el && el.setAttribute) el.setAttribute("aria-invalid", "true");
+    }
+  }
+
+  async function submit(ev) {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const button = form.querySelector("button");
+    if (button) button.disabled = true;
+    showErrors(form, []);
+    form.querySelectorAll(".form-ok").forEach((x) => x.remove());
+    try {
+      const r = await fetch(form.dataset.api, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify(formJson(form)),
+      });
+      let payload = null; try { payload = await r.json(); } catch (_) { payload = null; }
+      if (!r.ok) {
+        let errors = payload && payload.errors;
+        if (!errors) errors = [{ field: "", message: (payload && payload.detail) || (r.status + " " + r.statusText) }];
+        showErrors(form, errors);
+        return;
+      }
+      if (form.dataset.redirect && payload && payload.id) { location.href = form.dataset.redirect.replace("{id}", payload.id); return; }
+      if (form.hasAttribute("data-reload")) { location.reload(); return; }
+      form.reset();
+      const ok = document.createElement("span"); ok.className = "form-ok"; ok.textContent = lang === "en" ? "Saved" : "Lagret";
+      if (button) button.after(ok);
+    } catch (err) {
+      showErrors(form, [{ field: "", message: String(err) }]);
+    } finally { if (button) button.disabled = false; }
+  }
+
+  function bindForms(root) { root.querySelectorAll("form[data-api]").forEach((f) => { if (!f.dataset.bound) { f.dataset.bound = "1"; f.addEventListener("submit", submit); } }); }
+
+  /* --- principle violations, if this build has the endpoint ------------------------------ */
+  async function loadViolations() {
+    const panel = document.querySelector("[data-violations-src]");
+    if (!panel) return;
+    const r = await fetch(panel.dataset.violationsSrc, { credentials: "same-origin" });
+    if (!r.ok) return;
+    const items = await r.json();
+    const list = Array.isArray(items) ? items : (items.violations || []);
+    if (!list.length) return;
+    const box = panel.querySelector(".violations"); box.textContent = "";
+    for (const v of list) {
+      const p = document.createElement("div"); p.className = "error";
+      p.textContent = (v.principle ? v.principle + ": " : "") + (v.message || JSON.stringify(v));
+      box.appendChild(p);
+    }
+  }
+
+  bindForms(document); loadViolations(); connect();
+})();
