@@ -17,7 +17,7 @@ import crisis.sqltypes
 
 
 revision: str = '0006_board'
-down_revision: str | None = '0001'
+down_revision: str | None = '0005_notify'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
