@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     playbooks: Path | None = Field(
         default=None, description="Directory of playbook YAML files; unset → the shipped library."
     )
+    playbook_tick_seconds: float = Field(
+        default=30.0, gt=0, description="How often open incidents' time criteria are re-evaluated."
+    )
     secret_key: str | None = Field(
         default=None, description="Session signing key; unset → kept in data dir."
     )

@@ -383,6 +383,8 @@ async def react(
         incident = await log._lock_incident(session, trigger.incident_id)
     except log.IncidentNotFound:
         return []
+    if incident.status != Status.OPEN:
+        return []  # a closed incident gets no new tasks, contacts or escalations
     entries = await log.timeline(session, incident.id)
     if not entries:
         return []
@@ -401,23 +403,29 @@ async def react(
     return out
 
 
-async def tick(
-    session: AsyncSession, *, org: Organisation, library: Library, now: datetime | None = None
-) -> list[LogEntry]:
-    """Re-evaluate every open incident (time-based criteria need a clock, not an entry)."""
+async def open_incident_ids(session: AsyncSession) -> list[str]:
+    """Ids of the open incidents, oldest first: what the clock re-evaluates."""
     result = await session.exec(
         select(Incident.id)
         .where(Incident.status == Status.OPEN.value)
         .order_by(col(Incident.opened_at))
     )
+    return list(result.all())
+
+
+def clock_entry(incident_id: str) -> dict[str, Any]:
+    """The pseudo-entry a clock tick reacts to (time passing is no log entry)."""
+    return {"incident_id": incident_id, "kind": "tick", "actor": "system:clock"}
+
+
+async def tick(
+    session: AsyncSession, *, org: Organisation, library: Library, now: datetime | None = None
+) -> list[LogEntry]:
+    """Re-evaluate every open incident in one transaction (time criteria need a clock)."""
     out: list[LogEntry] = []
-    for incident_id in result.all():
+    for incident_id in await open_incident_ids(session):
         out += await react(
-            session,
-            entry={"incident_id": incident_id, "kind": "tick", "actor": "system:clock"},
-            org=org,
-            library=library,
-            now=now,
+            session, entry=clock_entry(incident_id), org=org, library=library, now=now
         )
     return out
 

@@ -27,9 +27,6 @@ from playbooks.model import Library
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between re-evaluations of open incidents' time-based criteria.
-TICK_SECONDS = 30.0
-
 
 def entry_json(entry: LogEntry) -> dict[str, Any]:
     """The ``crisis.log`` record of an entry (the public shape, JSON types)."""
@@ -43,7 +40,7 @@ def attach_playbook_agent(
     org: Organisation | None = None,
     library: Library | None = None,
     *,
-    tick_seconds: float = TICK_SECONDS,
+    tick_seconds: float | None = None,
 ) -> None:
     """Attach the agent and its clock to ``app`` (org/library default to the settings' files)."""
     org = org or load_organisation(settings.organisation)
@@ -81,6 +78,14 @@ def attach_playbook_agent(
                 value.get("seq"),
             )
             return
+        if written:
+            logger.info(
+                "playbooks: %s %s#%s -> %d entries",
+                value.get("kind"),
+                value.get("incident_id"),
+                value.get("seq"),
+                len(written),
+            )
         await publish(written)
 
     @app.agent(log_topic, concurrency=1, name="playbooks")
@@ -88,13 +93,18 @@ def attach_playbook_agent(
         async for value in stream:
             await handle(value)
 
-    @app.timer(interval=tick_seconds, on_leader=True, name="playbooks-clock")
+    @app.timer(
+        interval=tick_seconds or settings.playbook_tick_seconds,
+        on_leader=True,
+        name="playbooks-clock",
+    )
     async def playbooks_clock() -> None:
+        """One short transaction per open incident, so ingest never waits on a long tick."""
         try:
             async with sessions() as session:
-                written = await engine.tick(session, org=org, library=library)
-                await session.commit()
+                incident_ids = await engine.open_incident_ids(session)
         except Exception:
-            logger.exception("playbooks: clock tick failed; will retry")
+            logger.exception("playbooks: clock could not list open incidents; will retry")
             return
-        await publish(written)
+        for incident_id in incident_ids:
+            await handle(json.dumps(engine.clock_entry(incident_id)).encode())

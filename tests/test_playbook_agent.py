@@ -1,5 +1,6 @@
 """End to end through the real embedded broker: a committed entry on ``crisis.log`` → the worker
-(in a subprocess, with the playbook agent attached) → tasks in the database and on ``crisis.log``.
+(in a subprocess, with the playbook agent attached) → tasks in the database and on ``crisis.log``;
+and the agent's clock setting up and escalating an incident nobody published.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from crisis.broker import EmbeddedBroker, ensure_topics
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.models import IncidentCreate, LogEntry
 from crisis.settings import Settings
+from crisis.sqltypes import utcnow
 from streams.playbook_agent import entry_json
 from streams.worker import topic_partitions
 
@@ -50,6 +53,14 @@ def _spawn_worker(env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.
             cwd=cwd,
             env=env,
         )
+
+
+async def _first(sessions: object, incident_id: str, kind: str) -> LogEntry | None:
+    async with sessions() as session:  # type: ignore[operator]
+        result = await session.exec(
+            select(LogEntry).where(LogEntry.incident_id == incident_id, LogEntry.kind == kind)
+        )
+        return result.first()
 
 
 @pytest.mark.broker
@@ -82,6 +93,19 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
                     "event_data": {"cell": "A2-114"},
                 },
             )
+            # Opened three hours ago and never published: only the clock can find it.
+            stale, _ = await log.open_incident(
+                session,
+                incident=IncidentCreate(
+                    type="breath_motion_absent",
+                    title="Bevegelse ikke registrert, celle K1-3",
+                    unit="trondheim",
+                    severity=5,
+                ),
+                actor="system:streams",
+                data={"event_type": "no.kriminalomsorgen.sensor.motion_absent", "cell": "K1-3"},
+                at=utcnow() - timedelta(hours=3),
+            )
             await session.commit()
             record = entry_json(opening)
 
@@ -103,6 +127,7 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
             "CRISIS_KAFKA_BOOTSTRAP": broker.bootstrap,
             "CRISIS_DATABASE_URL": settings.effective_database_url,
             "CRISIS_DATA_DIR": str(settings.data_dir),
+            "CRISIS_PLAYBOOK_TICK_SECONDS": "1",
         }
         worker_log = tmp_path / "worker.log"
         proc = _spawn_worker(env, tmp_path, worker_log)
@@ -117,6 +142,13 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
             tail = worker_log.read_text(errors="replace")[-3000:]
             assert len(tasks) == 6, f"exit={proc.poll()} worker log:\n{tail}"
             assert tasks[0].actor == "rule:pust-bevegelse/tilsyn-celle"
+            # Set up by the agent reacting to the published entry (the clock logs kind 'tick').
+            line = f"playbooks: incident_opened {incident.id}#1 -> "
+            while time.monotonic() < deadline:
+                if line in worker_log.read_text(errors="replace"):
+                    break
+                await asyncio.sleep(0.2)
+            assert line in worker_log.read_text(errors="replace")
             assert tasks[0].data["responsible_role"] == "on_duty"
 
             # The engine's own entries are published on crisis.log for boards and notifiers.
@@ -147,6 +179,15 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
             assert {r["kind"] for r in published} >= {"task", "cooperation_contact", "message"}
             plan = next(r for r in published if r["kind"] == "message")["data"]
             assert plan["message_type"] == "notification_request"  # type: ignore[index]
+
+            # The clock: the stale incident got its tasks and, open > 2 h, its escalation.
+            escalated = None
+            while time.monotonic() < deadline and escalated is None:
+                escalated = await _first(sessions, stale.id, "escalation")
+                await asyncio.sleep(0.5)
+            assert escalated is not None, worker_log.read_text(errors="replace")[-3000:]
+            assert escalated.actor == "rule:pust-bevegelse/escalate-region"
+            assert len(await _tasks(sessions, stale.id)) == 6
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

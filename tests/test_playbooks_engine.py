@@ -709,3 +709,23 @@ async def test_concurrent_reactions_do_not_duplicate_tasks(
     _, entries = await _state(engine, opening.incident_id)
     cards = [e.data["card"] for e in _kinds(entries, "task")]
     assert len(cards) == len(set(cards)) == 5
+
+
+async def test_a_closed_incident_gets_nothing_new(
+    engine: AsyncEngine, org: Organisation, library: Library
+) -> None:
+    opening = await _open(
+        engine, type_="fire", unit="tromso", event_type="sensor.fire_alarm", data={}
+    )
+    async with make_sessionmaker(engine)() as session:
+        closed = await log.append_entry(
+            session,
+            incident_id=opening.incident_id,
+            kind="status_change",
+            actor="user:vakthavende",
+            text="Falsk alarm",
+            data={"status": "closed"},
+        )
+        await session.commit()
+    assert await _react(engine, opening, org, library) == []
+    assert await _react(engine, closed, org, library) == []
