@@ -225,5 +225,18 @@
     }
   }
 
+  /* A wrong password answers 401 JSON; show it on the form instead of leaving the page. */
+  const login = document.getElementById("login-form");
+  if (login) {
+    login.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const r = await fetch("/login", { method: "POST", body: new URLSearchParams(new FormData(login)), credentials: "same-origin" });
+      if (r.ok) { location.href = r.url; return; }
+      let msg = r.status + " " + r.statusText;
+      try { msg = (await r.json()).detail || msg; } catch (_) { /* keep the status */ }
+      showErrors(login, [{ field: "", message: msg }]);
+    });
+  }
+
   bindForms(document); loadViolations(); connect();
 })();
