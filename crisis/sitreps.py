@@ -32,6 +32,7 @@ from crisis.sqltypes import utcnow
 
 OSLO = ZoneInfo("Europe/Oslo")
 DEFAULT_UPDATE_INTERVAL = timedelta(hours=1)
+TASK_STATUS_NB = {"not_started": "ikke startet", "started": "startet", "done": "utført"}
 
 
 class SitRepError(Exception):
@@ -95,7 +96,8 @@ def compose_draft(
 
     actions: list[str] = []
     for t in projection.tasks(entries):
-        actions.append(f"- Tiltak: {t.title} ({t.responsible_role}) — {t.status}")
+        status = TASK_STATUS_NB.get(t.status, t.status)
+        actions.append(f"- Tiltak: {t.title} ({t.responsible_role}) — {status}")
     for c in projection.contacts(entries):
         actions.append(f"- Samvirke: {c.name} ({c.kind}) — {c.status}")
     for g in projection.notifications(entries):

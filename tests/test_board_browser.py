@@ -113,6 +113,9 @@ def _login(browser: Any, board: BoardServer, name: str, path: str = "/") -> Any:
     page.goto(board.base + path)
     page.wait_for_url(re.compile(r"/login"))
     page.fill("input[name=username]", name)
+    page.fill("input[name=password]", "wrong password")
+    page.click("button[type=submit]")
+    page.locator("#login-form .form-errors").filter(has_text="feil brukernavn").wait_for()
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(re.escape(board.base + path) + r"$"))
@@ -186,7 +189,7 @@ def test_a_posted_entry_and_a_new_incident_appear_live_without_reload(
         attempt=1,
         error="gateway timeout",
     )
-    expect(page.locator("#panel-notifications")).to_contain_text("failed: 1", timeout=LIVE_MS)
+    expect(page.locator("#panel-notifications")).to_contain_text("feilet: 1", timeout=LIVE_MS)
     promised = (datetime.now(UTC) + timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _entry(
         board,
@@ -211,17 +214,23 @@ def test_a_posted_entry_and_a_new_incident_appear_live_without_reload(
     page.context.close()
 
 
-def test_exercise_incident_shows_an_unmistakable_banner(browser: Any, board: BoardServer) -> None:
+def test_exercise_incident_shows_an_unmistakable_banner(
+    browser: Any, board: BoardServer, shots: Path
+) -> None:
     from playwright.sync_api import expect
 
     real = _open(board)
     drill = _open(board, title="Brann i avdeling B", type="fire", exercise="ovelse-2026-11-brann")
+    _open(board, "kdi", title="Gisseløvelse", type="hostage", unit="ringerike", exercise="ov-2")
     page = _login(browser, board, "op", f"/incidents/{drill['id']}")
     banner = page.locator("#exercise-banner")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("ØVELSE")
     assert "exercise-mode" in (page.locator("body").get_attribute("class") or "")
     expect(page.locator("#incident-title")).to_contain_text("ØVELSE")
+    shot = shots / "exercise-incident.png"
+    page.screenshot(path=str(shot))
+    _keep(shot)
     page.goto(board.base + f"/incidents/{real['id']}")
     expect(page.locator("#exercise-banner")).to_have_count(0)
     page.goto(board.base + "/")
@@ -229,6 +238,16 @@ def test_exercise_incident_shows_an_unmistakable_banner(browser: Any, board: Boa
     expect(page.locator(f'tr[data-incident="{real["id"]}"]')).not_to_have_class(
         re.compile("exercise")
     )
+    expect(page.locator("#exercise-banner")).to_be_visible()
+    # the map dot of a unit with only exercises is purple, a real incident outranks it
+    expect(page.locator('circle[data-unit="agder-froland"]')).not_to_have_class(
+        re.compile("exercise")
+    )
+    page.context.close()
+    page = _login(browser, board, "kdi")
+    expect(page.locator('circle[data-unit="ringerike"]')).to_have_class(re.compile("exercise"))
+    page.click('a:has(circle[data-unit="agder-froland"])')
+    expect(page.locator(".incident-row")).to_have_count(2)
     page.context.close()
 
 
@@ -258,6 +277,22 @@ def test_coercive_decision_without_legal_basis_shows_the_error_and_records_nothi
     timeline = board.api("GET", f"/api/v1/incidents/{incident['id']}/timeline", "op").json()
     decision = [e for e in timeline if e["kind"] == "decision"]
     assert len(decision) == 1 and decision[0]["data"]["legal_basis"].endswith("§ 37")
+
+    # escalation: skipping a level is refused with the principle named; one level is recorded
+    page.locator("details:has(#form-escalate) > summary").click()
+    esc = page.locator("#form-escalate")
+    esc.locator("select[name=to]").select_option("kdi")
+    esc.locator("textarea[name=reason]").fill("Behov for nasjonal støtte")
+    esc.locator("textarea[name=criteria]").fill("flere skadde\nmediepress")
+    esc.locator("button").click()
+    expect(esc.locator(".form-errors")).to_contain_text("nærhetsprinsippet")
+    esc.locator("select[name=to]").select_option("region")
+    esc.locator("button").click()
+    expect(page.locator("#timeline")).to_contain_text("Eskalert fra unit til region", timeout=5000)
+    timeline = board.api("GET", f"/api/v1/incidents/{incident['id']}/timeline", "op").json()
+    escalations = [e for e in timeline if e["kind"] == "escalation"]
+    assert len(escalations) == 1
+    assert escalations[0]["data"]["criteria"] == ["flere skadde", "mediepress"]
     page.context.close()
 
 

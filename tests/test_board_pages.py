@@ -60,6 +60,9 @@ async def test_overview_map_and_language(api: ApiHarness) -> None:
         assert geo.status_code == 200 and json.loads(geo.text)["type"] == "FeatureCollection"
         assert (await client.get("/static/board.js")).status_code == 200
         assert (await client.get("/static/..%2Fboard.py")).status_code == 404
+        report = await client.get("/report")
+        assert report.status_code == 200 and 'data-api="/api/v1/reports"' in report.text
+        assert 'value="agder-froland" selected' in report.text
 
 
 async def test_inmate_identity_masked_for_roles_without_need_and_each_view_logged(
@@ -141,8 +144,8 @@ async def test_incident_page_reads_tasks_contacts_and_deliveries_from_the_log(
             assert r.status_code == 201, r.text
         page = (await op.get(f"/incidents/{iid}/panels")).text
         assert "Evakuer avdeling B" in page and "on_duty" in page and "Telling" in page
-        assert "Agder brannvesen" in page and "acknowledged" in page
-        assert "held: 1" in page and "u7" in page
+        assert "Agder brannvesen" in page and "bekreftet" in page
+        assert "holdt tilbake: 1" in page and "u7" in page
         # no message-approval endpoint in this build: the hook says so instead of a dead button
         assert "ikke tilgjengelig" in page
         # no violations endpoint in this build: nothing is computed, none shown

@@ -64,7 +64,7 @@ async def test_draft_is_composed_from_the_log(api: ApiHarness) -> None:
     assert body["status"] == "draft" and body["number"] == 1
     current = body["current"]
     assert "Betjent skadet i hånden" in current["situation"]
-    assert "Tilkall lege (on_duty) — done" in current["actions"]
+    assert "Tilkall lege (on_duty) — utført" in current["actions"]
     assert "Agder politidistrikt (police) — acknowledged" in current["actions"]
     assert "Innelåsing av avdeling A" in current["decisions"]
     assert "hjemmel: strgjfl. § 37" in current["decisions"]

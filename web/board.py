@@ -145,6 +145,7 @@ async def _open_incidents(session: Any, user: User, request: Request) -> list[In
 async def _overview_context(session: Any, user: User, request: Request) -> dict[str, Any]:
     org = request.app.state.organisation
     incidents = await _open_incidents(session, user, request)
+    only = request.query_params.get("unit")
     worst: dict[str, tuple[int, bool, int]] = {}
     for i in incidents:
         sev, exercise_only, count = worst.get(i.unit, (0, True, 0))
@@ -159,7 +160,8 @@ async def _overview_context(session: Any, user: User, request: Request) -> dict[
     }
     by_severity = {s: sum(1 for i in incidents if i.severity == s) for s in (5, 4, 3, 2, 1)}
     return {
-        "incidents": incidents,
+        "incidents": [i for i in incidents if i.unit == only] if only else incidents,
+        "unit_filter": org.units[only].name if only in org.units else None,
         "units": org.units,
         "by_level": by_level,
         "by_severity": by_severity,
@@ -289,6 +291,7 @@ async def incident_page(incident_id: str, request: Request, session: SessionDep)
         unit_name=unit.name if unit else incident.unit,
         resume=await head(session),
         page="incident",
+        kind_labels=i18n.labels(i18n.pick_lang(request), "kind"),
         **ctx,
     )
 

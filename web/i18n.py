@@ -46,6 +46,25 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "col.deadline": ("Frist", "Deadline"),
     "col.group": ("Gruppe", "Group"),
     "col.actor": ("Aktør", "Actor"),
+    "kind.incident_opened": ("Opprettet", "Opened"),
+    "kind.source_event": ("Hendelse", "Event"),
+    "kind.observation": ("Observasjon", "Observation"),
+    "kind.decision": ("Beslutning", "Decision"),
+    "kind.task": ("Tiltak", "Task"),
+    "kind.task_update": ("Tiltak oppdatert", "Task update"),
+    "kind.message": ("Melding", "Message"),
+    "kind.escalation": ("Eskalering", "Escalation"),
+    "kind.cooperation_contact": ("Samvirke", "Cooperation"),
+    "kind.correction": ("Rettelse", "Correction"),
+    "kind.status_change": ("Statusendring", "Status change"),
+    "kind.situation_report": ("Situasjonsrapport", "Situation report"),
+    "delivery.queued": ("i kø", "queued"),
+    "delivery.sent": ("sendt", "sent"),
+    "delivery.failed": ("feilet", "failed"),
+    "delivery.timed_out": ("tidsavbrudd", "timed out"),
+    "delivery.held": ("holdt tilbake", "held"),
+    "delivery.acknowledged": ("bekreftet", "acknowledged"),
+    "delivery.planned": ("planlagt", "planned"),
     "status.open": ("Åpen", "Open"),
     "status.closed": ("Lukket", "Closed"),
     "level.unit": ("Enhet", "Unit"),
@@ -143,11 +162,22 @@ def pick_lang(request: Request) -> str:
     return DEFAULT
 
 
-def translator(lang: str) -> Callable[[str], str]:
+def translator(lang: str) -> Callable[..., str]:
+    """``t(key)``; ``t(key, fallback)`` returns the fallback for keys not in the catalogue."""
     index = 1 if lang == "en" else 0
 
-    def t(key: str) -> str:
+    def t(key: str, fallback: str | None = None) -> str:
         pair = CATALOGUE.get(key)
-        return pair[index] if pair else key
+        if pair:
+            return pair[index]
+        return key if fallback is None else fallback
 
     return t
+
+
+def labels(lang: str, prefix: str) -> dict[str, str]:
+    """All entries under ``prefix.`` (e.g. entry kinds) for the page's script."""
+    index = 1 if lang == "en" else 0
+    return {
+        k[len(prefix) + 1 :]: v[index] for k, v in CATALOGUE.items() if k.startswith(prefix + ".")
+    }

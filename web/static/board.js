@@ -54,6 +54,8 @@
 
   /* --- live feed ---------------------------------------------------------------------- */
   const incidentId = body.dataset.incident || null;
+  const labelsEl = document.getElementById("kind-labels");
+  const kindLabels = labelsEl ? JSON.parse(labelsEl.textContent) : {};
   const state = { resume: parseInt(body.dataset.resume || "0", 10), socket: null, paused: false, delay: 300, seen: new Set(), received: 0 };
   const live = document.getElementById("live");
   function setLive(on) { if (live) { live.className = "live " + (on ? "on" : "off"); live.textContent = on ? live.dataset.on : live.dataset.off; } }
@@ -76,7 +78,7 @@
     li.className = "entry new k-" + e.kind; li.dataset.id = e.id; li.dataset.seq = e.seq;
     const when = document.createElement("div"); when.className = "when"; when.appendChild(timeEl(e.at));
     const what = document.createElement("div"); what.className = "what";
-    const kind = document.createElement("span"); kind.className = "kind"; kind.textContent = e.kind;
+    const kind = document.createElement("span"); kind.className = "kind"; kind.textContent = kindLabels[e.kind] || e.kind;
     const text = document.createElement("span"); text.className = "text"; text.textContent = (e.kind === "task" && e.data && e.data.title) ? e.data.title : e.text;
     what.append(kind, " ", text);
     if (e.data && e.data.inmate_ref) { const s = document.createElement("span"); s.className = "inmate"; s.textContent = e.data.inmate_ref; what.appendChild(s); }
@@ -102,7 +104,7 @@
     if (typeof msg.resume === "number" && msg.resume > state.resume) state.resume = msg.resume;
     if (msg.type === "resync") {
       if (incidentId) refresh("/incidents/" + incidentId + "/panels", "panels");
-      else if (body.dataset.page === "overview") refresh("/board/overview", "overview-body");
+      else if (body.dataset.page === "overview") refresh("/board/overview" + location.search, "overview-body");
       return;
     }
     if (msg.type === "sitrep_approved") { if (body.dataset.page === "ministry") location.reload(); return; }
@@ -114,7 +116,7 @@
       if (msg.topic !== "entry" || msg.entry.kind === "cooperation_contact") refresh("/incidents/" + incidentId + "/panels", "panels");
     } else if (body.dataset.page === "overview") {
       const known = document.querySelector('[data-incident="' + msg.incident.id + '"]');
-      if (msg.topic === "incident" || !known) refresh("/board/overview", "overview-body");
+      if (msg.topic === "incident" || !known) refresh("/board/overview" + location.search, "overview-body");
     }
   }
 
@@ -221,6 +223,19 @@
       p.textContent = (v.principle ? v.principle + ": " : "") + (v.message || JSON.stringify(v));
       box.appendChild(p);
     }
+  }
+
+  /* A wrong password answers 401 JSON; show it on the form instead of leaving the page. */
+  const login = document.getElementById("login-form");
+  if (login) {
+    login.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const r = await fetch("/login", { method: "POST", body: new URLSearchParams(new FormData(login)), credentials: "same-origin" });
+      if (r.ok) { location.href = r.url; return; }
+      let msg = r.status + " " + r.statusText;
+      try { msg = (await r.json()).detail || msg; } catch (_) { /* keep the status */ }
+      showErrors(login, [{ field: "", message: msg }]);
+    });
   }
 
   bindForms(document); loadViolations(); connect();
