@@ -7,6 +7,7 @@ Format and a full example: ``notifiers/data/notify.example.yaml``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -240,3 +241,11 @@ def load_notify_config(path: str | Path | None = None) -> NotifyConfig:
     except OSError as exc:
         raise NotifyConfigError(f"cannot read: {exc.strerror or exc}", path=source) from None
     return parse_notify_config(text, source)
+
+
+@lru_cache(maxsize=1)
+def default_config() -> NotifyConfig:
+    """The recipients file named by ``CRISIS_NOTIFY_CONFIG`` (else the example), loaded once."""
+    from crisis.settings import Settings
+
+    return load_notify_config(Settings().notify_config)
