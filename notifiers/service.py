@@ -300,6 +300,7 @@ async def request_update(
     targets: Sequence[Target] | None = None,
     corrects_update_id: str | None = None,
     original_at: datetime | None = None,
+    send_at: datetime | None = None,
 ) -> NotifyUpdate:
     """Queue one facts version for the named stakeholder groups of an incident.
 
@@ -307,7 +308,8 @@ async def request_update(
     each plain text or ``{nb: …, en: …, pl: …}``. ``next_update_at`` is required. The
     incident's exercise flag is authoritative (``exercise`` can only add one). Messages to
     families, ministry, media and public wait for :func:`approve_update`; alarms to staff go
-    at once. Returns the update (its ``id`` is the ``update_id`` in every log entry).
+    at once. ``send_at`` delays delivery (a playbook's offset); the gates still apply then.
+    Returns the update (its ``id`` is the ``update_id`` in every log entry).
     """
     config = config or default_config()
     if next_update_at is None:
@@ -361,10 +363,15 @@ async def request_update(
         )
         for target in targets
     ]
+    if send_at is not None:
+        for row in rows:
+            row["next_attempt_at"] = as_utc(send_at)
     ids = await insert_messages(session, rows)
     receipts = []
     for mid, row in zip(ids, rows, strict=True):
         extra: dict[str, Any] = {"language": row["language"], "kind": update.kind}
+        if send_at is not None:
+            extra["send_at"] = as_utc(send_at)
         if row["last_error"]:
             extra["translation_fallback"] = row["last_error"]
         held = row["status"] == MessageStatus.AWAITING_APPROVAL

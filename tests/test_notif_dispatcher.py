@@ -429,3 +429,23 @@ async def test_a_read_timeout_is_recorded_as_timed_out_and_retried(
     assert [r["status"] for r in log_] == ["queued", "timed_out", "sent"]
     assert "0.2" in log_[1]["error"]
     assert log_[2]["channel"] == "webhook" and log_[2]["contact"] == 1
+
+
+async def test_a_playbook_offset_delays_delivery_until_send_at(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    start = utcnow()
+    await request(
+        engine, config, incident, groups=["unions"], send_at=start + timedelta(minutes=15)
+    )
+    now = [start]
+    dispatcher = new_dispatcher(dispatchers, engine, config, clock=lambda: now[0])
+    assert await dispatcher.run_once() == 0
+    now[0] = start + timedelta(minutes=15, seconds=1)
+    await drain(dispatcher, lambda: sink.to("/union/1"))
+    queued = [r for r in await receipts(engine, incident) if r["status"] == "queued"]
+    assert queued and queued[0]["send_at"].startswith(
+        f"{start + timedelta(minutes=15):%Y-%m-%dT%H:%M}"
+    )
