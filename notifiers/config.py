@@ -86,7 +86,7 @@ class Group(_Strict):
 
 
 class Delivery(_Strict):
-    concurrency: int = Field(default=256, ge=1, le=2000, description="targets in flight")
+    concurrency: int = Field(default=128, ge=1, le=2000, description="targets in flight")
     attempts_per_contact: int = Field(default=3, ge=1, le=20)
     backoff_seconds: float = Field(default=2.0, ge=0)
     backoff_max_seconds: float = Field(default=300.0, ge=0)

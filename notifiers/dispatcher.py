@@ -188,8 +188,17 @@ class Dispatcher:
                     session.add(m)
                     receipts.append(service._receipt(m, update, "blocked", error=m.last_error))
                     continue
-                # 2. two-person rule (defence in depth: awaiting_approval is never selected).
+                # 2. two-person rule (defence in depth: awaiting_approval is never selected, but
+                #    a row written past request_update must not slip through either).
                 if m.group in service.APPROVAL_KINDS and not update.approved_by:
+                    m.status = MessageStatus.AWAITING_APPROVAL.value
+                    update.approval_required = True
+                    session.add_all([m, update])
+                    receipts.append(
+                        service._receipt(
+                            m, update, "held", error="venter på godkjenning (to-personsregel)"
+                        )
+                    )
                     continue
                 # 3. staff are never told after the public.
                 if m.group in PUBLIC_KINDS and staff_open.get(m.update_id, 0):

@@ -449,3 +449,38 @@ async def test_a_playbook_offset_delays_delivery_until_send_at(
     assert queued and queued[0]["send_at"].startswith(
         f"{start + timedelta(minutes=15):%Y-%m-%dT%H:%M}"
     )
+
+
+async def test_an_unapproved_row_written_past_the_service_is_still_held(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff"])
+    async with make_sessionmaker(engine)() as session:
+        session.add(
+            OutboxMessage(
+                update_id=update_id,
+                incident_id=incident,
+                group="media",
+                group_id="g-media",
+                recipient="ntb",
+                language="nb",
+                body="Pressemelding uten godkjenning.",
+            )
+        )
+        await session.commit()
+    dispatcher = new_dispatcher(dispatchers, engine, config)
+
+    async def staff_sent_and_ntb_held() -> bool:
+        ms = {m.recipient: m.status for m in await messages(engine, update_id)}
+        return ms["ntb"] == MessageStatus.AWAITING_APPROVAL and ms["staff-1"] == "sent"
+
+    await drain(dispatcher, staff_sent_and_ntb_held)
+    for _ in range(3):
+        await dispatcher.run_once()
+    assert not sink.to("/media/")
+    async with make_sessionmaker(engine)() as session:
+        await service.approve_update(session, update_id=update_id, approver="user:ola")
+        await session.commit()
+    await drain(dispatcher, lambda: sink.to("/media/ntb"))

@@ -149,7 +149,7 @@ def main() -> int:
     from crisis.broker import free_port
 
     n = int(os.environ.get("N", "10000"))
-    concurrency = int(os.environ.get("CONCURRENCY", "256"))
+    concurrency = int(os.environ.get("CONCURRENCY", "128"))
     port = free_port()
     sink = _sink(port)
     try:
