@@ -161,6 +161,7 @@ def main() -> int:
         sink.wait(10)
     result["machine"] = f"{platform.node()} · {os.cpu_count()} cores · python "
     result["machine"] += platform.python_version()
+    result["load_average_1min_after"] = round(os.getloadavg()[0], 2)  # the machine is shared
     result["target_seconds"] = 5.0
     result["command"] = "python -m tests.bench notify"
     print(
@@ -173,7 +174,8 @@ def main() -> int:
     )
     print(
         f"  targets built once at start-up: {result['seconds_build_targets_once']:.2f} s · "
-        f"stock apprise json:// for 1000: {result['stock_apprise_1000_seconds']:.2f} s"
+        f"stock apprise json:// for 1000: {result['stock_apprise_1000_seconds']:.2f} s · "
+        f"load average {result['load_average_1min_after']}"
     )
     out = Path(os.environ.get("CRISIS_DATA_DIR", "var")) / "bench" / "notify.json"
     out.parent.mkdir(parents=True, exist_ok=True)
