@@ -484,3 +484,37 @@ async def test_an_unapproved_row_written_past_the_service_is_still_held(
         await service.approve_update(session, update_id=update_id, approver="user:ola")
         await session.commit()
     await drain(dispatcher, lambda: sink.to("/media/ntb"))
+
+
+async def test_two_sharded_dispatchers_deliver_each_message_once_and_keep_the_order(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    sink.delay["/staff/"] = 0.5
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff", "unions", "public"])
+    async with make_sessionmaker(engine)() as session:
+        await service.approve_update(session, update_id=update_id, approver="user:ola")
+        await session.commit()
+    ms = await messages(engine, update_id)
+    assert {m.id % 2 for m in ms} == {0, 1}  # both shards have work
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(new_dispatcher(dispatchers, engine, config, shard=(k, 2)).run(stop))
+        for k in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not await all_final(engine, update_id)():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    ok = [h.path for h in sink.hits if h.status == 200]
+    assert sorted(ok) == sorted(set(ok))  # nobody got it twice
+    assert set(ok) == {"/staff/1", "/staff/2", "/fail/fb", "/union/1", "/public/feed"}
+    staff_done = max(h.answered for h in sink.to("/staff/"))
+    assert all(h.arrived >= staff_done for h in sink.to("/public/"))
+    with pytest.raises(ValueError, match="shard"):
+        Dispatcher(make_sessionmaker(engine), config, shard=(2, 2))
