@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -13,7 +14,7 @@ from notifiers.config import NotifyConfigError, load_notify_config
 from notifiers.dispatcher import Dispatcher
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
     try:
         config = load_notify_config(settings.notify_config)
     except NotifyConfigError as exc:
@@ -25,10 +26,13 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    dispatcher = Dispatcher(make_sessionmaker(engine), config)
+    dispatcher = Dispatcher(make_sessionmaker(engine), config, shard=shard)
     warmed = dispatcher.warm()
     source = settings.notify_config or "the shipped example (notifiers/data/notify.example.yaml)"
-    print(f"notifiers: dispatcher running, {warmed} targets from {source}", flush=True)
+    print(
+        f"notifiers: dispatcher {shard[0]}/{shard[1]} running, {warmed} targets from {source}",
+        flush=True,
+    )
     try:
         await dispatcher.run(stop)
     finally:
@@ -37,9 +41,20 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m notifiers", description=__doc__)
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: deliver the outbox rows with id %% N == K (run N processes for N cores)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        parser.error("--shard must be K/N, e.g. 0/2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return asyncio.run(serve(Settings()))
+    return asyncio.run(serve(Settings(), (k, n)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Format and a full example: ``notifiers/data/notify.example.yaml``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -85,7 +86,7 @@ class Group(_Strict):
 
 
 class Delivery(_Strict):
-    concurrency: int = Field(default=256, ge=1, le=2000, description="targets in flight")
+    concurrency: int = Field(default=128, ge=1, le=2000, description="targets in flight")
     attempts_per_contact: int = Field(default=3, ge=1, le=20)
     backoff_seconds: float = Field(default=2.0, ge=0)
     backoff_max_seconds: float = Field(default=300.0, ge=0)
@@ -240,3 +241,11 @@ def load_notify_config(path: str | Path | None = None) -> NotifyConfig:
     except OSError as exc:
         raise NotifyConfigError(f"cannot read: {exc.strerror or exc}", path=source) from None
     return parse_notify_config(text, source)
+
+
+@lru_cache(maxsize=1)
+def default_config() -> NotifyConfig:
+    """The recipients file named by ``CRISIS_NOTIFY_CONFIG`` (else the example), loaded once."""
+    from crisis.settings import Settings
+
+    return load_notify_config(Settings().notify_config)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import apprise
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, true, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,8 +90,16 @@ class Dispatcher:
         *,
         batch_size: int = 2000,
         clock: Callable[[], datetime] = utcnow,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        """``shard=(k, n)``: this process delivers the outbox rows with ``id % n == k``.
+
+        The gates read the whole outbox, so n dispatcher processes keep every rule.
+        """
+        if not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard[0]}/{shard[1]}: need 0 <= k < n")
         channels.register_plugins()
+        self.shard = shard
         self.sessions = sessions
         self.config = config
         self.batch_size = batch_size
@@ -148,6 +156,7 @@ class Dispatcher:
                             [MessageStatus.PENDING.value, MessageStatus.HELD.value]
                         ),
                         col(OutboxMessage.next_attempt_at) <= now,
+                        self._mine(),
                     )
                     .order_by(col(OutboxMessage.id))
                     .limit(self.batch_size)
@@ -188,8 +197,17 @@ class Dispatcher:
                     session.add(m)
                     receipts.append(service._receipt(m, update, "blocked", error=m.last_error))
                     continue
-                # 2. two-person rule (defence in depth: awaiting_approval is never selected).
+                # 2. two-person rule (defence in depth: awaiting_approval is never selected, but
+                #    a row written past request_update must not slip through either).
                 if m.group in service.APPROVAL_KINDS and not update.approved_by:
+                    m.status = MessageStatus.AWAITING_APPROVAL.value
+                    update.approval_required = True
+                    session.add_all([m, update])
+                    receipts.append(
+                        service._receipt(
+                            m, update, "held", error="venter på godkjenning (to-personsregel)"
+                        )
+                    )
                     continue
                 # 3. staff are never told after the public.
                 if m.group in PUBLIC_KINDS and staff_open.get(m.update_id, 0):
@@ -217,6 +235,10 @@ class Dispatcher:
                 await logbook.write(session, receipts)
             await session.commit()
         return sends
+
+    def _mine(self) -> Any:
+        k, n = self.shard
+        return col(OutboxMessage.id) % n == k if n > 1 else true()
 
     async def _staff_open(self, session: AsyncSession, update_ids: set[str]) -> dict[str, int]:
         rows = (
@@ -423,6 +445,7 @@ class Dispatcher:
                         col(OutboxMessage.ack_code).is_not(None),
                         col(OutboxMessage.escalated).is_(False),
                         col(OutboxMessage.ack_deadline) <= now,
+                        self._mine(),
                     )
                 )
             ).all()

@@ -36,6 +36,7 @@ from notifiers.config import (
     STAFF_KINDS,
     Group,
     NotifyConfig,
+    default_config,
 )
 from notifiers.models import (
     MessageStatus,
@@ -261,20 +262,33 @@ def message_values(
 
 
 async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
-    """Bulk insert outbox rows; their ids in the order given."""
+    """Bulk insert outbox rows of one update (distinct recipients); their ids in order.
+
+    One executemany, then one select: ``INSERT … RETURNING`` with a guaranteed order runs
+    row by row on SQLite, 10,000 round trips for a big update.
+    """
     if not rows:
         return []
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    result = await session.exec(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), params=rows
+    await session.exec(insert(table), params=rows)
+    update_id = rows[0]["update_id"]
+    recipients = {r["recipient"] for r in rows}
+    found = await session.exec(
+        select(OutboxMessage.recipient, OutboxMessage.id).where(
+            OutboxMessage.update_id == update_id
+        )
     )
-    return [int(r[0]) for r in result.all()]
+    ids: dict[str, int] = {}
+    for recipient, mid in found.all():  # the newest row per recipient is the one just written
+        if recipient in recipients:
+            ids[recipient] = max(ids.get(recipient, 0), int(mid or 0))
+    return [ids[r["recipient"]] for r in rows]
 
 
 async def request_update(
     session: AsyncSession,
     *,
-    config: NotifyConfig,
+    config: NotifyConfig | None = None,
     incident_id: str,
     facts: Mapping[str, Any],
     groups: Sequence[str],
@@ -286,6 +300,7 @@ async def request_update(
     targets: Sequence[Target] | None = None,
     corrects_update_id: str | None = None,
     original_at: datetime | None = None,
+    send_at: datetime | None = None,
 ) -> NotifyUpdate:
     """Queue one facts version for the named stakeholder groups of an incident.
 
@@ -293,8 +308,10 @@ async def request_update(
     each plain text or ``{nb: …, en: …, pl: …}``. ``next_update_at`` is required. The
     incident's exercise flag is authoritative (``exercise`` can only add one). Messages to
     families, ministry, media and public wait for :func:`approve_update`; alarms to staff go
-    at once. Returns the update (its ``id`` is the ``update_id`` in every log entry).
+    at once. ``send_at`` delays delivery (a playbook's offset); the gates still apply then.
+    Returns the update (its ``id`` is the ``update_id`` in every log entry).
     """
+    config = config or default_config()
     if next_update_at is None:
         raise rendering.MissingNextUpdate(
             "next_update_at: every message must say when the next update comes"
@@ -346,10 +363,15 @@ async def request_update(
         )
         for target in targets
     ]
+    if send_at is not None:
+        for row in rows:
+            row["next_attempt_at"] = as_utc(send_at)
     ids = await insert_messages(session, rows)
     receipts = []
     for mid, row in zip(ids, rows, strict=True):
         extra: dict[str, Any] = {"language": row["language"], "kind": update.kind}
+        if send_at is not None:
+            extra["send_at"] = as_utc(send_at)
         if row["last_error"]:
             extra["translation_fallback"] = row["last_error"]
         held = row["status"] == MessageStatus.AWAITING_APPROVAL
@@ -464,7 +486,7 @@ async def acknowledge(session: AsyncSession, *, code: str, by: str | None = None
 async def correct_update(
     session: AsyncSession,
     *,
-    config: NotifyConfig,
+    config: NotifyConfig | None = None,
     update_id: str,
     facts: Mapping[str, Any],
     next_update_at: datetime | None,
@@ -476,6 +498,7 @@ async def correct_update(
 
     With ``message_id``: to those who received that message's group in that update.
     """
+    config = config or default_config()
     original = await _update(session, update_id)
     stmt = select(OutboxMessage).where(
         OutboxMessage.update_id == update_id,
@@ -520,7 +543,7 @@ async def correct_update(
 async def send_sitrep(
     session: AsyncSession,
     *,
-    config: NotifyConfig,
+    config: NotifyConfig | None = None,
     incident_id: str,
     title: str,
     text: str,

@@ -429,3 +429,92 @@ async def test_a_read_timeout_is_recorded_as_timed_out_and_retried(
     assert [r["status"] for r in log_] == ["queued", "timed_out", "sent"]
     assert "0.2" in log_[1]["error"]
     assert log_[2]["channel"] == "webhook" and log_[2]["contact"] == 1
+
+
+async def test_a_playbook_offset_delays_delivery_until_send_at(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    start = utcnow()
+    await request(
+        engine, config, incident, groups=["unions"], send_at=start + timedelta(minutes=15)
+    )
+    now = [start]
+    dispatcher = new_dispatcher(dispatchers, engine, config, clock=lambda: now[0])
+    assert await dispatcher.run_once() == 0
+    now[0] = start + timedelta(minutes=15, seconds=1)
+    await drain(dispatcher, lambda: sink.to("/union/1"))
+    queued = [r for r in await receipts(engine, incident) if r["status"] == "queued"]
+    assert queued and queued[0]["send_at"].startswith(
+        f"{start + timedelta(minutes=15):%Y-%m-%dT%H:%M}"
+    )
+
+
+async def test_an_unapproved_row_written_past_the_service_is_still_held(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff"])
+    async with make_sessionmaker(engine)() as session:
+        session.add(
+            OutboxMessage(
+                update_id=update_id,
+                incident_id=incident,
+                group="media",
+                group_id="g-media",
+                recipient="ntb",
+                language="nb",
+                body="Pressemelding uten godkjenning.",
+            )
+        )
+        await session.commit()
+    dispatcher = new_dispatcher(dispatchers, engine, config)
+
+    async def staff_sent_and_ntb_held() -> bool:
+        ms = {m.recipient: m.status for m in await messages(engine, update_id)}
+        return ms["ntb"] == MessageStatus.AWAITING_APPROVAL and ms["staff-1"] == "sent"
+
+    await drain(dispatcher, staff_sent_and_ntb_held)
+    for _ in range(3):
+        await dispatcher.run_once()
+    assert not sink.to("/media/")
+    async with make_sessionmaker(engine)() as session:
+        await service.approve_update(session, update_id=update_id, approver="user:ola")
+        await session.commit()
+    await drain(dispatcher, lambda: sink.to("/media/ntb"))
+
+
+async def test_two_sharded_dispatchers_deliver_each_message_once_and_keep_the_order(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    sink.delay["/staff/"] = 0.5
+    config = make_config(sink)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff", "unions", "public"])
+    async with make_sessionmaker(engine)() as session:
+        await service.approve_update(session, update_id=update_id, approver="user:ola")
+        await session.commit()
+    ms = await messages(engine, update_id)
+    assert {m.id % 2 for m in ms} == {0, 1}  # both shards have work
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(new_dispatcher(dispatchers, engine, config, shard=(k, 2)).run(stop))
+        for k in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not await all_final(engine, update_id)():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    ok = [h.path for h in sink.hits if h.status == 200]
+    assert sorted(ok) == sorted(set(ok))  # nobody got it twice
+    assert set(ok) == {"/staff/1", "/staff/2", "/fail/fb", "/union/1", "/public/feed"}
+    staff_done = max(h.answered for h in sink.to("/staff/"))
+    assert all(h.arrived >= staff_done for h in sink.to("/public/"))
+    with pytest.raises(ValueError, match="shard"):
+        Dispatcher(make_sessionmaker(engine), config, shard=(2, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -26,10 +27,15 @@ def test_the_dispatcher_process_starts_and_stops_cleanly(tmp_path: Path) -> None
         deadline = time.monotonic() + 60
         line = ""
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if "dispatcher running" in line or not line:
+            ready, _, _ = select.select(
+                [proc.stdout], [], [], max(0.0, deadline - time.monotonic())
+            )
+            if not ready:
                 break
-        assert "dispatcher running" in line, line
+            line = proc.stdout.readline()
+            if "running" in line or not line:
+                break
+        assert "dispatcher 0/1 running" in line, line
         assert "targets" in line
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

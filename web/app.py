@@ -14,7 +14,20 @@ from crisis.organisation import load_organisation
 from crisis.producer import OUTBOX_FILE, EventProducer
 from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
-from web import auth, board, board_ws, dlq, errors, health, incidents, ingest, notifications, sitreps, units, violations
+from web import (
+    auth,
+    board,
+    board_ws,
+    dlq,
+    errors,
+    health,
+    incidents,
+    ingest,
+    notifications,
+    sitreps,
+    units,
+    violations,
+)
 from web.metrics import WebMetrics
 
 
@@ -78,6 +91,18 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
-    for module in (health, auth, units, incidents, ingest, dlq, violations, notifications, sitreps, board, board_ws):
+    for module in (
+        health,
+        auth,
+        units,
+        incidents,
+        ingest,
+        dlq,
+        violations,
+        notifications,
+        sitreps,
+        board,
+        board_ws,
+    ):
         app.include_router(module.router)
     return app

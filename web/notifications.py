@@ -52,6 +52,7 @@ class UpdateRequest(BaseModel):
     kind: Literal["update", "alarm"] = "update"
     facts: dict[str, Any]
     next_update_at: datetime | None = None
+    send_at: datetime | None = None
 
 
 class CorrectionRequest(BaseModel):
@@ -133,6 +134,7 @@ async def request_update(
             next_update_at=body.next_update_at,
             author=actor_of(user),
             kind=body.kind,
+            send_at=body.send_at,
         )
     except (service.NotifyError, TemplateError) as exc:
         await session.rollback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import crisis.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import crisis.models
 import crisis.stream_models  # noqa: F401  (the stream worker's tables)
 import notifiers.models  # noqa: F401  (the notifiers' tables)
 from crisis import board_models  # noqa: F401  (board: situation reports, data access log)

@@ -1,0 +1,185 @@
+"""The whole chain, one scenario per principle: events posted to the API → Kafka → the worker
+(correlation, then the playbook engine on ``crisis.log``) → the crisis log.
+
+Everything is real: the embedded broker, the worker as a subprocess, the web app with its
+producer, SQLite. What is asserted is what the crisis staff would see in the log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+
+from crisis import topics
+from crisis.broker import EmbeddedBroker, ensure_topics
+from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log import verify_log
+from crisis.models import Incident, LogEntry
+from crisis.organisation import load_organisation
+from tests.ingest_support import ingest_api, ingest_settings
+from tests.worker_harness import envelope, log_tail, spawn_worker, stop, wait_for, worker_env
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+DEADLINE = 120.0
+CAP = Path(__file__).parent / "data" / "cap" / "met_wind_froland.xml"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log") as b:
+        yield b
+
+
+async def _incidents(engine: AsyncEngine) -> list[Incident]:
+    async with make_sessionmaker(engine)() as session:
+        return list((await session.exec(select(Incident))).all())
+
+
+async def _entries(engine: AsyncEngine, incident_id: str) -> list[LogEntry]:
+    async with make_sessionmaker(engine)() as session:
+        stmt = select(LogEntry).where(LogEntry.incident_id == incident_id)
+        return list((await session.exec(stmt.order_by(col(LogEntry.seq)))).all())
+
+
+def _kinds(entries: list[LogEntry]) -> dict[str, list[LogEntry]]:
+    out: dict[str, list[LogEntry]] = {}
+    for entry in entries:
+        out.setdefault(entry.kind, []).append(entry)
+    return out
+
+
+async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    org = load_organisation()
+    settings = ingest_settings(tmp_path, broker.bootstrap)
+    url = settings.effective_database_url
+    engine = make_engine(url)
+    await migrate(engine)
+    await ensure_topics(
+        broker.bootstrap,
+        {topics.EVENTS: 4, topics.EVENTS_DLQ: 1, topics.LOG: 1, topics.NOTIFICATIONS: 1},
+    )
+    log_path = tmp_path / "worker.log"
+    worker = spawn_worker(worker_env(broker.bootstrap, tmp_path / "var", url), log_path)
+    try:
+        async with ingest_api(settings) as api:
+            headers = await api.user("kdi", "kdi")
+            breath = envelope(
+                "sensor.breath_absent",
+                unit="agder-froland",
+                cell="A2-114",
+                seconds_without_breath=45,
+            )
+            tag = envelope(
+                "sensor.ek_tamper",
+                unit="oslo-friomsorg",
+                tag="EK-4471",
+                source="/units/oslo-friomsorg/ek/EK-4471",
+            )
+            drill = envelope(
+                "sensor.fire_alarm", unit="ringerike", zone="B", exercise="ovelse-2026-11-brann"
+            )
+            posted = await api.client.post(
+                "/api/v1/events", json=[breath, tag, drill], headers=headers
+            )
+            assert posted.status_code == 202, posted.text
+            cap = await api.client.post(
+                "/api/v1/cap",
+                content=CAP.read_bytes(),
+                headers={**headers, "content-type": "application/cap+xml"},
+            )
+            assert cap.status_code == 202, cap.text
+
+            def owned(i: Incident) -> bool:
+                return i.accountable_role is not None
+
+            async def ready() -> bool:
+                incidents = await _incidents(engine)
+                units = {i.unit for i in incidents}
+                if not {"agder-froland", "oslo-friomsorg", "ringerike"} <= units:
+                    return False
+                for incident in incidents:
+                    kinds = _kinds(await _entries(engine, incident.id))
+                    if "task" not in kinds or "cooperation_contact" not in kinds:
+                        return False
+                return all(owned(i) for i in incidents)
+
+            if not await wait_for(ready, time.monotonic() + DEADLINE, worker):
+                summary = [
+                    (i.unit, i.type, i.accountable_role,
+                     sorted(_kinds(await _entries(engine, i.id))))
+                    for i in await _incidents(engine)
+                ]
+                pytest.fail(f"not ready: {summary}\n{log_tail(log_path)}")
+            incidents = await _incidents(engine)
+
+            # Ansvarsprinsippet: the cell's prison owns the breath alarm, the probation office
+            # the tag; the accountable person is the unit's leader from the organisation.
+            by_unit: dict[str, list[Incident]] = {}
+            for incident in incidents:
+                by_unit.setdefault(incident.unit, []).append(incident)
+            froland = [i for i in by_unit["agder-froland"] if i.severity == 5]
+            assert len(froland) == 1
+            role, person = org.accountable_person("agder-froland")
+            assert (froland[0].accountable_role, froland[0].accountable_person) == (
+                role,
+                person.name,
+            )
+            assert [i.unit for i in incidents if i.unit == "oslo-friomsorg"] == ["oslo-friomsorg"]
+
+            # The CAP warning opened incidents only for units inside its polygon.
+            weather = [
+                i
+                for i in incidents
+                if i.id not in {froland[0].id} and i.unit not in {"oslo-friomsorg", "ringerike"}
+            ]
+            assert weather, "the MET warning over Froland opened an incident"
+            assert {i.unit for i in weather} <= {"agder-froland", "agder-mandal", "agder-friomsorg"}
+
+            # Likhets- and samvirkeprinsippet: every task has a responsible daily role, every
+            # cooperation contact names an actor the owning unit really works with.
+            for incident in incidents:
+                kinds = _kinds(await _entries(engine, incident.id))
+                unit = org.unit(incident.unit)
+                for task in kinds["task"]:
+                    assert task.data["responsible_role"], task.data
+                    assert task.actor.startswith("rule:"), task.actor
+                actors = {a.name for a in unit.cooperating_actors}
+                contacted = {
+                    c.data.get("actor_name") or c.data.get("name")
+                    for c in kinds["cooperation_contact"]
+                }
+                assert contacted and contacted <= actors, (contacted, actors)
+
+            # Exercise traffic stays exercise: the incident and every entry carry the id.
+            [drill_incident] = by_unit["ringerike"]
+            assert drill_incident.exercise == "ovelse-2026-11-brann"
+            assert {e.exercise for e in await _entries(engine, drill_incident.id)} == {
+                "ovelse-2026-11-brann"
+            }
+            assert all(i.exercise is None for i in incidents if i.unit != "ringerike")
+
+            # Nærhetsprinsippet: skipping a level is refused, one level up is allowed.
+            escalate = f"/api/v1/incidents/{froland[0].id}/escalate"
+            skip = await api.client.post(
+                escalate, json={"to": "jd", "reason": "alvorlig"}, headers=headers
+            )
+            assert skip.status_code == 409, skip.text
+            current = (
+                await api.client.get(f"/api/v1/incidents/{froland[0].id}", headers=headers)
+            ).json()["level"]
+            assert current in {"unit", "region"}
+
+        async with make_sessionmaker(engine)() as session:
+            report = await verify_log(session)
+        assert report.ok, report.breaks
+    finally:
+        stop(worker)
+        await engine.dispose()
