@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crisis import rules
+from crisis.incident_types import incident_type_for
 from crisis.models import LEVEL_ORDER, EntryKind, Level, Status
 
 # --- configuration and views ------------------------------------------------------------
@@ -113,58 +114,58 @@ class AlarmRule:
 
 ALARM_RULES: dict[str, AlarmRule] = {
     "sensor.breath_absent": AlarmRule(
-        "suicide_or_overdose_risk",
+        "breath_motion_absent",
         5,
         "Mulig selvmord eller overdose: ingen pust registrert ({area}, {unit})",
         "Pustesensor: ingen pust registrert ({area})",
     ),
     "sensor.motion_absent": AlarmRule(
-        "suicide_or_overdose_risk",
+        "breath_motion_absent",
         5,
         "Mulig selvmord eller overdose: ingen bevegelse registrert ({area}, {unit})",
         "Bevegelsessensor: ingen bevegelse registrert ({area})",
     ),
     "sensor.personal_alarm": AlarmRule(
-        "vold_og_trusler", 4, "Personalarm utløst ({area}, {unit})", "Personalarm ({area})"
+        "violence_threat", 4, "Personalarm utløst ({area}, {unit})", "Personalarm ({area})"
     ),
-    "sensor.fire_alarm": AlarmRule(
-        "brann", 4, "Brannalarm ({area}, {unit})", "Brannalarm ({area})"
-    ),
+    "sensor.fire_alarm": AlarmRule("fire", 4, "Brannalarm ({area}, {unit})", "Brannalarm ({area})"),
     "sensor.perimeter_breach": AlarmRule(
-        "romning", 4, "Perimeterbrudd – mulig rømning ({area}, {unit})", "Perimeterbrudd ({area})"
+        "escape", 4, "Perimeterbrudd – mulig rømning ({area}, {unit})", "Perimeterbrudd ({area})"
     ),
     "sensor.door_forced": AlarmRule(
-        "innbrudd_eller_romning", 3, "Dør brutt opp ({area}, {unit})", "Dør brutt opp ({area})"
+        "escape", 3, "Dør brutt opp ({area}, {unit})", "Dør brutt opp ({area})"
     ),
     "sensor.ek_tamper": AlarmRule(
-        "elektronisk_kontroll",
+        "ek_breach",
         3,
         "Elektronisk kontroll: manipulering av fotlenke ({area}, {unit})",
         "Fotlenke manipulert ({area})",
     ),
     "sensor.ek_zone_violation": AlarmRule(
-        "elektronisk_kontroll",
+        "ek_breach",
         3,
         "Elektronisk kontroll: sonebrudd ({area}, {unit})",
         "Sonebrudd ({area})",
     ),
     "sensor.ek_signal_lost": AlarmRule(
-        "elektronisk_kontroll",
+        "ek_breach",
         2,
         "Elektronisk kontroll: signal tapt ({area}, {unit})",
         "Signal fra fotlenke tapt ({area})",
     ),
     "sensor.reverse_violence_alarm": AlarmRule(
-        "omvendt_voldsalarm",
+        "reverse_violence_alarm",
         5,
         "Omvendt voldsalarm: forbudt person nærmer seg beskyttet person ({area}, {unit})",
         "Omvendt voldsalarm ({area})",
     ),
 }
 
-INFRASTRUCTURE_TYPE = "ikt_bortfall"
-MEDIA_STORM_TYPE = "mediestorm"
-WEATHER_TYPE = "ekstremvaer"
+INFRASTRUCTURE_TYPE = "infrastructure_outage"
+MEDIA_STORM_TYPE = "media_storm"
+WEATHER_TYPE = "extreme_weather"
+#: A staff report whose category names no known kind of incident.
+STAFF_REPORT_TYPE = "staff_report"
 
 #: The fields that name where in a unit an alarm is, most specific first.
 AREA_FIELDS = ("cell", "door", "area", "zone", "department", "location", "tag")
@@ -311,7 +312,7 @@ class Correlator:
                 state,
                 incidents,
                 key=self._report_key(event),
-                incident_type=f"rapport_{_slug(category)}",
+                incident_type=incident_type_for(event.type, event.data) or STAFF_REPORT_TYPE,
                 severity=int(event.data.get("severity") or 3),
                 title=f"Hendelsesrapport: {category} – {place} ({self.unit_name(event.unit)})",
                 entry_text=f"Rapport: {event.data.get('what', '')}"[:2000],
@@ -377,7 +378,7 @@ class Correlator:
             data={
                 "source": event.source,
                 "id": event.id,
-                "type": event.type,
+                "event_type": event.type,
                 "event_time": _iso(event.time),
                 **dict(data or {}),
             },

@@ -1,10 +1,10 @@
 """Playbooks: YAML action cards per incident type and the engine that applies them.
 
-Imports only ``crisis``. The incident-type vocabulary is published here so the stream
-correlation names incidents the way the playbooks handle them.
+Imports only ``crisis``. The incident-type vocabulary lives in ``crisis.incident_types``, shared
+with the stream correlation, and is re-exported here.
 """
 
-from playbooks.vocabulary import (
+from crisis.incident_types import (
     INCIDENT_TYPE_LABELS,
     INCIDENT_TYPES,
     REPORT_CATEGORIES,

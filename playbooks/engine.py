@@ -22,13 +22,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log, rules
 from crisis.chain import format_time
+from crisis.incident_types import incident_type_for
 from crisis.models import LEVEL_ORDER, EntryKind, Incident, Level, LogEntry, Status
 from crisis.organisation import Organisation, Person, Unit
 from crisis.sqltypes import as_utc, utcnow
 from playbooks.criteria import evaluate, event_view, facts_of, required_level
 from playbooks.duration import iso_duration
 from playbooks.model import Card, Library, Playbook, RoleRef
-from playbooks.vocabulary import incident_type_for
 
 _UNIT_IN_SOURCE = re.compile(r"/units/([a-z0-9-]+)")
 EK_TYPES = frozenset({"ek_breach", "reverse_violence_alarm"})

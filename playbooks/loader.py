@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from crisis import rules
+from crisis.incident_types import INCIDENT_TYPE_LABELS
 from crisis.models import IMPACT_DIMENSIONS
 from crisis.organisation import BODY_ROLES, COOPERATING_ACTOR_KINDS, DAILY_ROLES, Organisation
 from crisis.yamlsource import (
@@ -42,7 +43,6 @@ from playbooks.model import (
     Playbook,
     RoleRef,
 )
-from playbooks.vocabulary import INCIDENT_TYPE_LABELS
 
 _HERE = Path(__file__).resolve().parent
 

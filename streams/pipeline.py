@@ -561,7 +561,7 @@ class _Writer:
                 action.incident_id,
                 EntryKind.INCIDENT_OPENED.value,
                 action.text,
-                {**payload, **action.data},
+                {**action.data, **payload},  # the incident's own fields win
             )
             return
         assert isinstance(action, AddEntry)

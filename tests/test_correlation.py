@@ -104,7 +104,7 @@ def test_breath_absent_opens_most_severe_class_at_once() -> None:
     (opened,) = w.feed(ev("sensor.breath_absent", T0, cell="A2-114", seconds_without_breath=45))
     assert isinstance(opened, OpenIncident)
     assert opened.severity == 5
-    assert opened.type == "suicide_or_overdose_risk"
+    assert opened.type == "breath_motion_absent"
     assert "A2-114" in opened.title and "Agder fengsel" in opened.title
     assert "pust" in opened.title
     # motion absent in the same cell joins the same incident
@@ -176,7 +176,7 @@ def test_silent_gateway_opens_infrastructure_incident_and_closes_on_resume() -> 
     key = "gw:gw-1|"
     assert w.correlator.due(key, w.state[key], w.incidents, T0 + 29) == []
     (opened,) = w.correlator.due(key, w.state[key], w.incidents, T0 + 31)
-    assert isinstance(opened, OpenIncident) and opened.type == "ikt_bortfall"
+    assert isinstance(opened, OpenIncident) and opened.type == "infrastructure_outage"
     assert "gw-1" in opened.title
     assert w.correlator.due(key, w.state[key], w.incidents, T0 + 60) == []  # opened once
     out = w.feed(ev("sensor.heartbeat", T0 + 70, gateway="gw-1", interval_seconds=10))
@@ -205,7 +205,7 @@ def test_negative_media_burst_opens_then_escalates_one_level_at_a_time() -> None
     assert w.opened() == []
     w.feed(_article(T0 + 400))
     (opened,) = w.opened()
-    assert opened.type == "mediestorm" and opened.unit == "agder-froland"
+    assert opened.type == "media_storm" and opened.unit == "agder-froland"
     for i in range(5):
         w.feed(_article(T0 + 500 + i))
     escalations = w.entries(EntryKind.ESCALATION.value)
@@ -258,7 +258,7 @@ def test_cap_alert_opens_and_cancel_closes() -> None:
     w = World()
     (opened,) = w.feed(_cap(T0, "Alert", "met-1"))
     assert isinstance(opened, OpenIncident)
-    assert opened.type == "ekstremvaer" and opened.severity == 3
+    assert opened.type == "extreme_weather" and opened.severity == 3
     assert "Farlig kuling" in opened.title
     update = w.feed(_cap(T0 + 10, "Update", "met-2", references=["noreply@met.no,met-1,x"]))
     assert [a.kind for a in update] == [EntryKind.SOURCE_EVENT.value]
@@ -283,4 +283,15 @@ def test_report_opens_incident_with_reported_severity() -> None:
         ev("report.incident", T0, category="Vold", place="Avdeling B", what="Slåsskamp", severity=4)
     )
     assert isinstance(opened, OpenIncident)
-    assert opened.severity == 4 and opened.type == "rapport_vold"
+    assert opened.severity == 4 and opened.type == "violence_threat"
+
+
+def test_correlation_opens_incidents_with_the_playbooks_vocabulary() -> None:
+    """Every alarm opens an incident of the type the playbook library handles."""
+    from crisis.correlation import ALARM_RULES, MEDIA_STORM_TYPE, WEATHER_TYPE
+    from crisis.events import PREFIX
+    from crisis.incident_types import INCIDENT_TYPE_LABELS, incident_type_for
+
+    for event_type, rule in ALARM_RULES.items():
+        assert rule.incident_type == incident_type_for(PREFIX + event_type), event_type
+    assert {MEDIA_STORM_TYPE, WEATHER_TYPE} <= set(INCIDENT_TYPE_LABELS)

@@ -113,8 +113,12 @@ async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
 
             if not await wait_for(ready, time.monotonic() + DEADLINE, worker):
                 summary = [
-                    (i.unit, i.type, i.accountable_role,
-                     sorted(_kinds(await _entries(engine, i.id))))
+                    (
+                        i.unit,
+                        i.type,
+                        i.accountable_role,
+                        sorted(_kinds(await _entries(engine, i.id))),
+                    )
                     for i in await _incidents(engine)
                 ]
                 pytest.fail(f"not ready: {summary}\n{log_tail(log_path)}")

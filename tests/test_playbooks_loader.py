@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from crisis.incident_types import INCIDENT_TYPE_LABELS
 from crisis.organisation import Organisation, load_organisation
 from crisis.rules import check_notification_order
 from playbooks import INCIDENT_TYPES, incident_type_for
 from playbooks.duration import iso_duration, parse_duration
 from playbooks.loader import PlaybookError, library_path, load_library, load_playbook
-from playbooks.vocabulary import INCIDENT_TYPE_LABELS
 
 VALID = textwrap.dedent(
     """\

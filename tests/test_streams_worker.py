@@ -80,11 +80,11 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
 
         async with make_sessionmaker(engine)() as session:
             incidents = {i.type: i for i in (await session.exec(select(Incident))).all()}
-            assert set(incidents) == {"vold_og_trusler", "suicide_or_overdose_risk", "brann"}
-            assert incidents["suicide_or_overdose_risk"].severity == 5
-            assert incidents["suicide_or_overdose_risk"].unit == "ringerike"
-            assert incidents["brann"].exercise == "ovelse-brann"
-            assert incidents["vold_og_trusler"].head_seq == 2  # opened + a2 joined
+            assert set(incidents) == {"violence_threat", "breath_motion_absent", "fire"}
+            assert incidents["breath_motion_absent"].severity == 5
+            assert incidents["breath_motion_absent"].unit == "ringerike"
+            assert incidents["fire"].exercise == "ovelse-brann"
+            assert incidents["violence_threat"].head_seq == 2  # opened + a2 joined
             entries = (await session.exec(select(LogEntry).order_by(LogEntry.id))).all()
             assert len(entries) == 4
             assert (await verify_log(session)).ok
@@ -110,7 +110,7 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
         )
         text = body.decode()
         assert 'crisis_events_consumed_total{type="sensor.personal_alarm"} 2.0' in text
-        assert 'crisis_incidents_opened_total{type="brann"} 1.0' in text
+        assert 'crisis_incidents_opened_total{type="fire"} 1.0' in text
         assert "crisis_produce_to_commit_seconds_count 4.0" in text
         assert "crisis_events_dead_lettered_total" in text
 

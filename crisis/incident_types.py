@@ -1,5 +1,8 @@
 """The incident-type vocabulary shared by the stream correlation and the playbooks.
 
+It lives in the core so that both name an incident the same way: the correlation opens
+incidents with these types and the playbook library handles exactly these types.
+
 One name per kind of incident. The stream worker opens an incident with ``type`` set to one of
 :data:`INCIDENT_TYPE_LABELS`; :func:`incident_type_for` maps an event (type and data) to it.
 """
