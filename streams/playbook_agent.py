@@ -2,8 +2,9 @@
 
 Concurrency 1 (one writer, entries of an incident stay in order); an entry the engine cannot
 handle is logged and skipped, never allowed to kill the agent. Entries written by rules are
-ignored, so the engine never reacts to itself; they are published on ``crisis.log`` after the
-commit so boards and notifiers see them. A clock re-evaluates open incidents because time-based
+ignored, so the engine never reacts to itself; like every committed entry they reach
+``crisis.log`` through the worker's log relay (publishing them here too would send each twice).
+A clock re-evaluates open incidents because time-based
 escalation criteria (open longer than T) need no new entry to become true.
 """
 
@@ -48,15 +49,6 @@ def attach_playbook_agent(
     # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
     log_topic = app.topic(topics.LOG, value_serializer="raw")
 
-    async def publish(entries: list[LogEntry]) -> None:
-        try:
-            for entry in entries:
-                await log_topic.send(
-                    key=entry.incident_id.encode(), value=json.dumps(entry_json(entry)).encode()
-                )
-        except Exception:  # committed already: only the feed misses them; boards re-read
-            logger.exception("playbooks: publishing %d entries on crisis.log failed", len(entries))
-
     async def handle(raw: Any) -> None:
         try:
             value = json.loads(raw)
@@ -86,7 +78,6 @@ def attach_playbook_agent(
                 value.get("seq"),
                 len(written),
             )
-        await publish(written)
 
     @app.agent(log_topic, concurrency=1, name="playbooks")
     async def playbooks(stream: Any) -> None:
