@@ -19,6 +19,7 @@ from crisis.settings import Settings
 from streams.agents import attach_agents
 from streams.app import create_faust_app
 from streams.metrics import WorkerMetrics
+from streams.notification_flow import attach_notification_flow
 from streams.pipeline import Pipeline, incident_id_factory
 from streams.playbook_agent import attach_playbook_agent
 from streams.relay import LogRelay, Send
@@ -103,7 +104,9 @@ def build_worker(settings: Settings) -> faust.App:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    attach_playbook_agent(app, settings, make_sessionmaker(make_engine(settings)))
+    side_sessions = make_sessionmaker(make_engine(settings))
+    attach_playbook_agent(app, settings, side_sessions)
+    attach_notification_flow(app, settings, side_sessions)
     return app
 
 

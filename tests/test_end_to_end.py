@@ -21,6 +21,7 @@ from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.log import verify_log
 from crisis.models import Incident, LogEntry
 from crisis.organisation import load_organisation
+from notifiers.models import NotifyUpdate, OutboxMessage
 from tests.ingest_support import ingest_api, ingest_settings
 from tests.worker_harness import envelope, log_tail, spawn_worker, stop, wait_for, worker_env
 
@@ -169,6 +170,30 @@ async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
                 "ovelse-2026-11-brann"
             }
             assert all(i.exercise is None for i in incidents if i.unit != "ringerike")
+
+            # The playbook's notification plan reaches the notifier's outbox (delivery is the
+            # dispatcher's): staff are alarmed at once, the exercise keeps its flag.
+            async def queued() -> bool:
+                async with make_sessionmaker(engine)() as session:
+                    rows = (await session.exec(select(NotifyUpdate))).all()
+                return {froland[0].id, drill_incident.id} <= {u.incident_id for u in rows}
+
+            assert await wait_for(queued, time.monotonic() + DEADLINE, worker), log_tail(log_path)
+            async with make_sessionmaker(engine)() as session:
+                updates = (await session.exec(select(NotifyUpdate))).all()
+                staff = [u for u in updates if u.incident_id == froland[0].id and u.kind == "alarm"]
+                assert staff and "staff" in staff[0].groups
+                assert all(
+                    u.exercise == "ovelse-2026-11-brann"
+                    for u in updates
+                    if u.incident_id == drill_incident.id
+                )
+                messages = (
+                    await session.exec(
+                        select(OutboxMessage).where(OutboxMessage.update_id == staff[0].id)
+                    )
+                ).all()
+                assert messages and all(m.incident_id == froland[0].id for m in messages)
 
             # Nærhetsprinsippet: skipping a level is refused, one level up is allowed.
             escalate = f"/api/v1/incidents/{froland[0].id}/escalate"

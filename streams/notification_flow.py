@@ -1,0 +1,159 @@
+"""Flow: a playbook's notification plan (a ``message`` entry on ``crisis.log`` with
+``data.message_type == "notification_request"``) becomes queued notifier updates.
+
+This is where playbooks and notifiers meet, so it lives in ``streams`` (which may import
+both). It only writes the notifier's outbox — delivery is the dispatcher's job, never done
+inside a consumer. Each plan item becomes one update, keyed by its author
+``rule:<playbook>/notify/<item>@<seq>`` so a redelivered entry queues nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import faust
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crisis import topics
+from crisis.models import EntryKind, Incident, LogEntry
+from crisis.settings import Settings
+from crisis.sqltypes import as_utc, utcnow
+from notifiers.config import NotifyConfig, load_notify_config
+from notifiers.models import NotifyUpdate
+from notifiers.service import NotifyError, request_update
+
+logger = logging.getLogger(__name__)
+
+#: A playbook's stakeholder group → the notifier's group kinds (DOMAIN.md: staff and leaders
+#: include the safety and union representatives; media and public are told together).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "staff": ("staff", "leaders", "safety"),
+    "inmates": ("inmates",),
+    "ministry": ("ministry",),
+    "families": ("families",),
+    "media": ("media", "public"),
+    "unions": ("unions",),
+    "cooperating_actors": ("cooperating",),
+}
+
+DEFAULT_NEXT_UPDATE = timedelta(hours=1)
+
+
+def is_plan(entry: Mapping[str, Any]) -> bool:
+    data = entry.get("data") or {}
+    return (
+        entry.get("kind") == EntryKind.MESSAGE.value
+        and isinstance(data, Mapping)
+        and data.get("message_type") == "notification_request"
+        and isinstance(data.get("plan"), list)
+    )
+
+
+async def _facts(session: AsyncSession, incident: Incident) -> dict[str, str]:
+    """What is known (the incident and its opening) and what is being done (its tasks)."""
+    rows = (
+        await session.exec(
+            select(LogEntry)
+            .where(LogEntry.incident_id == incident.id)
+            .where(col(LogEntry.kind).in_([EntryKind.INCIDENT_OPENED.value, EntryKind.TASK.value]))
+            .order_by(col(LogEntry.seq))
+        )
+    ).all()
+    opening = next((e.text for e in rows if e.kind == EntryKind.INCIDENT_OPENED.value), "")
+    tasks = [str(e.data.get("title", "")) for e in rows if e.kind == EntryKind.TASK.value]
+    known = incident.title if not opening or opening.endswith(incident.title) else opening
+    actions = "; ".join(t for t in tasks if t) or "Enheten håndterer hendelsen."
+    return {"title": incident.title, "known": known, "actions": actions}
+
+
+async def queue_plan(
+    session: AsyncSession, *, entry: Mapping[str, Any], config: NotifyConfig
+) -> list[NotifyUpdate]:
+    """Queue one update per plan item not queued before; flush, the caller commits."""
+    if not is_plan(entry):
+        return []
+    incident = await session.get(Incident, str(entry["incident_id"]))
+    if incident is None:
+        return []
+    data = entry["data"]
+    playbook = str(data.get("playbook", "playbook"))
+    next_update = data.get("next_update_at")
+    next_update_at = as_utc(next_update) if next_update else utcnow() + DEFAULT_NEXT_UPDATE
+    facts = await _facts(session, incident)
+    created = []
+    for item in data["plan"]:
+        if not isinstance(item, Mapping) or item.get("group") not in GROUPS:
+            continue
+        author = f"rule:{playbook}/notify/{item.get('id', item['group'])}@{entry.get('seq')}"
+        exists = (
+            await session.exec(
+                select(NotifyUpdate.id).where(
+                    NotifyUpdate.incident_id == incident.id, NotifyUpdate.author == author
+                )
+            )
+        ).first()
+        if exists is not None:
+            continue
+        send_at = as_utc(item["at"]) if item.get("at") else None
+        immediate = send_at is None or send_at <= utcnow()
+        alarm = item["group"] == "staff" and immediate
+        try:
+            update = await request_update(
+                session,
+                config=config,
+                incident_id=incident.id,
+                facts=facts,
+                groups=list(GROUPS[item["group"]]),
+                template="alarm" if alarm else "update",
+                kind="alarm" if alarm else "update",
+                next_update_at=max(next_update_at, send_at or next_update_at),
+                author=author,
+                exercise=incident.exercise,
+                send_at=None if immediate else send_at,
+            )
+        except NotifyError as exc:
+            logger.warning("notification plan of %s: %s", incident.id, exc)
+            continue
+        created.append(update)
+    return created
+
+
+def attach_notification_flow(
+    app: faust.App, settings: Settings, sessions: Callable[[], AsyncSession]
+) -> None:
+    """Consume ``crisis.log`` in its own agent; a bad record is logged and skipped."""
+    config = load_notify_config(settings.notify_config)
+    log_topic = app.topic(topics.LOG, value_serializer="raw")
+
+    @app.agent(log_topic, concurrency=1, name="notification-plans")
+    async def notification_plans(stream: Any) -> None:
+        async for raw in stream:
+            try:
+                value = json.loads(raw)
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(value, dict) or not is_plan(value):
+                continue
+            try:
+                async with sessions() as session:
+                    updates = await queue_plan(session, entry=value, config=config)
+                    await session.commit()
+            except Exception:
+                logger.exception(
+                    "notification plan %s#%s failed; skipped",
+                    value.get("incident_id"),
+                    value.get("seq"),
+                )
+                continue
+            if updates:
+                logger.info(
+                    "notification plan %s#%s -> %d updates queued",
+                    value.get("incident_id"),
+                    value.get("seq"),
+                    len(updates),
+                )
