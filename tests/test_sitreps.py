@@ -219,3 +219,37 @@ def test_compose_draft_keeps_a_promise_in_the_future() -> None:
     promised = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
     incident.next_update_at = promised
     assert sitreps.compose_draft(incident, [], now=now).next_update_at == promised
+
+
+async def test_an_approved_report_is_queued_for_the_ministry(api: ApiHarness) -> None:
+    """Approved by another person: straight to JD. Self-approved: JD waits for a second person."""
+    from sqlmodel import select
+
+    from notifiers.models import NotifyUpdate
+
+    writer = await api.user("vakthavende", "operator", unit="agder-froland")
+    leader = await api.user("leder", "operator", unit="agder-froland")
+    edit = {
+        "situation": "Under kontroll.",
+        "actions": "Lege tilkalt.",
+        "next_update_at": "2099-01-01T10:00:00Z",
+    }
+    results = []
+    for approver in (leader, writer):
+        iid = (await _open(api, writer))["id"]
+        sid = (await api.client.post(f"/api/v1/incidents/{iid}/sitreps", headers=writer)).json()[
+            "id"
+        ]
+        await api.client.post(f"/api/v1/sitreps/{sid}/versions", json=edit, headers=writer)
+        ok = await api.client.post(
+            f"/api/v1/sitreps/{sid}/approve", json={"version": 2}, headers=approver
+        )
+        assert ok.status_code == 200, ok.text
+        async with api.app.state.sessions() as session:
+            [update] = (
+                await session.exec(select(NotifyUpdate).where(NotifyUpdate.incident_id == iid))
+            ).all()
+        assert update.groups == ["ministry"] and update.template == "sitrep"
+        assert "Under kontroll." in update.facts["known"]
+        results.append(update.approved_by)
+    assert results == ["user:leder", None]

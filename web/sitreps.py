@@ -7,18 +7,25 @@ accountable role (``crisis.sitreps.can_approve``).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log, rules, sitreps
 from crisis.board_models import SitRep, SitRepFields, SitRepVersion
 from crisis.models import Incident, Role, User
 from crisis.organisation import Organisation
+from notifiers import service as notify_service
+from notifiers.models import NotifyUpdate
+from notifiers.rendering import MissingNextUpdate
 from web.deps import CurrentUser, Org, SessionDep, require_writer, scope_of
 from web.incidents import actor_of
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["situation reports"])
 
@@ -203,12 +210,65 @@ async def approve(
     incident = await _incident_in_scope(session, user, org, view.report.incident_id)
     region = org.units[incident.unit].region if incident.unit in org.units else None
     try:
-        await sitreps.approve(
+        report = await sitreps.approve(
             session, sitrep_id=sitrep_id, user=user, version=body.version, region_of_owner=region
         )
     except sitreps.SitRepError as exc:
         await session.rollback()
         raise _refuse(exc) from None
+    approved = await sitreps.view(session, sitrep_id=sitrep_id, approved_only=True)
+    await send_to_ministry(
+        session, incident=incident, report=report, version=approved.version, approver=user.name
+    )
     await session.commit()
     view = await sitreps.view(session, sitrep_id=sitrep_id, approved_only=False)
     return _public(view.report, view)
+
+
+async def send_to_ministry(
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    report: SitRep,
+    version: SitRepVersion,
+    approver: str,
+) -> NotifyUpdate | None:
+    """The approved report goes to the ministry (JD) through the notifiers.
+
+    Approval by someone other than the version's author is the two-person rule; when the
+    author approved their own text, the ministry message waits for a second person in the
+    notifier like any other message to JD. Exercise isolation is the dispatcher's.
+    """
+    parts = (
+        ("Situasjon", version.situation),
+        ("Tiltak", version.actions),
+        ("Beslutninger", version.decisions),
+        ("Behov", version.needs),
+    )
+    text = "\n\n".join(f"{label}: {value}" for label, value in parts if value.strip())
+    title = f"Situasjonsrapport nr. {report.number}: {incident.title}"
+    author = version.author.removeprefix("user:")
+    try:
+        if author != approver:
+            return await notify_service.send_sitrep(
+                session,
+                incident_id=incident.id,
+                title=title,
+                text=text,
+                author=version.author,
+                approved_by=f"user:{approver}",
+                next_update_at=version.next_update_at,
+            )
+        return await notify_service.request_update(
+            session,
+            incident_id=incident.id,
+            facts={"title": title, "known": text},
+            groups=["ministry"],
+            template="sitrep",
+            kind="sitrep",
+            next_update_at=version.next_update_at,
+            author=version.author,
+        )
+    except (notify_service.NotifyError, MissingNextUpdate) as exc:
+        logger.warning("sitrep %s of %s not sent to the ministry: %s", report.id, incident.id, exc)
+        return None
