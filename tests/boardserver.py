@@ -127,6 +127,7 @@ def start_board_server(
     tmp_path: Path,
     database_url: str,
     users: list[tuple[str, str, str | None, str | None]] | None = None,
+    **extra_env: str,
 ) -> BoardServer:
     tokens = run_async(lambda: _prepare(database_url, users or DEFAULT_USERS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
@@ -135,6 +136,7 @@ def start_board_server(
         CRISIS_DATABASE_URL=database_url,
         CRISIS_SECRET_KEY="board-test-secret",
     )
+    env.update(extra_env)
     port = free_port()
     server = BoardServer(
         base=f"http://127.0.0.1:{port}",

@@ -385,3 +385,57 @@ def test_ministry_cannot_open_an_unapproved_report_and_reads_the_approved_one(
     expect(ministry.locator(".sitrep-view")).to_contain_text("under kontroll")
     op.context.close()
     ministry.context.close()
+
+
+@pytest.mark.broker
+def test_an_event_posted_to_the_api_appears_on_the_open_board(
+    browser: Any, tmp_path: Path, shots: Path
+) -> None:
+    """The whole path: POST /api/v1/events → Kafka → worker → crisis log → websocket → page."""
+    import time
+
+    from playwright.sync_api import expect
+
+    from crisis import topics
+    from crisis.broker import EmbeddedBroker, ensure_topics
+    from tests.worker_harness import envelope, log_tail, spawn_worker, stop, worker_env
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'board.db'}"
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        run_async(
+            lambda: ensure_topics(
+                broker.bootstrap, {topics.EVENTS: 2, topics.EVENTS_DLQ: 1, topics.LOG: 1}
+            )
+        )
+        board = start_board_server(tmp_path, url, CRISIS_KAFKA_BOOTSTRAP=broker.bootstrap)
+        worker = spawn_worker(
+            worker_env(broker.bootstrap, tmp_path / "var-worker", url), tmp_path / "worker.log"
+        )
+        try:
+            # Warm up: the worker's group join takes seconds; the 2 s promise starts after.
+            warm = envelope("sensor.door_forced", unit="agder-froland", door="D1")
+            assert board.api("POST", "/api/v1/events", "kdi", json=warm).status_code == 202
+            deadline = time.monotonic() + 90
+            while not board.api("GET", "/api/v1/incidents", "kdi").json():
+                assert time.monotonic() < deadline, log_tail(tmp_path / "worker.log")
+                time.sleep(0.2)
+            page = _login(browser, board, "op", "/")
+            _live(page)
+            page.evaluate("window.__marker = 'no reload'")
+            alarm = envelope(
+                "sensor.breath_absent",
+                unit="agder-froland",
+                cell="A2-114",
+                seconds_without_breath=45,
+            )
+            posted = board.api("POST", "/api/v1/events", "op", json=alarm)
+            assert posted.status_code == 202, posted.text
+            expect(page.locator("#overview-body")).to_contain_text("A2-114", timeout=LIVE_MS)
+            assert page.evaluate("window.__marker") == "no reload"
+            shot = shots / "overview-live-event.png"
+            page.screenshot(path=str(shot), full_page=True)
+            _keep(shot)
+            page.context.close()
+        finally:
+            stop(worker)
+            board.stop()

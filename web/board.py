@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from crisis import log, privacy, projection, sitreps
 from crisis.board_models import SitRepStatus
+from crisis.incident_types import INCIDENT_TYPE_LABELS
 from crisis.models import Incident, LogEntry, Role, Status, User
 from crisis.rules import COERCIVE_MEASURES
 from crisis.sqltypes import utcnow
@@ -55,6 +56,12 @@ def oslo(value: datetime | None, fmt: str = "%d.%m.%Y %H:%M") -> Markup:
     )
 
 
+def type_label(incident_type: str, lang: str = "nb") -> str:
+    """The incident type as staff say it (bokmål, or English), else the type's own name."""
+    labels = INCIDENT_TYPE_LABELS.get(incident_type)
+    return labels[1 if lang == "en" else 0] if labels else incident_type
+
+
 def environment(app: Any) -> Environment:
     env: Environment | None = getattr(app.state, "board_templates", None)
     if env is None:
@@ -71,6 +78,7 @@ def environment(app: Any) -> Environment:
         )
         env.globals["sevclass"] = lambda s: SEVERITY_CLASS.get(int(s or 0), "sev0")
         env.globals["coercive_measures"] = sorted(COERCIVE_MEASURES)
+        env.globals["type_label"] = type_label
         app.state.board_templates = env
     return env
 
