@@ -358,12 +358,33 @@ class _Walk:
     broken: bool = False
 
 
-async def verify_log(session: AsyncSession) -> VerifyReport:
+async def _read_snapshot(session: AsyncSession) -> None:
+    """One consistent view for every read that follows, while writers go on committing.
+
+    Without it an entry committed between reading the incidents and reading the entries
+    looks like a chain whose end does not match its head (a false alarm on a live system).
+    A session already inside a transaction keeps the view it has.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        if not session.in_transaction():
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        return
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    if not getattr(raw.driver_connection, "in_transaction", True):
+        # pysqlite opens no transaction for SELECTs; an explicit one pins one WAL snapshot.
+        await session.exec(text("BEGIN"))  # type: ignore[call-overload]
+
+
+async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyReport:
     """Recompute every chain from the stored bytes; report the first break of each incident.
 
     Columns are read raw (JSON as text, times unparsed), so a tampered value that no longer
-    parses is reported as a break instead of crashing the check.
+    parses is reported as a break instead of crashing the check. ``snapshot`` reads in one
+    consistent view (pass False when the session is already inside a transaction).
     """
+    if snapshot:
+        await _read_snapshot(session)
     report = VerifyReport()
     incidents = {
         i.id: i
