@@ -71,6 +71,7 @@ def attach_agents(
         return await app.producer.send(topics.LOG, key, value, None, None, None)
 
     relay: LogRelay = relay_factory(send_log)
+    relay.write_lock = db_lock
 
     async def run_batch(records: Sequence[Record]) -> BatchResult:
         delay = 0.2

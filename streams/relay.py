@@ -13,12 +13,13 @@ waits; a gap still open after ``gap_timeout`` seconds is taken as a rolled-back 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -35,22 +36,44 @@ POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]
 Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
 
 
-def entry_json(row: Any) -> dict[str, Any]:
-    """The published form of an entry: the columns of ``LogEntryPublic``, hash included."""
-    return {
-        "id": row.id,
-        "incident_id": row.incident_id,
-        "seq": row.seq,
-        "kind": row.kind,
-        "at": format_time(row.at),
-        "actor": row.actor,
-        "text": row.text,
-        "data": row.data,
-        "exercise": row.exercise,
-        "corrects": row.corrects,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
-    }
+_COLUMNS = (
+    ENTRIES.c.id,
+    ENTRIES.c.incident_id,
+    ENTRIES.c.seq,
+    ENTRIES.c.kind,
+    ENTRIES.c.at,
+    ENTRIES.c.actor,
+    ENTRIES.c.text,
+    cast(ENTRIES.c.data, Text).label("data"),
+    ENTRIES.c.exercise,
+    ENTRIES.c.corrects,
+    ENTRIES.c.prev_hash,
+    ENTRIES.c.hash,
+)
+
+
+def entry_json(row: Any) -> bytes:
+    """The published form of an entry: the columns of ``LogEntryPublic``, hash included.
+
+    ``data`` is spliced in as the stored JSON text (no decode and re-encode per entry).
+    """
+    head = json.dumps(
+        {
+            "id": row.id,
+            "incident_id": row.incident_id,
+            "seq": row.seq,
+            "kind": row.kind,
+            "at": format_time(row.at),
+            "actor": row.actor,
+            "text": row.text,
+            "exercise": row.exercise,
+            "corrects": row.corrects,
+            "prev_hash": row.prev_hash,
+            "hash": row.hash,
+        },
+        ensure_ascii=False,
+    )
+    return f'{head[:-1]}, "data": {row.data}}}'.encode()
 
 
 class LogRelay:
@@ -62,7 +85,9 @@ class LogRelay:
         name: str = "crisis.log",
         batch: int = 2000,
         gap_timeout: float = 5.0,
-        on_published: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_published: Callable[[int], None] | None = None,
+        persist_interval: float = 0.5,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self.sessions = sessions
         self.send = send
@@ -71,6 +96,11 @@ class LogRelay:
         self.gap_timeout = gap_timeout
         self.on_published = on_published
         self._gap_since: float | None = None
+        self.persist_interval = persist_interval
+        self.write_lock = write_lock or asyncio.Lock()
+        self._position: int | None = None
+        self._stored: int | None = None
+        self._stored_at = 0.0
 
     async def position(self, session: AsyncSession) -> int:
         row = (
@@ -81,12 +111,19 @@ class LogRelay:
         return int(row[0]) if row else 0
 
     async def run_once(self) -> int:
-        """Publish the next entries after the stored position; returns how many."""
+        """Publish the next entries after the position; returns how many.
+
+        The position lives in memory while running and is written at most every
+        ``persist_interval`` seconds (under the worker's write lock, so SQLite's single
+        writer is never fought over): a crash republishes at most that much — at-least-once.
+        """
         async with self.sessions() as session:
-            pos = await self.position(session)
+            if self._position is None:
+                self._position = self._stored = await self.position(session)
+            pos = self._position
             rows = (
                 await session.exec(  # type: ignore[call-overload]
-                    select(ENTRIES)
+                    select(*_COLUMNS)
                     .where(ENTRIES.c.id > pos)
                     .order_by(ENTRIES.c.id)
                     .limit(self.batch)
@@ -94,18 +131,17 @@ class LogRelay:
             ).all()
             await session.rollback()  # end the read transaction before talking to Kafka
         rows = self._until_gap(pos, rows)
-        if not rows:
-            return 0
-        published = [entry_json(r) for r in rows]
-        acks = [
-            await self.send(p["incident_id"].encode(), json.dumps(p, ensure_ascii=False).encode())
-            for p in published
-        ]
-        for ack in acks:
-            await ack
-        await self._store(int(rows[-1].id))
-        if self.on_published is not None:
-            self.on_published(published)
+        if rows:
+            acks = [await self.send(r.incident_id.encode(), entry_json(r)) for r in rows]
+            for ack in acks:
+                await ack
+            self._position = int(rows[-1].id)
+            if self.on_published is not None:
+                self.on_published(len(rows))
+        if self._position != self._stored and (
+            not rows or time.monotonic() - self._stored_at >= self.persist_interval
+        ):
+            await self._store(self._position)
         return len(rows)
 
     def _until_gap(self, pos: int, rows: list[Any]) -> list[Any]:
@@ -122,7 +158,7 @@ class LogRelay:
         return rows
 
     async def _store(self, position: int) -> None:
-        async with self.sessions() as session:
+        async with self.write_lock, self.sessions() as session:
             dialect = session.get_bind().dialect.name
             ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
             stmt = ins(POSITIONS).values(name=self.name, position=position, updated_at=utcnow())
@@ -132,3 +168,5 @@ class LogRelay:
             )
             await session.exec(stmt)
             await session.commit()
+        self._stored = position
+        self._stored_at = time.monotonic()

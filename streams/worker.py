@@ -77,9 +77,9 @@ def build_pipeline(
     )
 
     def relay_factory(send: Send) -> LogRelay:
-        def published(entries: list[dict[str, object]]) -> None:
+        def published(n: int) -> None:
             if metrics is not None:
-                metrics.published.inc(len(entries))
+                metrics.published.inc(n)
 
         return LogRelay(sessions, send, on_published=published)
 

@@ -221,6 +221,10 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     while await relay.run_once():
         pass
     assert [p["id"] for _, p in published] == [1, 2, 3, 4, 5]
+    async with sessions() as session:
+        stored = await log.timeline(session, published[0][1]["incident_id"])
+        assert published[0][1]["data"] == stored[0].data
+        assert published[0][1]["hash"] == stored[0].hash
     assert all(k.decode() == p["incident_id"] and len(p["hash"]) == 64 for k, p in published)
     assert published[-1][1]["actor"] == "user:kari"
     assert await relay.run_once() == 0  # position kept durably

@@ -143,17 +143,14 @@ def _scrape(port: int) -> str:
         return str(r.read().decode())
 
 
-async def _ceiling(broker: EmbeddedBroker, tmp: Path) -> dict[str, float]:
-    script = tmp / "decode.py"
-    script.write_text(DECODE_SCRIPT)
-    out = tmp / "decode.json"
+def _spawn_decoder(script: Path, bootstrap: str, tmp: Path, out: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with open(tmp / "decode.log", "wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [
                 sys.executable,
                 str(script),
-                broker.bootstrap,
+                bootstrap,
                 str(tmp / "faust-a"),
                 str(N_BACKLOG),
                 str(out),
@@ -163,6 +160,13 @@ async def _ceiling(broker: EmbeddedBroker, tmp: Path) -> dict[str, float]:
             env=env,
             cwd=tmp,
         )
+
+
+async def _ceiling(broker: EmbeddedBroker, tmp: Path) -> dict[str, float]:
+    script = tmp / "decode.py"
+    script.write_text(DECODE_SCRIPT)
+    out = tmp / "decode.json"
+    proc = _spawn_decoder(script, broker.bootstrap, tmp, out)
     try:
         deadline = time.monotonic() + 600
         while not out.exists():
