@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Text, cast, text, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -358,22 +359,26 @@ class _Walk:
     broken: bool = False
 
 
-async def _read_snapshot(session: AsyncSession) -> None:
-    """One consistent view for every read that follows, while writers go on committing.
+async def _read_snapshot(session: AsyncSession) -> bool:
+    """Start one consistent view for every read that follows; False if the session cannot.
 
     Without it an entry committed between reading the incidents and reading the entries
     looks like a chain whose end does not match its head (a false alarm on a live system).
-    A session already inside a transaction keeps the view it has.
+    A session already inside a transaction has its view fixed already (PostgreSQL: read
+    committed; SQLite: after a write), so it cannot start one.
     """
     if session.get_bind().dialect.name == "postgresql":
-        if not session.in_transaction():
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        return
+        if session.in_transaction():
+            return False
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        return True
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    if not getattr(raw.driver_connection, "in_transaction", True):
-        # pysqlite opens no transaction for SELECTs; an explicit one pins one WAL snapshot.
-        await session.exec(text("BEGIN"))  # type: ignore[call-overload]
+    if getattr(raw.driver_connection, "in_transaction", True):
+        return False
+    # pysqlite opens no transaction for SELECTs; an explicit one pins one WAL snapshot.
+    await session.exec(text("BEGIN"))  # type: ignore[call-overload]
+    return True
 
 
 async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyReport:
@@ -383,13 +388,21 @@ async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyR
     parses is reported as a break instead of crashing the check. ``snapshot`` reads in one
     consistent view (pass False when the session is already inside a transaction).
     """
-    if snapshot:
-        await _read_snapshot(session)
+    if snapshot and not await _read_snapshot(session):
+        if not isinstance(session.bind, AsyncEngine):
+            raise RuntimeError("verify_log(snapshot=True) needs a session bound to an engine")
+        async with AsyncSession(session.bind) as fresh:
+            return await verify_log(fresh)
     report = VerifyReport()
     incidents = {
         i.id: i
         for i in (
-            await session.exec(select(Incident).order_by(col(Incident.opened_at), col(Incident.id)))
+            await session.exec(
+                select(Incident)
+                .order_by(col(Incident.opened_at), col(Incident.id))
+                # the stored rows, not objects this session may hold from before
+                .execution_options(populate_existing=True)
+            )
         ).all()
     }
     report.incidents = len(incidents)

@@ -411,10 +411,31 @@ async def test_verify_reads_one_snapshot_while_writers_commit(engine: AsyncEngin
 
     task = asyncio.create_task(writer())
     try:
-        for _ in range(15):
+        for n in range(16):
             async with sessions() as session:
+                if n % 2:  # a session holding incidents read before: verify reads them anew
+                    assert len((await session.exec(select(Incident))).all()) == 2
                 report = await log.verify_log(session)
             assert report.ok, report.breaks
     finally:
         stop.set()
         await task
+
+
+async def test_verify_reads_stored_heads_not_objects_the_session_holds(engine: AsyncEngine) -> None:
+    [incident_id] = await _seed(engine, incidents=1, entries=2)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as reader:
+        held = (await reader.exec(select(Incident))).one()
+        assert held.head_seq == 2
+        async with sessions() as writer:
+            await log.append_entry(
+                writer,
+                incident_id=incident_id,
+                kind="observation",
+                actor="user:w",
+                text="meanwhile",
+            )
+            await writer.commit()
+        report = await log.verify_log(reader)
+    assert report.ok, report.breaks

@@ -9,12 +9,11 @@ from sqlmodel import select
 
 from crisis import log
 from crisis.db import make_sessionmaker
-from crisis.models import IncidentCreate
+from crisis.models import IncidentCreate, LogEntryPublic
 from crisis.sqltypes import utcnow
 from notifiers.config import load_notify_config
 from notifiers.models import NotifyUpdate
 from streams.notification_flow import is_plan, queue_plan
-from streams.relay import entry_json
 
 
 async def test_plan_items_become_updates_once(engine: AsyncEngine) -> None:
@@ -51,7 +50,7 @@ async def test_plan_items_become_updates_once(engine: AsyncEngine) -> None:
             },
         )
         await session.commit()
-        entry = entry_json(plan)
+        entry = LogEntryPublic.model_validate(plan).model_dump(mode="json")
     assert is_plan(entry)
     async with sessions() as session:
         first = await queue_plan(session, entry=entry, config=config)

@@ -196,7 +196,15 @@ async def test_sigkill_three_times_exactly_once_effect(
                 mine = [e for e in entries if e.incident_id == incident.id]
                 assert {e.exercise for e in mine} == {incident.exercise}
             report = await verify_log(session)
-            assert report.ok, report.breaks[:3]
+            if not report.ok:
+                first = report.breaks[0]
+                tail = [
+                    (e.seq, e.kind, e.actor)
+                    for e in sorted(everything, key=lambda e: e.seq)
+                    if e.incident_id == first.incident_id
+                ][-4:]
+                head = await session.get(Incident, first.incident_id)
+                pytest.fail(f"{report.breaks[:3]}; head {head and head.head_seq}; tail {tail}")
             dead = (await session.exec(select(func.count()).select_from(DeadLetter))).one()[0]  # type: ignore[call-overload]
             assert dead == garbage
             max_id = max(e.id for e in everything if e.id is not None)
