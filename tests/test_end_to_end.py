@@ -212,3 +212,67 @@ async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
     finally:
         stop(worker)
         await engine.dispose()
+
+
+async def test_broker_down_100_posted_events_all_reach_the_crisis_log(tmp_path: Path) -> None:
+    """202 means durable: with the broker dead the outbox keeps them; after it is back, the
+    worker writes every one into the log (each personal alarm from its own area, so each is
+    an incident of its own)."""
+    import asyncio
+
+    from crisis.models import RawEvent
+    from tests.ingest_support import event, partitions, wait_until
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        settings = ingest_settings(tmp_path, broker.bootstrap, ingest_burst_per_source=500)
+        url = settings.effective_database_url
+        engine = make_engine(url)
+        await migrate(engine)
+        worker = None
+        try:
+            async with ingest_api(settings) as api:
+                headers = await api.user("op", "operator", unit="agder-froland")
+                broker.kill()
+                events = [
+                    event(
+                        i,
+                        source=f"/units/agder-froland/sensors/alarm-{i}",
+                        data={"area": f"celle-{i}"},
+                    )
+                    for i in range(100)
+                ]
+                for ev in events:
+                    r = await api.client.post("/api/v1/events", json=ev, headers=headers)
+                    assert r.status_code == 202, r.text
+                assert api.app.state.producer.outbox_depth() == 100
+
+                await asyncio.to_thread(broker.restart)
+                await ensure_topics(broker.bootstrap, {**partitions(), topics.LOG: 1})
+                log_path = tmp_path / "worker.log"
+                worker = spawn_worker(
+                    worker_env(broker.bootstrap, tmp_path / "var-w", url), log_path
+                )
+                await wait_until(
+                    lambda: api.app.state.producer.outbox_depth() == 0,
+                    within=60,
+                    what="outbox drained",
+                )
+
+                async def all_logged() -> bool:
+                    async with make_sessionmaker(engine)() as session:
+                        raw = (await session.exec(select(RawEvent.id))).all()
+                    return len(raw) == 100
+
+                assert await wait_for(all_logged, time.monotonic() + DEADLINE, worker), log_tail(
+                    log_path
+                )
+            async with make_sessionmaker(engine)() as session:
+                opened = (
+                    await session.exec(select(LogEntry).where(LogEntry.kind == "incident_opened"))
+                ).all()
+                assert sorted(e.data["id"] for e in opened) == sorted(e["id"] for e in events)
+                assert (await verify_log(session)).ok
+        finally:
+            if worker is not None:
+                stop(worker)
+            await engine.dispose()
