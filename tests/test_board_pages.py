@@ -152,3 +152,19 @@ async def test_incident_page_reads_tasks_contacts_and_deliveries_from_the_log(
         assert "ikke tilgjengelig" in page
         # no violations endpoint in this build: nothing is computed, none shown
         assert "data-violations-src" not in page and "Ingen registrerte brudd" in page
+
+
+async def test_roles_and_groups_are_shown_as_staff_say_them(api: ApiHarness) -> None:
+    async with _login(api, "op", "operator", unit="agder-froland") as (client, headers):
+        iid = await _incident(api, headers)
+        r = await api.client.post(
+            f"/api/v1/incidents/{iid}/entries",
+            json={"kind": "task", "title": "Varsle AMK", "responsible_role": "on_duty"},
+            headers=headers,
+        )
+        assert r.status_code == 201
+        page = (await client.get(f"/incidents/{iid}")).text
+        assert '<td title="on_duty">vakthavende</td>' in page
+        assert "(leder)" in page
+        english = (await client.get(f"/incidents/{iid}?lang=en")).text
+        assert '<td title="on_duty">on-duty officer</td>' in english
