@@ -79,6 +79,7 @@ class BatchResult:
     new: int = 0
     duplicates: int = 0
     dead: list[dict[str, Any]] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)  # types of in-batch duplicates
     opened: list[str] = field(default_factory=list)  # incident types
     entries: int = 0
     committed_at: float = 0.0
@@ -166,6 +167,7 @@ class Pipeline:
                 continue
             if envelope.key in seen:
                 result.duplicates += 1
+                result.repeated.append(envelope.short_type)
                 continue
             seen.add(envelope.key)
             originals[envelope.key] = decoded
@@ -178,7 +180,9 @@ class Pipeline:
             except _Raced:
                 if attempt == 2:
                     raise
-                result = BatchResult(consumed=len(records), dead=result.dead)
+                result = BatchResult(
+                    consumed=len(records), dead=result.dead, repeated=result.repeated
+                )
         result.committed_at = time.time()
         self._observe(result, valid, new_keys, started)
         return result
@@ -403,6 +407,8 @@ class Pipeline:
             m.consumed.labels(env.short_type).inc()
             if env.key in new_keys and rec.timestamp is not None:
                 m.latency.observe(max(0.0, result.committed_at - rec.timestamp))
+        for short_type in result.repeated:  # every record read counts, duplicates too
+            m.consumed.labels(short_type).inc()
         for dead in result.dead:
             m.consumed.labels(dead["row"]["type"] or "unknown").inc()
             m.dead_lettered.labels(dead["row"]["type"] or "unknown").inc()
