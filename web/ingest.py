@@ -21,7 +21,7 @@ from sqlmodel import col, select
 
 from crisis import cap
 from crisis.accounts import can_write
-from crisis.events import PREFIX, Envelope, EventError, validate_event
+from crisis.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.models import RawEvent, Role, User
 from crisis.producer import EventProducer
 from crisis.ratelimit import TokenBuckets
@@ -73,8 +73,6 @@ def _metrics(request: Request) -> WebMetrics:
 def _type_label(raw: Any) -> str:
     """A bounded label: the short type when known, else 'unknown'."""
     if isinstance(raw, dict) and isinstance(raw.get("type"), str):
-        from crisis.events import EVENT_TYPES
-
         if raw["type"] in EVENT_TYPES:
             return str(raw["type"]).removeprefix(PREFIX)
     return "unknown"
