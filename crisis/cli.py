@@ -187,7 +187,13 @@ def up(args: argparse.Namespace) -> int:
     try:
         asyncio.run(migrate_database(settings))
         login = asyncio.run(ensure_demo_login(settings))
-        procs.append(subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env))
+        # Two worker processes: ingest never waits on the playbook engine, and both cores work.
+        for role in ("ingest", "reactions"):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "streams", "worker", "--role", role], env=env
+                )
+            )
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "web", "--host", args.host, "--port", str(args.port)],
@@ -235,7 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--port", type=int, default=8000)
     p_up.add_argument("--data-dir", default=None)
 
-    sub.add_parser("worker", help="the stream worker alone (needs CRISIS_KAFKA_BOOTSTRAP)")
+    p_worker = sub.add_parser(
+        "worker", help="the stream worker alone (needs CRISIS_KAFKA_BOOTSTRAP)"
+    )
+    p_worker.add_argument(
+        "--role",
+        choices=("all", "ingest", "reactions"),
+        default="all",
+        help="ingest: events → log; reactions: log → playbooks, notifications; all: both",
+    )
     p_web = sub.add_parser("web", help="the web server alone")
     p_web.add_argument("--host", default=None)
     p_web.add_argument("--port", type=int, default=None)
@@ -291,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         return up(args)
     if args.command == "worker":
-        return _exec_module("streams", ["worker"])
+        return _exec_module("streams", ["worker", "--role", args.role])
     if args.command == "web":
         extra = []
         if args.host:

@@ -7,8 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import URL, create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,16 +33,30 @@ def make_engine(settings_or_url: Settings | str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def make_sync_sqlite_engine(url: str | URL, *, busy_timeout_ms: int = 30_000) -> Engine:
+    """A synchronous SQLite engine with the same settings as ``make_engine``'s, for code that
+    runs a whole batch in one worker thread (the stream pipeline)."""
+    engine = create_engine(
+        url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+    )
+    _tune_sqlite_engine(engine, busy_timeout_ms)
+    return engine
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
+    _tune_sqlite_engine(engine.sync_engine)
+
+
+def _tune_sqlite_engine(engine: Engine, busy_timeout_ms: int = 30_000) -> None:
     """WAL lets the board read while the worker writes; foreign keys are off by default."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
 

@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     )
     worker_batch_size: int = Field(default=1000, ge=1, description="Events per DB transaction.")
     worker_batch_within: float = Field(default=0.02, gt=0, description="Max wait to fill a batch.")
+    reaction_min_interval: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds between two playbook re-evaluations of one incident for more source"
+        " events; its first entry and any other kind of entry are reacted to at once.",
+    )
+    reaction_max_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="Upper bound of that interval while re-evaluations find nothing to do.",
+    )
     correlation_window_seconds: float = Field(default=600.0, gt=0)
     storm_window_seconds: float = Field(default=60.0, gt=0)
     storm_max_events: int = Field(default=20, ge=1)

@@ -163,27 +163,28 @@ async def _setup(
     kind: str,
     entries: list[LogEntry],
     org: Organisation,
-) -> list[LogEntry]:
-    out: list[LogEntry] = []
+    dry: bool = False,
+) -> list[LogEntry | None]:
+    """The setup entries (owner, severity, tasks, contacts, plan) not written before, appended
+    in one go (``log.append_entries``); ``dry`` only counts them (``None`` for each)."""
+    specs: list[log.EntrySpec] = []
     done = _done_rules(entries, playbook)
     opening = entries[0].data if entries else {}
     base = {"playbook": playbook.id}
 
-    async def write(rule: str, entry_kind: str, text: str, data: dict[str, Any]) -> LogEntry:
-        entry = await log.append_entry(
-            session,
-            incident_id=incident.id,
-            kind=entry_kind,
-            actor=playbook.rule(rule),
-            text=text,
-            data={**base, "rule": rule, **data},
-            known_units=org.units.keys(),
+    def write(rule: str, entry_kind: str, text: str, data: dict[str, Any]) -> None:
+        specs.append(
+            log.EntrySpec(
+                kind=entry_kind,
+                actor=playbook.rule(rule),
+                text=text,
+                data={**base, "rule": rule, **data},
+            )
         )
-        out.append(entry)
-        return entry
 
     # Ansvarsprinsippet: the owner and accountable person, by a decision when they change.
     owner_decided = any(e.kind == EntryKind.DECISION and "new_owner" in e.data for e in entries)
+    owner_id = incident.unit
     if "owner" not in done and not owner_decided:
         unit, why = responsible_unit(incident, opening, org, kind)
         role, person = unit.accountable_person()
@@ -192,7 +193,8 @@ async def _setup(
             role,
             person.name,
         ):
-            await write(
+            owner_id = unit.id  # what the decision makes the incident's unit
+            write(
                 "owner",
                 EntryKind.DECISION.value,
                 f"Eier: {unit.name}, ansvarlig {role} {person.name} ({why})",
@@ -205,12 +207,14 @@ async def _setup(
                     "principle": "ansvarsprinsippet",
                 },
             )
-    owner = org.unit(incident.unit)
+    owner = org.unit(owner_id)
     start = as_utc(incident.opened_at)
 
     # Default severity and impact: raised to the playbook's assessment, never lowered.
+    severity = incident.severity
     if "severity" not in done and incident.severity < playbook.severity:
-        await write(
+        severity = playbook.severity  # what the decision makes the incident's severity
+        write(
             "severity",
             EntryKind.DECISION.value,
             f"Alvorlighetsgrad satt til {playbook.severity} etter tiltakskort «{playbook.title}»",
@@ -221,7 +225,7 @@ async def _setup(
     for card in playbook.cards:
         if card.id in done or (card.only_types and kind not in card.only_types):
             continue
-        await write(card.id, EntryKind.TASK.value, card.title, _task_data(card, org, owner, start))
+        write(card.id, EntryKind.TASK.value, card.title, _task_data(card, org, owner, start))
 
     # Samvirkeprinsippet: contacts with the owning unit's cooperating actors.
     for contact in playbook.cooperation:
@@ -231,7 +235,7 @@ async def _setup(
         actor = actors[0] if actors else None
         due = start + contact.when
         name = actor.name if actor else None
-        await write(
+        write(
             contact.id,
             EntryKind.COOPERATION_CONTACT.value,
             f"Kontakt {name or contact.kind} ({contact.kind}): {contact.purpose}"
@@ -264,7 +268,7 @@ async def _setup(
             }
             for n in sorted(playbook.notifications, key=lambda n: n.after)
         ]
-        await write(
+        write(
             "notify",
             EntryKind.MESSAGE.value,
             "Varslingsplan: " + ", ".join(n.group for n in playbook.notifications),
@@ -273,12 +277,18 @@ async def _setup(
                 "incident_type": kind,
                 "unit": owner.id,
                 "region": owner.region,
-                "severity": incident.severity,
+                "severity": severity,
                 "plan": plan,
                 "next_update_at": format_time(next_update),
             },
         )
-    return out
+    if dry or not specs:
+        return [None] * len(specs)
+    return list(
+        await log.append_entries(
+            session, incident_id=incident.id, specs=specs, known_units=org.units.keys()
+        )
+    )
 
 
 def _task_data(card: Card, org: Organisation, owner: Unit, start: datetime) -> dict[str, Any]:
@@ -304,13 +314,18 @@ async def _escalate(
     playbook: Playbook,
     entries: list[LogEntry],
     now: datetime,
-) -> list[LogEntry]:
+    dry: bool = False,
+) -> list[LogEntry | None]:
+    """The escalation entries due now; ``dry`` only counts them and writes nothing."""
     if incident.status != Status.OPEN:
         return []
     current = LEVEL_ORDER.index(Level(incident.level))
-    out: list[LogEntry] = []
+    out: list[LogEntry | None] = []
 
     async def step(to: str, rule: str, reason: str, criteria: list[str]) -> None:
+        if dry:
+            out.append(None)
+            return
         # The shape of crisis.log.escalate's entry, plus the playbook and rule that made it.
         entry = await log.append_entry(
             session,
@@ -375,8 +390,17 @@ async def react(
     library: Library,
     now: datetime | None = None,
 ) -> list[LogEntry]:
-    """React to one committed entry; returns the entries written (flushed, not committed)."""
+    """React to one committed entry; returns the entries written (flushed, not committed).
+
+    A look without the write lock comes first: most entries (one more alarm joining an
+    incident) change nothing, and holding the log's write lock — SQLite has one writer for
+    the whole database — while reading a long timeline would stall ingest. Only when there is
+    something to write is the lock taken and everything evaluated again under it.
+    """
     trigger = Trigger.of(entry)
+    when = now or utcnow()
+    if not await _anything_to_write(session, trigger.incident_id, org, library, when):
+        return []
     try:
         # The incident's write lock first, so what the log already holds cannot change before
         # this transaction commits: a concurrent reaction (the clock) waits, then sees our work.
@@ -385,7 +409,7 @@ async def react(
         return []
     if incident.status != Status.OPEN:
         return []  # a closed incident gets no new tasks, contacts or escalations
-    entries = await log.timeline(session, incident.id)
+    entries = await _light_timeline(session, incident.id)
     if not entries:
         return []
     found = resolve(incident, entries[0].data, library)
@@ -396,11 +420,53 @@ async def react(
         session, incident=incident, playbook=playbook, kind=kind, entries=entries, org=org
     )
     if out:
-        entries = await log.timeline(session, incident.id)
-    out += await _escalate(
-        session, incident=incident, playbook=playbook, entries=entries, now=now or utcnow()
+        entries = await _light_timeline(session, incident.id)
+    out += await _escalate(session, incident=incident, playbook=playbook, entries=entries, now=when)
+    return [e for e in out if e is not None]
+
+
+async def _light_timeline(session: AsyncSession, incident_id: str) -> list[Any]:
+    """The timeline as plain rows of the columns the rules read (kind, actor, data): the same
+    attribute names as ``LogEntry`` without building an ORM object per entry, which is most of
+    the cost of a look at a long timeline."""
+    cols = LogEntry.__table__.c  # type: ignore[attr-defined]
+    result = await session.exec(
+        select(cols.seq, cols.kind, cols.actor, cols.data)
+        .where(cols.incident_id == incident_id)
+        .order_by(cols.seq)
     )
-    return out
+    return list(result.all())
+
+
+async def _anything_to_write(
+    session: AsyncSession, incident_id: str, org: Organisation, library: Library, now: datetime
+) -> bool:
+    """Would a reaction write anything? Read in a session of its own, without locks, so the
+    caller's session (and what it holds) is untouched."""
+    async with AsyncSession(session.bind, expire_on_commit=False) as probe:
+        incident = await _fresh_incident(probe, incident_id)
+        if incident is None or incident.status != Status.OPEN:
+            return False
+        entries = await _light_timeline(probe, incident.id)
+        found = resolve(incident, entries[0].data, library) if entries else None
+        if found is None:
+            return False
+        playbook, kind = found
+        planned = await _setup(
+            probe,
+            incident=incident,
+            playbook=playbook,
+            kind=kind,
+            entries=entries,
+            org=org,
+            dry=True,
+        )
+        if planned:
+            return True
+        due = await _escalate(
+            probe, incident=incident, playbook=playbook, entries=entries, now=now, dry=True
+        )
+        return bool(due)
 
 
 async def open_incident_ids(session: AsyncSession) -> list[str]:

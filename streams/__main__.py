@@ -1,18 +1,26 @@
-"""``python -m streams worker``: the stream worker (what ``crisis worker`` runs)."""
+"""``python -m streams worker [--role all|ingest|reactions]``: the stream worker (what
+``crisis worker`` runs)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from streams.worker import run_worker
+from streams.worker import ROLES, run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["worker"]:
-        print("usage: python -m streams worker", file=sys.stderr)
-        return 2
-    return run_worker()
+    parser = argparse.ArgumentParser(prog="python -m streams")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_worker = sub.add_parser("worker", help="the stream worker")
+    p_worker.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="ingest: events → log; reactions: log → playbooks, notifications; all: both",
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_worker(args.role)
 
 
 if __name__ == "__main__":

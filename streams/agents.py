@@ -28,7 +28,6 @@ from streams.pipeline import (
     BatchResult,
     Pipeline,
     Record,
-    insert_dead_letters,
     is_transient,
     log_event,
 )
@@ -104,9 +103,8 @@ def attach_agents(
         dead = pipeline._dead(record, f"processing failed: {exc!r}", [])
         while True:
             try:
-                async with db_lock, pipeline.sessions() as session:
-                    await insert_dead_letters(session, [dead["row"]])
-                    await session.commit()
+                async with db_lock:
+                    await pipeline.store_dead_letters([dead["row"]])
                 metrics.dead_lettered.labels("unknown").inc()
                 return BatchResult(consumed=1, dead=[dead])
             except Exception as again:

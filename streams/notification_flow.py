@@ -2,28 +2,25 @@
 ``data.message_type == "notification_request"``) becomes queued notifier updates.
 
 This is where playbooks and notifiers meet, so it lives in ``streams`` (which may import
-both). It only writes the notifier's outbox — delivery is the dispatcher's job, never done
-inside a consumer. Each plan item becomes one update, keyed by its author
-``rule:<playbook>/notify/<item>@<seq>`` so a redelivered entry queues nothing twice.
+both); the ``reactions`` agent (``streams.reactions``) feeds it. It only writes the notifier's
+outbox — delivery is the dispatcher's job, never done inside a consumer. Each plan item
+becomes one update, keyed by its author ``rule:<playbook>/notify/<item>@<seq>`` so a
+redelivered entry queues nothing twice.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import faust
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import topics
 from crisis.models import EntryKind, Incident, LogEntry
-from crisis.settings import Settings
 from crisis.sqltypes import as_utc, utcnow
-from notifiers.config import NotifyConfig, load_notify_config
+from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
 from notifiers.service import NotifyError, request_update
 
@@ -121,39 +118,3 @@ async def queue_plan(
             continue
         created.append(update)
     return created
-
-
-def attach_notification_flow(
-    app: faust.App, settings: Settings, sessions: Callable[[], AsyncSession]
-) -> None:
-    """Consume ``crisis.log`` in its own agent; a bad record is logged and skipped."""
-    config = load_notify_config(settings.notify_config)
-    log_topic = app.topic(topics.LOG, value_serializer="raw")
-
-    @app.agent(log_topic, concurrency=1, name="notification-plans")
-    async def notification_plans(stream: Any) -> None:
-        async for raw in stream:
-            try:
-                value = json.loads(raw)
-            except (TypeError, ValueError):
-                continue
-            if not isinstance(value, dict) or not is_plan(value):
-                continue
-            try:
-                async with sessions() as session:
-                    updates = await queue_plan(session, entry=value, config=config)
-                    await session.commit()
-            except Exception:
-                logger.exception(
-                    "notification plan %s#%s failed; skipped",
-                    value.get("incident_id"),
-                    value.get("seq"),
-                )
-                continue
-            if updates:
-                logger.info(
-                    "notification plan %s#%s -> %d updates queued",
-                    value.get("incident_id"),
-                    value.get("seq"),
-                    len(updates),
-                )

@@ -19,9 +19,8 @@ from crisis.settings import Settings
 from streams.agents import attach_agents
 from streams.app import create_faust_app
 from streams.metrics import WorkerMetrics
-from streams.notification_flow import attach_notification_flow
 from streams.pipeline import Pipeline, incident_id_factory
-from streams.playbook_agent import attach_playbook_agent
+from streams.reactions import attach_reactions
 from streams.relay import LogRelay, Send
 
 
@@ -69,7 +68,7 @@ def build_pipeline(
         new_id=incident_id_factory(),
     )
     pipeline = Pipeline(
-        sessions,
+        engine,
         correlator=correlator,
         known_units=set(organisation.units),
         accountable=accountable,
@@ -86,27 +85,47 @@ def build_pipeline(
     return pipeline, relay_factory
 
 
-def build_worker(settings: Settings) -> faust.App:
-    """The Faust app with the event-processing agent, the log relay and the timers."""
-    assert settings.kafka_bootstrap
-    app = create_faust_app(bootstrap=settings.kafka_bootstrap, data_dir=settings.data_dir / "faust")
-    metrics = WorkerMetrics()
-    pipeline, relay_factory = build_pipeline(settings, metrics)
-    attach_agents(
-        app,
-        pipeline=pipeline,
-        relay_factory=relay_factory,
-        metrics=metrics,
-        batch_size=settings.worker_batch_size,
-        batch_within=settings.worker_batch_within,
-    )
-    if settings.worker_metrics_port is not None:
-        from prometheus_client import start_http_server
+#: What a worker process runs: ``ingest`` (crisis.events → the crisis log → crisis.log),
+#: ``reactions`` (crisis.log → playbooks and notification plans), or ``all`` of it.
+ROLES = ("all", "ingest", "reactions")
 
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    side_sessions = make_sessionmaker(make_engine(settings))
-    attach_playbook_agent(app, settings, side_sessions)
-    attach_notification_flow(app, settings, side_sessions)
+
+def build_worker(settings: Settings, role: str = "all") -> faust.App:
+    """The Faust app of one worker role.
+
+    ``crisis up`` runs ``ingest`` and ``reactions`` as two processes, so the playbook engine's
+    work (a timeline read per evaluation) never delays the next alarm's way into the log, and
+    the two use both cores. They are separate consumer groups (Faust app ids) because each
+    subscribes to different topics.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
+    assert settings.kafka_bootstrap
+    app_id = "crisis-reactions" if role == "reactions" else "crisis-worker"
+    app = create_faust_app(
+        bootstrap=settings.kafka_bootstrap,
+        app_id=app_id,
+        data_dir=settings.data_dir / ("faust" if role != "reactions" else "faust-reactions"),
+    )
+    if role in ("all", "ingest"):
+        metrics = WorkerMetrics()
+        pipeline, relay_factory = build_pipeline(settings, metrics)
+        attach_agents(
+            app,
+            pipeline=pipeline,
+            relay_factory=relay_factory,
+            metrics=metrics,
+            batch_size=settings.worker_batch_size,
+            batch_within=settings.worker_batch_within,
+        )
+        if settings.worker_metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(
+                settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry
+            )
+    if role in ("all", "reactions"):
+        attach_reactions(app, settings, make_sessionmaker(make_engine(settings)))
     return app
 
 
@@ -118,7 +137,7 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def run_worker() -> int:
+def run_worker(role: str = "all") -> int:
     settings = Settings()
     if not settings.kafka_bootstrap:
         print(
@@ -129,7 +148,7 @@ def run_worker() -> int:
     asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_partitions(settings)))
     asyncio.run(_migrate(settings))
     logging.getLogger("crisis.streams").setLevel(logging.INFO)
-    app = build_worker(settings)
+    app = build_worker(settings, role)
     sys.argv = [sys.argv[0], "worker", "-l", "info", "--without-web"]
     app.main()
     return 0

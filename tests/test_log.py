@@ -101,6 +101,49 @@ async def test_coercive_decision_without_legal_basis_writes_nothing(engine: Asyn
         assert entry.seq == 2
 
 
+async def test_append_entries_chains_in_order_and_is_all_or_nothing(engine: AsyncEngine) -> None:
+    [incident_id] = await _seed(engine, incidents=1, entries=2)
+    sessions = make_sessionmaker(engine)
+    ok_decision = log.EntrySpec(
+        kind="decision",
+        actor="rule:pb/severity",
+        text="Alvorlighetsgrad 5",
+        data={"severity": 5},
+    )
+    coercive = log.EntrySpec(
+        kind="decision",
+        actor="rule:pb/lock",
+        text="Innelåsing",
+        data={"measure": "innelasing", "proportionality": "nødvendig", "alternatives": []},
+    )
+    async with sessions() as session:
+        with pytest.raises(log.RuleViolation):
+            await log.append_entries(
+                session, incident_id=incident_id, specs=[ok_decision, coercive]
+            )
+        await session.rollback()
+        count = (await session.exec(select(func.count()).select_from(LogEntry))).one()
+        assert count == 2, "a violation in the second spec writes not even the first"
+
+        task = log.EntrySpec(
+            kind="task",
+            actor="rule:pb/card",
+            text="Tilkall lege",
+            data={"title": "Tilkall lege", "responsible_role": "vaktleder"},
+        )
+        written = await log.append_entries(
+            session, incident_id=incident_id, specs=[ok_decision, task, task]
+        )
+        await session.commit()
+        assert [e.seq for e in written] == [3, 4, 5]
+        incident = await session.get(Incident, incident_id)
+        assert incident is not None
+        assert incident.severity == 5, "each entry is applied to the incident"
+        assert (incident.head_seq, incident.head_hash) == (5, written[-1].hash)
+        report = await log.verify_log(session)
+    assert report.ok, report.breaks
+
+
 async def test_owner_changes_only_by_decision(engine: AsyncEngine) -> None:
     [incident_id] = await _seed(engine, incidents=1, entries=1)
     async with make_sessionmaker(engine)() as session:

@@ -67,10 +67,10 @@ def worker_env(bootstrap: str, data_dir: Path, database_url: str, **extra: str) 
     return env
 
 
-def spawn_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn_worker(env: dict[str, str], log_path: Path, role: str = "all") -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
+            [sys.executable, "-m", "streams", "worker", "--role", role],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -3,8 +3,10 @@
 One run, one embedded broker:
 (a) a bare Faust agent (same batching as the worker: ``take_events``) that only JSON-decodes
     the events — the ceiling of this stack on this machine;
-(b) the real worker (``python -m streams worker``, SQLite) from the same backlog to committed
-    raw events, incidents and chained log entries (measured by polling the database);
+(b) the real worker, deployed as ``crisis up`` deploys it (``python -m streams worker --role
+    ingest`` and ``--role reactions``, SQLite), from the same backlog to committed raw events,
+    incidents and chained log entries (measured by polling the database), the playbook engine
+    reacting to the log meanwhile;
 then, with the worker caught up, 1,000 events/s offered for ``LATENCY_SECONDS``:
 produce→committed from the worker's histogram (Kafka record timestamp → commit) and
 produce→``crisis.log`` measured exactly by a consumer of the change feed.
@@ -34,7 +36,7 @@ from aiokafka import AIOKafkaConsumer
 from crisis import topics
 from crisis.broker import EmbeddedBroker, ensure_topics, free_port
 from crisis.db import make_engine, migrate
-from crisis.models import RawEvent
+from crisis.models import LogEntry, RawEvent
 from crisis.organisation import load_organisation
 from tests.worker_harness import REPO_ROOT, count, produce, spawn_worker, stop, worker_env
 
@@ -193,7 +195,10 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
     await migrate(engine)
     port = free_port()
     env = worker_env(broker.bootstrap, tmp / "var", url, CRISIS_WORKER_METRICS_PORT=str(port))
-    proc = spawn_worker(env, tmp / "worker.log")
+    proc = spawn_worker(env, tmp / "worker.log", role="ingest")
+    reactions = spawn_worker(
+        env, tmp / "reactions.log", role=os.environ.get("BENCH_REACTIONS_ROLE", "reactions")
+    )
     try:
         deadline = time.monotonic() + 900
         first_t, first_n = None, 0
@@ -210,7 +215,9 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
         sustained = {"events": n, "seconds": end - first_t, "rate": (n - first_n) / (end - first_t)}
 
         # --- latency at an offered 1,000 events/s, the worker caught up -----------------
-        await asyncio.sleep(2)
+        # Caught up = the reactions (playbook setups, notification plans) have finished too:
+        # the crisis log has stopped growing.
+        settle = await _settled(engine, proc, reactions)
         before = _histogram(
             await asyncio.to_thread(_scrape, port), "crisis_produce_to_commit_seconds"
         )
@@ -268,10 +275,27 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
             "feed_p50_ms": _pct(feed, 0.5) * 1000,
             "feed_p99_ms": _pct(feed, 0.99) * 1000,
         }
-        return {"sustained": sustained, "latency": latency}
+        return {"sustained": sustained, "settle_seconds": settle, "latency": latency}
     finally:
         stop(proc)
+        stop(reactions)
         await engine.dispose()
+
+
+async def _settled(engine: Any, *procs: subprocess.Popen[bytes]) -> float:
+    """Seconds until the crisis log holds still for 2 s (at most 180 s)."""
+    start = time.monotonic()
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() - start < 180:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a worker process died")
+        n = await count(engine, LogEntry)
+        if n != last:
+            last, still_since = n, time.monotonic()
+        elif time.monotonic() - still_since >= 2:
+            break
+        await asyncio.sleep(0.25)
+    return time.monotonic() - start
 
 
 async def _run() -> dict[str, Any]:
