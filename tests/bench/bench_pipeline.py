@@ -196,9 +196,10 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
     port = free_port()
     env = worker_env(broker.bootstrap, tmp / "var", url, CRISIS_WORKER_METRICS_PORT=str(port))
     proc = spawn_worker(env, tmp / "worker.log", role="ingest")
-    reactions = spawn_worker(
-        env, tmp / "reactions.log", role=os.environ.get("BENCH_REACTIONS_ROLE", "reactions")
-    )
+    # BENCH_WITHOUT_REACTIONS=1: the ingest process alone (to see what the reactions cost).
+    procs = [proc]
+    if not os.environ.get("BENCH_WITHOUT_REACTIONS"):
+        procs.append(spawn_worker(env, tmp / "reactions.log", role="reactions"))
     try:
         deadline = time.monotonic() + 900
         first_t, first_n = None, 0
@@ -217,7 +218,7 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
         # --- latency at an offered 1,000 events/s, the worker caught up -----------------
         # Caught up = the reactions (playbook setups, notification plans) have finished too:
         # the crisis log has stopped growing.
-        settle = await _settled(engine, proc, reactions)
+        settle = await _settled(engine, *procs)
         before = _histogram(
             await asyncio.to_thread(_scrape, port), "crisis_produce_to_commit_seconds"
         )
@@ -277,8 +278,8 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
         }
         return {"sustained": sustained, "settle_seconds": settle, "latency": latency}
     finally:
-        stop(proc)
-        stop(reactions)
+        for p in procs:
+            stop(p)
         await engine.dispose()
 
 
