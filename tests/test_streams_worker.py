@@ -54,7 +54,9 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
     port = free_port()
     env = worker_env(broker.bootstrap, tmp_path / "var", url, CRISIS_WORKER_METRICS_PORT=str(port))
     log_path = tmp_path / "worker.log"
-    proc = spawn_worker(env, log_path)
+    # The ingest role: this test counts the pipeline's own entries (the playbook engine's
+    # reactions are tested in test_reactions/test_playbook_agent/test_end_to_end).
+    proc = spawn_worker(env, log_path, role="ingest")
     try:
         a1 = envelope("sensor.personal_alarm", area="A-blokk")
         a2 = envelope("sensor.personal_alarm", area="A-blokk", source="/units/agder-froland/s2")
