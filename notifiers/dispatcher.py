@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import apprise
-from sqlalchemy import bindparam, insert, true, update
+from sqlalchemy import insert, true, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,6 +48,9 @@ from notifiers.models import (
 )
 
 log = logging.getLogger("notifiers.dispatcher")
+
+#: Ids per ``UPDATE … WHERE id IN (…)`` (far below SQLite's and asyncpg's 32,766 parameters).
+_IN_CHUNK = 2000
 
 
 @dataclass
@@ -387,7 +390,7 @@ class Dispatcher:
         """Every attempt: a row, a log entry, and the message's next state (bulk statements)."""
         now = self.clock()
         d = self.config.delivery
-        changes: list[dict[str, Any]] = []
+        changes: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
         attempts: list[dict[str, Any]] = []
         receipts: list[logbook.Receipt] = []
         for s in sends:
@@ -424,25 +427,16 @@ class Dispatcher:
                     **extra,
                 )
             )
-            change = {
-                "b_id": m.id,
-                "status": m.status,
-                "total_attempts": total,
-                "attempts": m.attempts,
-                "contact_index": m.contact_index,
-                "next_attempt_at": m.next_attempt_at,
-                "sent_at": m.sent_at,
-                "channel": m.channel,
-                "last_error": s.error,
-                "ack_deadline": m.ack_deadline,
-            }
+            # Only the columns that change: rows with equal changes share one UPDATE … IN.
+            change: dict[str, Any] = {"total_attempts": total, "last_error": s.error}
             if s.status == "sent":
                 change.update(status=MessageStatus.SENT.value, sent_at=now, channel=s.channel)
                 if m.ack_code:
                     change["ack_deadline"] = now + timedelta(seconds=d.ack_timeout_seconds)
             else:
                 tries = m.attempts + 1
-                change["attempts"] = tries
+                # a held public message that was released goes back to pending
+                change.update(status=MessageStatus.PENDING.value, attempts=tries)
                 if tries < d.attempts_per_contact and s.instance is not None:
                     delay = min(d.backoff_max_seconds, d.backoff_seconds * 2 ** (tries - 1))
                     change["next_attempt_at"] = now + timedelta(seconds=delay)
@@ -452,20 +446,16 @@ class Dispatcher:
                     )
                 else:
                     change["status"] = MessageStatus.FAILED.value
-            change["status"] = (
-                MessageStatus.PENDING.value
-                if change["status"] == MessageStatus.HELD.value
-                else change["status"]
-            )
-            changes.append(change)
+            changes[tuple(sorted(change.items()))].append(m.id)
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({k: bindparam(k) for k in changes[0] if k != "b_id"})
-        )
         async with self.sessions() as session:
-            await session.exec(stmt, params=changes)
+            for values, ids in changes.items():
+                for i in range(0, len(ids), _IN_CHUNK):
+                    await session.exec(
+                        update(table)
+                        .where(table.c.id.in_(ids[i : i + _IN_CHUNK]))
+                        .values(dict(values))
+                    )
             await session.exec(insert(DeliveryAttempt.__table__), params=attempts)  # type: ignore[attr-defined]
             await logbook.write(session, receipts)
             await session.commit()
