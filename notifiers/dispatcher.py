@@ -10,12 +10,14 @@ gates that no template or playbook can bypass:
 3. **Staff before the public** — a media/public message is ``held`` (logged once) while a
    staff message of the same update is still undelivered and has fallbacks left.
 
-Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight)
-via ``apprise.Apprise.async_notify`` — one call per distinct text, each target tagged with its
-outbox id so the per-target ``NotifyResult`` maps back — and records every attempt (table and
-crisis log). Failures back off exponentially, then move to the alternate contact, then fail
-definitively. Sent messages that need a confirmation and get none in time are escalated to
-the next person of the group's escalation order. Run it as ``python -m notifiers``
+Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight):
+``json://``/``jsons://`` targets (our async plugin :class:`channels.AsyncJSON`) are called
+directly by a pool of workers; every other target via ``apprise.Apprise.async_notify`` — one
+call per distinct text, each target tagged with its outbox id so the per-target
+``NotifyResult`` maps back. It records every attempt (table and crisis log). Failures back
+off exponentially, then move to the alternate contact, then fail definitively. Sent messages
+that need a confirmation and get none in time are escalated to the next person of the
+group's escalation order. Run it as ``python -m notifiers``
 (``crisis up`` starts it) or as an asyncio task (:meth:`Dispatcher.run`).
 """
 
