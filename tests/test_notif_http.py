@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +49,11 @@ class Server:
 
     async def start(self) -> Server:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def start_tls(self, ctx: ssl.SSLContext) -> Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -266,3 +275,32 @@ async def test_a_header_with_a_line_break_is_refused() -> None:
             headers=[("X-Evil", "a\r\nHost: elsewhere")],
         )
     await client.aclose()
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=x"]
+    args += ["-keyout", str(key), "-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_jsons_over_tls_checks_the_certificate_unless_told_not_to(
+    self_signed: tuple[Path, Path],
+) -> None:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*self_signed)
+    srv = await Server(lambda r: ok()).start_tls(ctx)
+    try:
+        t = target(f"jsons://127.0.0.1:{srv.port}/secure?verify=no")
+        assert await t.async_notify(body="x"), t.crisis_outcome
+        assert srv.requests[-1].target == "/secure"
+        t = target(f"jsons://127.0.0.1:{srv.port}/secure")  # self-signed: refused
+        assert not await t.async_notify(body="x")
+        assert t.crisis_outcome[0] == "failed" and "SSL" in t.crisis_outcome[1]
+    finally:
+        await srv.stop()
+        await channels.close_http_session()

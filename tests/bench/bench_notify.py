@@ -1,13 +1,22 @@
 """Deliver one update to 10,000 recipients through ``json://`` to a local HTTP sink.
 
 The sink is a minimal HTTP/1.1 keep-alive server in its own process (it would otherwise share
-this process's GIL, and an aiohttp server would be the bottleneck); the dispatcher runs here
-against SQLite in a temporary directory. Measured from
-``request_update`` (rendering, 10,000 outbox rows and 10,000 ``queued`` log entries) until
-every message is recorded as sent (10,000 attempts, 10,000 ``sent`` log entries), with the
-sink's own count as the check. Building the apprise targets happens once at dispatcher
-start-up and is reported separately. Also measured for comparison: stock apprise ``json://``
-(``requests`` in apprise's thread pool) for 1,000 targets.
+a GIL, and an aiohttp server would be the bottleneck); the database is SQLite in a temporary
+directory. Three measurements, each from the start of ``request_update`` (rendering, 10,000
+outbox rows and 10,000 ``queued`` log entries) until the database records every message as
+sent (10,000 attempts, 10,000 ``sent`` log entries), with the sink's own count and
+``crisis.log.verify_log`` over the whole chain as checks:
+
+1. **as deployed** (the headline): one real ``python -m notifiers`` process, started as
+   ``crisis up`` starts it, with production delivery defaults (poll interval, batch size), so
+   the time includes the dispatcher noticing the new rows;
+2. **in-process**: the same dispatcher code driven by ``run_once`` in this process, for the
+   split between ``request_update`` and dispatch;
+3. two dispatcher processes (``--shard 0/2`` and ``1/2``), for comparison.
+
+Building the apprise targets happens once at dispatcher start-up and is reported separately.
+Also measured for comparison: stock apprise ``json://`` (``requests`` in apprise's thread
+pool) for 1,000 targets.
 
 ``python -m tests.bench notify`` (or ``make bench``); ``N`` and ``CONCURRENCY`` env to vary.
 """
@@ -116,9 +125,11 @@ async def _run(n: int, concurrency: int, port: int, data: Path) -> dict[str, Any
                 select(func.count()).where(OutboxMessage.status == MessageStatus.SENT.value)
             )
         ).one()
+        report = await log.verify_log(session, snapshot=False)
     await dispatcher.aclose()
     await engine.dispose()
     return {
+        "log_entries_verified": report.entries if report.ok else f"BROKEN: {report.breaks}",
         "recipients": n,
         "concurrency": concurrency,
         "seconds_total": round(t2 - t0, 3),
@@ -236,6 +247,8 @@ async def _run_processes(
                     )
                 ).one()
         elapsed = time.perf_counter() - t0
+        async with sessions() as session:
+            report = await log.verify_log(session)
     finally:
         for proc in procs:
             proc.terminate()
@@ -245,6 +258,7 @@ async def _run_processes(
                 proc.stdout.close()
         await engine.dispose()
     return {
+        "log_entries_verified": report.entries if report.ok else f"BROKEN: {report.breaks}",
         "processes": shards,
         "seconds_total": round(elapsed, 3),
         "seconds_request_update": round(queued, 3),
@@ -318,11 +332,21 @@ def main() -> int:
         f"stock apprise json:// for 1000: {inp['stock_apprise_1000_seconds']:.2f} s · "
         f"load average {result['load_average_1min_after']}"
     )
+    print(
+        "  hash chains verified (crisis.log.verify_log): "
+        + ", ".join(str(r["log_entries_verified"]) for r in (deployed, inp, two))
+        + " entries"
+    )
     out = Path(os.environ.get("CRISIS_DATA_DIR", "var")) / "bench" / "notify.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"  written to {out}")
-    ok = all(r["sink_received"] == n and r["sent_recorded"] == n for r in (deployed, inp, two))
+    ok = all(
+        r["sink_received"] == n
+        and r["sent_recorded"] == n
+        and isinstance(r["log_entries_verified"], int)
+        for r in (deployed, inp, two)
+    )
     return 0 if ok else 1
 
 
