@@ -95,6 +95,7 @@ class Dispatcher:
         config: NotifyConfig,
         *,
         batch_size: int = 2000,
+        record_every: int = 1000,
         clock: Callable[[], datetime] = utcnow,
         shard: tuple[int, int] = (0, 1),
     ) -> None:
@@ -109,6 +110,7 @@ class Dispatcher:
         self.sessions = sessions
         self.config = config
         self.batch_size = batch_size
+        self.record_every = record_every
         self.clock = clock
         self.targets = channels.Targets()
         self._wake = asyncio.Event()
@@ -146,10 +148,44 @@ class Dispatcher:
         """Gate, send and record the due messages; escalate unacknowledged ones."""
         sends = await self._prepare()
         if sends:
-            await self._deliver(sends)
-            await self._record(sends)
+            await self._deliver_and_record(sends)
         escalated = await self._escalate()
         return len(sends) + escalated
+
+    async def _deliver_and_record(self, sends: list[_Send]) -> None:
+        """Send the pass and record the results while the rest is still being sent.
+
+        Finished targets are recorded in slices of ``record_every`` (one transaction each, in
+        order) as they come in, so the database work overlaps the HTTP work instead of
+        following it. Delivery itself has no barrier between slices. The pass returns when
+        every attempt is recorded; if recording fails, it still waits for the delivery to end
+        (nothing of this pass may still be in flight when the next pass selects) and raises.
+        """
+        done: list[_Send] = []
+        wake = asyncio.Event()
+        step = self.record_every
+
+        def finished(s: _Send) -> None:
+            done.append(s)
+            if len(done) >= step:
+                wake.set()
+
+        delivery = asyncio.ensure_future(self._deliver(sends, finished))
+        delivery.add_done_callback(lambda _: wake.set())
+        try:
+            while True:
+                if len(done) < step and not delivery.done():
+                    await wake.wait()
+                    wake.clear()
+                    continue
+                if not done:
+                    break  # delivery ended and everything is recorded
+                batch, done[:] = done[:], []
+                await self._record(batch)
+        finally:
+            if not delivery.done():
+                await asyncio.wait([delivery])
+        delivery.result()  # an unexpected error in delivery (targets' own errors are results)
 
     async def _prepare(self) -> list[_Send]:
         now = self.clock()
@@ -282,7 +318,9 @@ class Dispatcher:
             send.error = "invalid or unsupported apprise URL"
         return send
 
-    async def _deliver(self, sends: list[_Send]) -> None:
+    async def _deliver(
+        self, sends: list[_Send], finished: Callable[[_Send], None] = lambda s: None
+    ) -> None:
         """Send with at most ``delivery.concurrency`` targets in flight.
 
         Targets of our natively async plugins (:class:`channels.AsyncJSON`, no apprise
@@ -300,6 +338,7 @@ class Dispatcher:
         by_text: dict[tuple[str, str], list[_Send]] = defaultdict(list)
         for s in sends:
             if s.instance is None:
+                finished(s)  # nothing to send to: recorded as failed (its error is set)
                 continue
             if channels.is_direct(s.instance):
                 direct.append(s)
@@ -315,6 +354,8 @@ class Dispatcher:
             await budget.acquire(len(chunk))
             try:
                 await self._call(title, body, chunk)
+                for s in chunk:
+                    finished(s)
             finally:
                 await budget.release(len(chunk))
 
@@ -325,6 +366,7 @@ class Dispatcher:
             try:
                 for s in queue:
                     await self._call_direct(s)
+                    finished(s)
             finally:
                 await budget.release(1)
 
