@@ -11,7 +11,7 @@ import sys
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.settings import Settings
 from notifiers.config import NotifyConfigError, load_notify_config
-from notifiers.dispatcher import Dispatcher
+from notifiers.dispatcher import Dispatcher, freeze_startup_heap
 
 
 async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
@@ -28,6 +28,7 @@ async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
         loop.add_signal_handler(sig, stop.set)
     dispatcher = Dispatcher(make_sessionmaker(engine), config, shard=shard)
     warmed = dispatcher.warm()
+    freeze_startup_heap()
     source = settings.notify_config or "the shipped example (notifiers/data/notify.example.yaml)"
     print(
         f"notifiers: dispatcher {shard[0]}/{shard[1]} running, {warmed} targets from {source}",

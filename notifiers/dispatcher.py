@@ -10,18 +10,21 @@ gates that no template or playbook can bypass:
 3. **Staff before the public** — a media/public message is ``held`` (logged once) while a
    staff message of the same update is still undelivered and has fallbacks left.
 
-Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight)
-via ``apprise.Apprise.async_notify`` — one call per distinct text, each target tagged with its
-outbox id so the per-target ``NotifyResult`` maps back — and records every attempt (table and
-crisis log). Failures back off exponentially, then move to the alternate contact, then fail
-definitively. Sent messages that need a confirmation and get none in time are escalated to
-the next person of the group's escalation order. Run it as ``python -m notifiers``
+Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight):
+``json://``/``jsons://`` targets (our async plugin :class:`channels.AsyncJSON`) are called
+directly by a pool of workers; every other target via ``apprise.Apprise.async_notify`` — one
+call per distinct text, each target tagged with its outbox id so the per-target
+``NotifyResult`` maps back. It records every attempt (table and crisis log). Failures back
+off exponentially, then move to the alternate contact, then fail definitively. Sent messages
+that need a confirmation and get none in time are escalated to the next person of the
+group's escalation order. Run it as ``python -m notifiers``
 (``crisis up`` starts it) or as an asyncio task (:meth:`Dispatcher.run`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import apprise
-from sqlalchemy import bindparam, insert, true, update
+from sqlalchemy import insert, true, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,6 +51,9 @@ from notifiers.models import (
 )
 
 log = logging.getLogger("notifiers.dispatcher")
+
+#: Ids per ``UPDATE … WHERE id IN (…)`` (far below SQLite's and asyncpg's 32,766 parameters).
+_IN_CHUNK = 2000
 
 
 @dataclass
@@ -89,6 +95,7 @@ class Dispatcher:
         config: NotifyConfig,
         *,
         batch_size: int = 2000,
+        record_every: int = 1000,
         clock: Callable[[], datetime] = utcnow,
         shard: tuple[int, int] = (0, 1),
     ) -> None:
@@ -103,6 +110,7 @@ class Dispatcher:
         self.sessions = sessions
         self.config = config
         self.batch_size = batch_size
+        self.record_every = record_every
         self.clock = clock
         self.targets = channels.Targets()
         self._wake = asyncio.Event()
@@ -140,10 +148,44 @@ class Dispatcher:
         """Gate, send and record the due messages; escalate unacknowledged ones."""
         sends = await self._prepare()
         if sends:
-            await self._deliver(sends)
-            await self._record(sends)
+            await self._deliver_and_record(sends)
         escalated = await self._escalate()
         return len(sends) + escalated
+
+    async def _deliver_and_record(self, sends: list[_Send]) -> None:
+        """Send the pass and record the results while the rest is still being sent.
+
+        Finished targets are recorded in slices of ``record_every`` (one transaction each, in
+        order) as they come in, so the database work overlaps the HTTP work instead of
+        following it. Delivery itself has no barrier between slices. The pass returns when
+        every attempt is recorded; if recording fails, it still waits for the delivery to end
+        (nothing of this pass may still be in flight when the next pass selects) and raises.
+        """
+        done: list[_Send] = []
+        wake = asyncio.Event()
+        step = self.record_every
+
+        def finished(s: _Send) -> None:
+            done.append(s)
+            if len(done) >= step:
+                wake.set()
+
+        delivery = asyncio.ensure_future(self._deliver(sends, finished))
+        delivery.add_done_callback(lambda _: wake.set())
+        try:
+            while True:
+                if len(done) < step and not delivery.done():
+                    await wake.wait()
+                    wake.clear()
+                    continue
+                if not done:
+                    break  # delivery ended and everything is recorded
+                batch, done[:] = done[:], []
+                await self._record(batch)
+        finally:
+            if not delivery.done():
+                await asyncio.wait([delivery])
+        delivery.result()  # an unexpected error in delivery (targets' own errors are results)
 
     async def _prepare(self) -> list[_Send]:
         now = self.clock()
@@ -276,16 +318,31 @@ class Dispatcher:
             send.error = "invalid or unsupported apprise URL"
         return send
 
-    async def _deliver(self, sends: list[_Send]) -> None:
-        """One apprise call per distinct (title, body), chunked by the concurrency budget.
+    async def _deliver(
+        self, sends: list[_Send], finished: Callable[[_Send], None] = lambda s: None
+    ) -> None:
+        """Send with at most ``delivery.concurrency`` targets in flight.
 
-        Chunks are a quarter of the budget so that one slow target holds back only its chunk.
+        Targets of our natively async plugins (:class:`channels.AsyncJSON`, no apprise
+        ``retry=``) are called directly by a pool of workers: apprise's per-target machinery
+        (a task, a timer, a retry runner, a log capture and a result object per target) would
+        cost more CPU than the HTTP post itself. Every other target goes through
+        ``apprise.Apprise.async_notify``: one call per distinct (title, body), chunked by a
+        quarter of the budget so that one slow target holds back only its chunk; the direct
+        workers then leave that quarter free.
         """
-        budget = _Budget(self.config.delivery.concurrency)
-        size = max(1, self.config.delivery.concurrency // 4)
+        concurrency = self.config.delivery.concurrency
+        budget = _Budget(concurrency)
+        size = max(1, concurrency // 4)
+        direct: list[_Send] = []
         by_text: dict[tuple[str, str], list[_Send]] = defaultdict(list)
         for s in sends:
-            if s.instance is not None:
+            if s.instance is None:
+                finished(s)  # nothing to send to: recorded as failed (its error is set)
+                continue
+            if channels.is_direct(s.instance):
+                direct.append(s)
+            else:
                 by_text[(s.title, s.body)].append(s)
         calls = [
             (title, body, group[i : i + size])
@@ -297,10 +354,43 @@ class Dispatcher:
             await budget.acquire(len(chunk))
             try:
                 await self._call(title, body, chunk)
+                for s in chunk:
+                    finished(s)
             finally:
                 await budget.release(len(chunk))
 
-        await asyncio.gather(*(call(*c) for c in calls))
+        queue = iter(direct)
+
+        async def worker() -> None:
+            await budget.acquire(1)
+            try:
+                for s in queue:
+                    await self._call_direct(s)
+                    finished(s)
+            finally:
+                await budget.release(1)
+
+        workers = min(len(direct), concurrency - size if calls else concurrency) or (
+            1 if direct else 0
+        )
+        await asyncio.gather(*(call(*c) for c in calls), *(worker() for _ in range(workers)))
+
+    async def _call_direct(self, s: _Send) -> None:
+        """One target of a natively async plugin: its own socket timeouts, its own outcome."""
+        instance = s.instance
+        assert instance is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            ok = await instance.async_notify(body=s.body, title=s.title)
+        except Exception as exc:  # a plugin crash fails this target, it does not lose it
+            ok = False
+            instance.crisis_outcome = ("failed", f"{type(exc).__name__}: {exc}")
+        s.elapsed = loop.time() - started
+        if ok:
+            s.status, s.error = "sent", None
+        else:
+            s.status, s.error = instance.crisis_outcome or ("failed", "delivery failed")
 
     async def _call(self, title: str, body: str, chunk: list[_Send]) -> None:
         ap = apprise.Apprise()
@@ -345,7 +435,7 @@ class Dispatcher:
         """Every attempt: a row, a log entry, and the message's next state (bulk statements)."""
         now = self.clock()
         d = self.config.delivery
-        changes: list[dict[str, Any]] = []
+        changes: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
         attempts: list[dict[str, Any]] = []
         receipts: list[logbook.Receipt] = []
         for s in sends:
@@ -382,25 +472,16 @@ class Dispatcher:
                     **extra,
                 )
             )
-            change = {
-                "b_id": m.id,
-                "status": m.status,
-                "total_attempts": total,
-                "attempts": m.attempts,
-                "contact_index": m.contact_index,
-                "next_attempt_at": m.next_attempt_at,
-                "sent_at": m.sent_at,
-                "channel": m.channel,
-                "last_error": s.error,
-                "ack_deadline": m.ack_deadline,
-            }
+            # Only the columns that change: rows with equal changes share one UPDATE … IN.
+            change: dict[str, Any] = {"total_attempts": total, "last_error": s.error}
             if s.status == "sent":
                 change.update(status=MessageStatus.SENT.value, sent_at=now, channel=s.channel)
                 if m.ack_code:
                     change["ack_deadline"] = now + timedelta(seconds=d.ack_timeout_seconds)
             else:
                 tries = m.attempts + 1
-                change["attempts"] = tries
+                # a held public message that was released goes back to pending
+                change.update(status=MessageStatus.PENDING.value, attempts=tries)
                 if tries < d.attempts_per_contact and s.instance is not None:
                     delay = min(d.backoff_max_seconds, d.backoff_seconds * 2 ** (tries - 1))
                     change["next_attempt_at"] = now + timedelta(seconds=delay)
@@ -410,20 +491,16 @@ class Dispatcher:
                     )
                 else:
                     change["status"] = MessageStatus.FAILED.value
-            change["status"] = (
-                MessageStatus.PENDING.value
-                if change["status"] == MessageStatus.HELD.value
-                else change["status"]
-            )
-            changes.append(change)
+            changes[tuple(sorted(change.items()))].append(m.id)
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({k: bindparam(k) for k in changes[0] if k != "b_id"})
-        )
         async with self.sessions() as session:
-            await session.exec(stmt, params=changes)
+            for values, ids in changes.items():
+                for i in range(0, len(ids), _IN_CHUNK):
+                    await session.exec(
+                        update(table)
+                        .where(table.c.id.in_(ids[i : i + _IN_CHUNK]))
+                        .values(dict(values))
+                    )
             await session.exec(insert(DeliveryAttempt.__table__), params=attempts)  # type: ignore[attr-defined]
             await logbook.write(session, receipts)
             await session.commit()
@@ -511,6 +588,17 @@ class Dispatcher:
             await logbook.write(session, receipts)
             await session.commit()
         return len(overdue)
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what start-up built (config, apprise targets, modules) from garbage collection.
+
+    They live as long as the process, yet every full collection walked them again: with
+    10,000 recipients that was about 0.4 s of a 10,000-message dispatch. Call once, after
+    :meth:`Dispatcher.warm` (``python -m notifiers`` does).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _first_warning(result: Any) -> str | None:

@@ -11,6 +11,7 @@ rule checks do not apply to ``message`` entries).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log
-from crisis.chain import entry_digest
+from crisis.chain import entry_digest, format_time
 from crisis.models import EntryKind, LogEntry
 from crisis.sqltypes import utcnow
 
@@ -39,10 +40,12 @@ async def write(session: AsyncSession, receipts: Iterable[Receipt]) -> int:
     for receipt in receipts:
         by_incident[receipt.incident_id].append(receipt)
     table = LogEntry.__table__  # type: ignore[attr-defined]
+    kind = EntryKind.MESSAGE.value
     written = 0
     for incident_id in sorted(by_incident):
         incident = await log._lock_incident(session, incident_id)
         now = utcnow()
+        at = format_time(now)  # what the digest covers (entry_digest formats it the same way)
         seq, prev = incident.head_seq, incident.head_hash
         rows: list[dict[str, Any]] = []
         for receipt in by_incident[incident_id]:
@@ -50,20 +53,41 @@ async def write(session: AsyncSession, receipts: Iterable[Receipt]) -> int:
             fields: dict[str, Any] = {
                 "incident_id": incident_id,
                 "seq": seq,
-                "kind": EntryKind.MESSAGE.value,
-                "at": now,
+                "kind": kind,
+                "at": at,
                 "actor": receipt.actor,
                 "text": receipt.text,
-                "data": log._json_safe(receipt.data),
+                "data": _json_safe(receipt.data),
                 "exercise": incident.exercise,
                 "corrects": None,
                 "prev_hash": prev,
             }
             prev = entry_digest(fields)
-            rows.append({**fields, "hash": prev})
+            fields["at"], fields["hash"] = now, prev
+            rows.append(fields)
         await session.exec(insert(table), params=rows)
         incident.head_seq, incident.head_hash = seq, prev
         session.add(incident)
         written += len(rows)
     await session.flush()
     return written
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`crisis.log._json_safe` without the JSON round trip for flat, plain data.
+
+    A receipt's data is almost always flat str/int/None values, which the JSON column gives
+    back unchanged; anything else (a datetime, a nested value, a subclass such as an enum
+    member, a non-finite float) takes the round trip.
+    """
+    if not data:
+        return {}
+    for key, value in data.items():
+        if type(key) is not str or type(value) not in _PLAIN:
+            return log._json_safe(data)
+        if type(value) is float and not math.isfinite(value):
+            return log._json_safe(data)
+    return dict(data)

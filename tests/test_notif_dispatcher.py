@@ -518,3 +518,41 @@ async def test_two_sharded_dispatchers_deliver_each_message_once_and_keep_the_or
     assert all(h.arrived >= staff_done for h in sink.to("/public/"))
     with pytest.raises(ValueError, match="shard"):
         Dispatcher(make_sessionmaker(engine), config, shard=(2, 2))
+
+
+async def test_a_pass_is_recorded_in_slices_while_the_rest_is_still_being_sent(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    sink.delay["/p/6"] = 0.5  # one slow target: the others must not wait for it to be logged
+    ids = [f"p{i}" for i in range(7)]
+    lines = ["version: 1", "delivery: {attempts_per_contact: 1}", "people:"]
+    for i, pid in enumerate(ids):
+        url = "nosuchscheme://nowhere" if i == 3 else sink.url(f"/p/{i}")
+        lines.append(
+            f"  - {{id: {pid}, name: {pid}, contacts: [{{channel: webhook, url: '{url}'}}]}}"
+        )
+    lines += ["groups:", f"  - {{id: g, kind: staff, members: [{', '.join(ids)}]}}"]
+    config = parse_notify_config("\n".join(lines), "t.yaml", check_urls=False)
+    incident = await open_incident(engine)
+    update_id = await request(engine, config, incident, groups=["staff"])
+    d = new_dispatcher(dispatchers, engine, config, record_every=2)
+    assert await d.run_once() == 7  # one pass: every attempt recorded when it returns
+    async with make_sessionmaker(engine)() as session:
+        rows = (
+            await session.exec(
+                select(LogEntry)
+                .where(LogEntry.incident_id == incident, LogEntry.kind == EntryKind.MESSAGE)
+                .order_by(col(LogEntry.seq))
+            )
+        ).all()
+        report = await log.verify_log(session)
+    attempts = [r for r in rows if r.data["status"] != "queued"]
+    assert sorted(r.data["recipient"] for r in attempts) == ids  # one receipt per target
+    by = {r.data["recipient"]: r for r in attempts}
+    assert by["p3"].data["status"] == "failed"
+    assert by["p3"].data["error"] == "invalid or unsupported apprise URL"
+    assert all(by[p].data["status"] == "sent" for p in ids if p != "p3")
+    assert by["p6"].seq == max(r.seq for r in attempts)  # the slow one came last …
+    assert by["p6"].at > min(r.at for r in attempts)  # … in a later transaction
+    assert report.ok, report.breaks
+    assert {m.status for m in await messages(engine, update_id)} == {"sent", "failed"}
