@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -149,6 +150,11 @@ def run_worker(role: str = "all") -> int:
     asyncio.run(_migrate(settings))
     logging.getLogger("crisis.streams").setLevel(logging.INFO)
     app = build_worker(settings, role)
+    # Exempt what start-up built (Faust, SQLAlchemy, the organisation, the playbooks) from
+    # garbage collection: it lives as long as the process, yet every full collection walked
+    # it again, a pause in the middle of some batch.
+    gc.collect()
+    gc.freeze()
     sys.argv = [sys.argv[0], "worker", "-l", "info", "--without-web"]
     app.main()
     return 0
