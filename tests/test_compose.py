@@ -29,11 +29,11 @@ def test_every_crisis_variable_in_compose_is_a_known_setting() -> None:
 
 def test_compose_has_the_production_shape() -> None:
     services = _compose()["services"]
-    assert {"kafka", "postgres", "worker", "reactions", "web"} <= set(services)
+    assert {"kafka", "postgres", "worker", "reactions", "notifier", "web"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka")
     assert "healthcheck" in services["postgres"]
     assert services["worker"]["environment"]["CRISIS_DATABASE_URL"].startswith("postgresql")
-    for app in ("worker", "reactions", "web"):
+    for app in ("worker", "reactions", "notifier", "web"):
         assert services[app]["depends_on"]["postgres"]["condition"] == "service_healthy"
     roles = {services[app]["command"][-1] for app in ("worker", "reactions")}
     assert roles == {"ingest", "reactions"}, "every worker role runs somewhere"
