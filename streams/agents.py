@@ -9,6 +9,7 @@
 - ``relay_log`` (task): publishes committed log entries on ``crisis.log``; woken by each
   commit, and polling for entries the web API wrote.
 - ``due_checks`` (timer): silent gateways and storm summaries.
+- ``checkpoint`` (timer, SQLite): copies the WAL into the database beside the batches.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def attach_agents(
     batch_within: float = 0.02,
     tick_interval: float = 1.0,
     relay_poll: float = 0.5,
+    checkpoint_interval: float = 1.0,
 ) -> None:
     events = app.topic(
         topics.EVENTS,
@@ -154,6 +156,13 @@ def attach_agents(
             except Exception as exc:
                 logger.warning("crisis.log relay failed, retrying: %r", exc)
                 await asyncio.sleep(1.0)
+
+    @app.timer(interval=checkpoint_interval)
+    async def checkpoint() -> None:
+        try:
+            await pipeline.checkpoint()
+        except Exception as exc:  # busy or locked: the next one catches up
+            log_event("checkpoint failed", error=repr(exc))
 
     @app.timer(interval=tick_interval)
     async def due_checks() -> None:

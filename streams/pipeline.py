@@ -39,7 +39,7 @@ from crisis.correlation import (
     OpenIncident,
     epoch,
 )
-from crisis.db import make_sync_sqlite_engine
+from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine
 from crisis.events import EventError, validate_event
 from crisis.log import new_incident_id
 from crisis.models import EntryKind, Incident, LogEntry, RawEvent, Status
@@ -167,6 +167,12 @@ class Pipeline:
         with self._sync_engine.connect() as conn:
             take_sqlite_writer(conn)
             return work(conn, *args)
+
+    async def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database in a thread, beside the batches (their own
+        commits never do, so no batch pays for it); a no-op elsewhere."""
+        if self._sync_engine is not None:
+            await asyncio.to_thread(checkpoint_sqlite, self._sync_engine)
 
     async def store_dead_letters(self, rows: list[dict[str, Any]]) -> None:
         def work(conn: Connection) -> None:
@@ -668,11 +674,14 @@ class _Writer:
 
 def sync_twin(engine: AsyncEngine) -> Engine | None:
     """For SQLite, a synchronous engine on the same file with the same connection settings
-    but no busy timeout (``take_sqlite_writer`` waits instead); ``None`` for other databases
-    (they run the sync code through ``run_sync``)."""
+        but no busy timeout (``take_sqlite_writer`` waits instead) and no checkpoints in its commits
+    (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other databases
+        (they run the sync code through ``run_sync``)."""
     if engine.dialect.name != "sqlite":
         return None
-    return make_sync_sqlite_engine(engine.url.set(drivername="sqlite"), busy_timeout_ms=0)
+    return make_sync_sqlite_engine(
+        engine.url.set(drivername="sqlite"), busy_timeout_ms=0, autocheckpoint=False
+    )
 
 
 def take_sqlite_writer(conn: Connection, timeout: float = 30.0) -> None:
