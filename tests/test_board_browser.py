@@ -380,7 +380,11 @@ def test_ministry_cannot_open_an_unapproved_report_and_reads_the_approved_one(
     expect(op.locator("#sitrep-status")).to_contain_text("Godkjent")
     ministry.goto(board.base + "/")
     expect(ministry.locator("#ministry-reports")).to_contain_text("Personalarm")
-    ministry.click("#ministry-reports a")
+    # Follow the link's address rather than clicking: the list is re-rendered by live updates
+    # (the approval's own entries), and a click could land on the element being replaced.
+    link = ministry.locator("#ministry-reports a").first
+    expect(link).to_have_attribute("href", f"/sitreps/{sitrep['id']}")
+    ministry.goto(board.base + str(link.get_attribute("href")))
     expect(ministry.locator(".sitrep-view")).to_contain_text("forsterkning fra region sørvest")
     expect(ministry.locator(".sitrep-view")).to_contain_text("under kontroll")
     op.context.close()
