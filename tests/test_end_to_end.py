@@ -1,5 +1,6 @@
-"""The whole chain, one scenario per principle: events posted to the API → Kafka → the worker
-(correlation, then the playbook engine on ``crisis.log``) → the crisis log.
+"""The whole chain, one scenario per principle: events posted to the API → Kafka → the ingest
+worker (correlation) → the crisis log → ``crisis.log`` → the reactions worker (the playbook
+engine, notification plans) → the crisis log.
 
 Everything is real: the embedded broker, the worker as a subprocess, the web app with its
 producer, SQLite. What is asserted is what the crisis staff would see in the log.
@@ -67,8 +68,11 @@ async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
         broker.bootstrap,
         {topics.EVENTS: 4, topics.EVENTS_DLQ: 1, topics.LOG: 1, topics.NOTIFICATIONS: 1},
     )
+    # The two worker processes, as `crisis up` and docker-compose run them.
     log_path = tmp_path / "worker.log"
-    worker = spawn_worker(worker_env(broker.bootstrap, tmp_path / "var", url), log_path)
+    env = worker_env(broker.bootstrap, tmp_path / "var", url)
+    worker = spawn_worker(env, log_path, role="ingest")
+    reactions = spawn_worker(env, tmp_path / "reactions.log", role="reactions")
     try:
         async with ingest_api(settings) as api:
             headers = await api.user("kdi", "kdi")
@@ -209,8 +213,10 @@ async def test_posted_events_become_owned_incidents_with_tasks_and_contacts(
         async with make_sessionmaker(engine)() as session:
             report = await verify_log(session)
         assert report.ok, report.breaks
+        assert reactions.poll() is None, log_tail(tmp_path / "reactions.log")
     finally:
         stop(worker)
+        stop(reactions)
         await engine.dispose()
 
 
