@@ -25,7 +25,7 @@ from crisis import accounts
 from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
 from crisis.log import verify_log
 from crisis.organisation import OrganisationError, load_organisation
-from crisis.settings import Settings
+from crisis.settings import WORKER_ROLE_HELP, WORKER_ROLES, Settings
 
 LOGIN_FILE = "login.txt"
 
@@ -244,12 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_worker = sub.add_parser(
         "worker", help="the stream worker alone (needs CRISIS_KAFKA_BOOTSTRAP)"
     )
-    p_worker.add_argument(
-        "--role",
-        choices=("all", "ingest", "reactions"),
-        default="all",
-        help="ingest: events → log; reactions: log → playbooks, notifications; all: both",
-    )
+    p_worker.add_argument("--role", choices=WORKER_ROLES, default="all", help=WORKER_ROLE_HELP)
     p_web = sub.add_parser("web", help="the web server alone")
     p_web.add_argument("--host", default=None)
     p_web.add_argument("--port", type=int, default=None)

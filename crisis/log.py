@@ -198,25 +198,10 @@ async def append_entry(
     known_units: Iterable[str] | None = None,
 ) -> LogEntry:
     """Check the rules, then chain one entry onto the incident. Raises RuleViolation."""
-    payload = _json_safe(data)
-    incident = await _lock_incident(session, incident_id)
-    violations = await _check(session, incident, kind, payload, corrects, known_units)
-    if violations:
-        status = 409 if any(v.principle == "nærhetsprinsippet" for v in violations) else 422
-        raise RuleViolation(violations, status=status)
-    entry = _chain(
-        incident,
-        kind=kind,
-        actor=actor,
-        text_=text,
-        data=payload,
-        corrects=corrects,
-        at=at or utcnow(),
+    spec = EntrySpec(kind=kind, actor=actor, text=text, data=data, corrects=corrects)
+    [entry] = await append_entries(
+        session, incident_id=incident_id, specs=[spec], at=at, known_units=known_units
     )
-    _apply(incident, entry)
-    session.add(entry)
-    session.add(incident)
-    await session.flush()
     return entry
 
 
@@ -228,6 +213,7 @@ class EntrySpec:
     actor: str
     text: str = ""
     data: Mapping[str, Any] | None = None
+    corrects: int | None = None
 
 
 async def append_entries(
@@ -253,7 +239,7 @@ async def append_entries(
     entries: list[LogEntry] = []
     for spec in specs:
         payload = _json_safe(spec.data)
-        violations = await _check(session, incident, spec.kind, payload, None, known_units)
+        violations = await _check(session, incident, spec.kind, payload, spec.corrects, known_units)
         if violations:
             status = 409 if any(v.principle == "nærhetsprinsippet" for v in violations) else 422
             raise RuleViolation(violations, status=status)
@@ -263,7 +249,7 @@ async def append_entries(
             actor=spec.actor,
             text_=spec.text,
             data=payload,
-            corrects=None,
+            corrects=spec.corrects,
             at=when,
         )
         _apply(incident, entry)

@@ -9,6 +9,12 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: What a stream worker process runs (``crisis worker --role``): ``ingest`` (crisis.events →
+#: the crisis log → crisis.log), ``reactions`` (crisis.log → playbooks and notification
+#: plans), or ``all`` of it. ``crisis up`` runs ``ingest`` and ``reactions``.
+WORKER_ROLES = ("all", "ingest", "reactions")
+WORKER_ROLE_HELP = "ingest: events → log; reactions: log → playbooks, notifications; all: both"
+
 
 class Settings(BaseSettings):
     """Every knob the processes share; operators set them as ``CRISIS_<NAME>``."""

@@ -407,22 +407,39 @@ async def react(
         incident = await log._lock_incident(session, trigger.incident_id)
     except log.IncidentNotFound:
         return []
+    written = await _evaluate(session, incident, org=org, library=library, now=when)
+    return [e for e in written if e is not None]
+
+
+async def _evaluate(
+    session: AsyncSession,
+    incident: Incident,
+    *,
+    org: Organisation,
+    library: Library,
+    now: datetime,
+    dry: bool = False,
+) -> list[LogEntry | None]:
+    """Setup, then escalation, for an incident read in this session; ``dry`` writes nothing
+    and stops at the first thing that would be written (``None`` for each)."""
     if incident.status != Status.OPEN:
         return []  # a closed incident gets no new tasks, contacts or escalations
     entries = await _light_timeline(session, incident.id)
-    if not entries:
-        return []
-    found = resolve(incident, entries[0].data, library)
+    found = resolve(incident, entries[0].data, library) if entries else None
     if found is None:
         return []
     playbook, kind = found
     out = await _setup(
-        session, incident=incident, playbook=playbook, kind=kind, entries=entries, org=org
+        session, incident=incident, playbook=playbook, kind=kind, entries=entries, org=org, dry=dry
     )
+    if out and dry:
+        return out
     if out:
         entries = await _light_timeline(session, incident.id)
-    out += await _escalate(session, incident=incident, playbook=playbook, entries=entries, now=when)
-    return [e for e in out if e is not None]
+    out += await _escalate(
+        session, incident=incident, playbook=playbook, entries=entries, now=now, dry=dry
+    )
+    return out
 
 
 async def _light_timeline(session: AsyncSession, incident_id: str) -> list[Any]:
@@ -445,28 +462,9 @@ async def _anything_to_write(
     caller's session (and what it holds) is untouched."""
     async with AsyncSession(session.bind, expire_on_commit=False) as probe:
         incident = await _fresh_incident(probe, incident_id)
-        if incident is None or incident.status != Status.OPEN:
+        if incident is None:
             return False
-        entries = await _light_timeline(probe, incident.id)
-        found = resolve(incident, entries[0].data, library) if entries else None
-        if found is None:
-            return False
-        playbook, kind = found
-        planned = await _setup(
-            probe,
-            incident=incident,
-            playbook=playbook,
-            kind=kind,
-            entries=entries,
-            org=org,
-            dry=True,
-        )
-        if planned:
-            return True
-        due = await _escalate(
-            probe, incident=incident, playbook=playbook, entries=entries, now=now, dry=True
-        )
-        return bool(due)
+        return bool(await _evaluate(probe, incident, org=org, library=library, now=now, dry=True))
 
 
 async def open_incident_ids(session: AsyncSession) -> list[str]:

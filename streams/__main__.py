@@ -6,19 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streams.worker import ROLES, run_worker
+from crisis.settings import WORKER_ROLE_HELP, WORKER_ROLES
+from streams.worker import run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams")
     sub = parser.add_subparsers(dest="command", required=True)
     p_worker = sub.add_parser("worker", help="the stream worker")
-    p_worker.add_argument(
-        "--role",
-        choices=ROLES,
-        default="all",
-        help="ingest: events → log; reactions: log → playbooks, notifications; all: both",
-    )
+    p_worker.add_argument("--role", choices=WORKER_ROLES, default="all", help=WORKER_ROLE_HELP)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     return run_worker(args.role)
 

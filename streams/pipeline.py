@@ -673,10 +673,10 @@ class _Writer:
 
 
 def sync_twin(engine: AsyncEngine) -> Engine | None:
-    """For SQLite, a synchronous engine on the same file with the same connection settings
-        but no busy timeout (``take_sqlite_writer`` waits instead) and no checkpoints in its commits
-    (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other databases
-        (they run the sync code through ``run_sync``)."""
+    """For SQLite, a synchronous engine on the same file with the same connection settings but
+    no busy timeout (``take_sqlite_writer`` waits instead) and no checkpoints in its commits
+    (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other databases (they
+    run the sync code through ``run_sync``)."""
     if engine.dialect.name != "sqlite":
         return None
     return make_sync_sqlite_engine(

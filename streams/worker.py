@@ -16,7 +16,7 @@ from crisis.broker import ensure_topics
 from crisis.correlation import CorrelationConfig, Correlator
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
-from crisis.settings import Settings
+from crisis.settings import WORKER_ROLES, Settings
 from streams.agents import attach_agents
 from streams.app import create_faust_app
 from streams.metrics import WorkerMetrics
@@ -86,11 +86,6 @@ def build_pipeline(
     return pipeline, relay_factory
 
 
-#: What a worker process runs: ``ingest`` (crisis.events → the crisis log → crisis.log),
-#: ``reactions`` (crisis.log → playbooks and notification plans), or ``all`` of it.
-ROLES = ("all", "ingest", "reactions")
-
-
 def build_worker(settings: Settings, role: str = "all") -> faust.App:
     """The Faust app of one worker role.
 
@@ -99,8 +94,8 @@ def build_worker(settings: Settings, role: str = "all") -> faust.App:
     the two use both cores. They are separate consumer groups (Faust app ids) because each
     subscribes to different topics.
     """
-    if role not in ROLES:
-        raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
+    if role not in WORKER_ROLES:
+        raise ValueError(f"unknown worker role {role!r}; one of {', '.join(WORKER_ROLES)}")
     assert settings.kafka_bootstrap
     app_id = "crisis-reactions" if role == "reactions" else "crisis-worker"
     app = create_faust_app(
