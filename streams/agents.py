@@ -1,7 +1,8 @@
-"""The Faust agents, task and timer of the worker; all the work is in Pipeline and LogRelay.
+"""The tasks and timers of the ingest worker; all the work is in Pipeline and LogRelay.
 
-- ``process_events`` (concurrency 1): ``crisis.events`` in batches (``take_events``) → one
-  transaction per batch. Offsets are acknowledged only after the batch is committed, so a
+- ``process_events`` (one consumer, group ``crisis-ingest``): ``crisis.events`` in the batches
+  a fetch brings (``streams.batches`` says why not a Faust agent) → one transaction per batch.
+  Offsets are committed only after the batch is committed, so a
   crash redelivers it and the idempotent raw-event insert makes the replay a no-op. Bad data
   never kills it: per-event problems are dead-lettered by the pipeline; a batch that fails
   as a whole is retried event by event so only the culprit is dead-lettered; an unreachable
@@ -24,6 +25,8 @@ from typing import Any
 import faust
 
 from crisis import topics
+from streams.app import FETCH_MAX_WAIT_MS
+from streams.batches import BatchConsumer, BatchPublisher, offsets_by_partition
 from streams.metrics import WorkerMetrics
 from streams.pipeline import (
     BatchResult,
@@ -37,25 +40,22 @@ from streams.relay import LogRelay
 logger = logging.getLogger("crisis.streams")
 
 
+#: The ingest consumer's group: not the Faust app id, whose group speaks Faust's assignor.
+INGEST_GROUP = "crisis-ingest"
+
+
 def attach_agents(
     app: faust.App,
     *,
+    bootstrap: str,
     pipeline: Pipeline,
     relay_factory: Any,
     metrics: WorkerMetrics,
     batch_size: int = 1000,
-    batch_within: float = 0.02,
     tick_interval: float = 1.0,
     relay_poll: float = 0.5,
     checkpoint_interval: float = 1.0,
 ) -> None:
-    events = app.topic(
-        topics.EVENTS,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
     dlq = app.topic(
         topics.EVENTS_DLQ,
         key_type=bytes,
@@ -66,12 +66,10 @@ def attach_agents(
     db_lock = asyncio.Lock()
     wake = asyncio.Event()
 
-    async def send_log(key: bytes, value: bytes) -> Any:
-        # The producer directly (not Topic.send): the relay's bytes are final, and this skips
-        # Faust's per-message codec and attachment machinery on the hot path.
-        return await app.producer.send(topics.LOG, key, value, None, None, None)
-
-    relay: LogRelay = relay_factory(send_log)
+    publisher = BatchPublisher(
+        bootstrap, topics.LOG, request_timeout=app.conf.broker_request_timeout
+    )
+    relay: LogRelay = relay_factory(publisher.publish)
     relay.write_lock = db_lock
 
     async def run_batch(records: Sequence[Record]) -> BatchResult:
@@ -113,49 +111,64 @@ def attach_agents(
                 logger.warning("could not store dead letter, retrying: %r", again)
                 await asyncio.sleep(1.0)
 
-    @app.agent(events, concurrency=1)
-    async def process_events(stream: Any) -> None:
-        async for batch in stream.take_events(batch_size, within=batch_within):
-            records = [
-                Record(
-                    value=ev.value,
-                    timestamp=ev.message.timestamp,
-                    topic=ev.message.topic,
-                    partition=ev.message.partition,
-                    offset=ev.message.offset,
-                )
-                for ev in batch
-            ]
-            result = await run_batch(records)
-            for dead in result.dead:
-                with contextlib.suppress(Exception):
-                    key = (dead["key"] or "").encode() or None
-                    await dlq.send(key=key, value=dead["value"], force=True)
-            if result.entries:
-                wake.set()
-            update_lag(batch)
+    async def process_events(batch: Sequence[Any]) -> None:
+        records = [
+            Record(
+                value=r.value,
+                timestamp=r.timestamp / 1000,
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+            )
+            for r in batch
+        ]
+        result = await run_batch(records)
+        for dead in result.dead:
+            with contextlib.suppress(Exception):
+                key = (dead["key"] or "").encode() or None
+                await dlq.send(key=key, value=dead["value"], force=True)
+        if result.entries:
+            wake.set()
+        update_lag(batch)
+
+    consumer = BatchConsumer(
+        bootstrap=bootstrap,
+        topic=topics.EVENTS,
+        group_id=INGEST_GROUP,
+        handle=process_events,
+        max_records=batch_size,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        session_timeout=app.conf.broker_session_timeout,
+        rebalance_timeout=app.conf.broker_rebalance_timeout,
+        heartbeat_interval=app.conf.broker_heartbeat_interval,
+        request_timeout=app.conf.broker_request_timeout,
+    )
 
     def update_lag(batch: Sequence[Any]) -> None:
-        last: dict[Any, int] = {}
-        for ev in batch:
-            last[ev.message.tp] = ev.message.offset
-        for tp, offset in last.items():
-            with contextlib.suppress(Exception):
-                high = app.consumer.highwater(tp)
+        for tp, offset in offsets_by_partition(batch).items():
+            high = consumer.highwater(tp)
+            if high is not None:
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
 
     @app.task
+    async def consume_events() -> None:
+        await consumer.run()
+
+    @app.task
     async def relay_log() -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), relay_poll)
-            wake.clear()
-            try:
-                while await relay.run_once() >= relay.batch:
-                    pass
-            except Exception as exc:
-                logger.warning("crisis.log relay failed, retrying: %r", exc)
-                await asyncio.sleep(1.0)
+        try:
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), relay_poll)
+                wake.clear()
+                try:
+                    while await relay.run_once() >= relay.batch:
+                        pass
+                except Exception as exc:
+                    logger.warning("crisis.log relay failed, retrying: %r", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            await publisher.stop()
 
     @app.timer(interval=checkpoint_interval)
     async def checkpoint() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Text, cast, select
@@ -32,8 +32,8 @@ from crisis.stream_models import FeedPosition
 ENTRIES = LogEntry.__table__  # type: ignore[attr-defined]
 POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]
 
-#: send(key, value) queues one record and returns an awaitable of its acknowledgement.
-Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
+#: publish([(key, value), ...]) returns once Kafka has acknowledged all of them.
+Publish = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[None]]
 
 
 _COLUMNS = (
@@ -80,7 +80,7 @@ class LogRelay:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        send: Send,
+        publish: Publish,
         *,
         name: str = "crisis.log",
         batch: int = 2000,
@@ -90,7 +90,7 @@ class LogRelay:
         write_lock: asyncio.Lock | None = None,
     ) -> None:
         self.sessions = sessions
-        self.send = send
+        self.publish = publish
         self.name = name
         self.batch = batch
         self.gap_timeout = gap_timeout
@@ -132,9 +132,7 @@ class LogRelay:
             await session.rollback()  # end the read transaction before talking to Kafka
         rows = self._until_gap(pos, rows)
         if rows:
-            acks = [await self.send(r.incident_id.encode(), entry_json(r)) for r in rows]
-            for ack in acks:
-                await ack
+            await self.publish([(r.incident_id.encode(), entry_json(r)) for r in rows])
             self._position = int(rows[-1].id)
             if self.on_published is not None:
                 self.on_published(len(rows))

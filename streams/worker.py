@@ -22,7 +22,7 @@ from streams.app import create_faust_app
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline, incident_id_factory
 from streams.reactions import attach_reactions
-from streams.relay import LogRelay, Send
+from streams.relay import LogRelay, Publish
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
@@ -50,7 +50,7 @@ def build_pipeline(
     metrics: WorkerMetrics | None = None,
     *,
     engine: AsyncEngine | None = None,
-) -> tuple[Pipeline, Callable[[Send], LogRelay]]:
+) -> tuple[Pipeline, Callable[[Publish], LogRelay]]:
     """The pipeline and a relay factory on one engine (shared by the worker and the bench)."""
     organisation = load_organisation(settings.organisation)
     engine = engine or make_engine(settings)
@@ -76,12 +76,12 @@ def build_pipeline(
         metrics=metrics,
     )
 
-    def relay_factory(send: Send) -> LogRelay:
+    def relay_factory(publish: Publish) -> LogRelay:
         def published(n: int) -> None:
             if metrics is not None:
                 metrics.published.inc(n)
 
-        return LogRelay(sessions, send, on_published=published)
+        return LogRelay(sessions, publish, on_published=published)
 
     return pipeline, relay_factory
 
@@ -108,11 +108,11 @@ def build_worker(settings: Settings, role: str = "all") -> faust.App:
         pipeline, relay_factory = build_pipeline(settings, metrics)
         attach_agents(
             app,
+            bootstrap=settings.kafka_bootstrap,
             pipeline=pipeline,
             relay_factory=relay_factory,
             metrics=metrics,
             batch_size=settings.worker_batch_size,
-            batch_within=settings.worker_batch_within,
         )
         if settings.worker_metrics_port is not None:
             from prometheus_client import start_http_server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,15 +203,10 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     sessions = make_sessionmaker(engine)
     published: list[tuple[bytes, dict[str, Any]]] = []
 
-    async def send(key: bytes, value: bytes) -> Any:
-        published.append((key, json.loads(value)))
+    async def publish(records: Sequence[tuple[bytes, bytes]]) -> None:
+        published.extend((key, json.loads(value)) for key, value in records)
 
-        async def ack() -> None:
-            return None
-
-        return ack()
-
-    relay = LogRelay(sessions, send, batch=3)
+    relay = LogRelay(sessions, publish, batch=3)
     await pipeline.process([rec(event("sensor.door_forced", door=f"D{i}")) for i in range(4)])
     async with sessions() as session:
         await log.open_incident(
@@ -229,7 +225,7 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     assert all(k.decode() == p["incident_id"] and len(p["hash"]) == 64 for k, p in published)
     assert published[-1][1]["actor"] == "user:kari"
     assert await relay.run_once() == 0  # position kept durably
-    fresh = LogRelay(sessions, send)
+    fresh = LogRelay(sessions, publish)
     assert await fresh.run_once() == 0
     await pipeline.process([rec(event("sensor.door_forced", door="D0"))])
     assert await fresh.run_once() == 1
