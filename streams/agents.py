@@ -22,10 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import faust
-
 from crisis import topics
-from streams.app import FETCH_MAX_WAIT_MS
+from streams.app import CrisisFaustApp
 from streams.batches import BatchConsumer, BatchPublisher, offsets_by_partition
 from streams.metrics import WorkerMetrics
 from streams.pipeline import (
@@ -45,7 +43,7 @@ INGEST_GROUP = "crisis-ingest"
 
 
 def attach_agents(
-    app: faust.App,
+    app: CrisisFaustApp,
     *,
     bootstrap: str,
     pipeline: Pipeline,
@@ -56,19 +54,12 @@ def attach_agents(
     relay_poll: float = 0.5,
     checkpoint_interval: float = 1.0,
 ) -> None:
-    dlq = app.topic(
-        topics.EVENTS_DLQ,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    timeout = app.conf.broker_request_timeout
+    dlq = BatchPublisher(bootstrap, topics.EVENTS_DLQ, request_timeout=timeout)
     db_lock = asyncio.Lock()
     wake = asyncio.Event()
 
-    publisher = BatchPublisher(
-        bootstrap, topics.LOG, request_timeout=app.conf.broker_request_timeout
-    )
+    publisher = BatchPublisher(bootstrap, topics.LOG, request_timeout=timeout)
     relay: LogRelay = relay_factory(publisher.publish)
     relay.write_lock = db_lock
 
@@ -123,25 +114,22 @@ def attach_agents(
             for r in batch
         ]
         result = await run_batch(records)
-        for dead in result.dead:
-            with contextlib.suppress(Exception):
-                key = (dead["key"] or "").encode() or None
-                await dlq.send(key=key, value=dead["value"], force=True)
+        if result.dead:
+            try:  # the dead_letters rows are the record; the topic is a copy for consumers
+                await dlq.publish([((d["key"] or "").encode(), d["value"]) for d in result.dead])
+            except Exception as exc:
+                logger.warning("dead letters not copied to %s: %r", topics.EVENTS_DLQ, exc)
         if result.entries:
             wake.set()
         update_lag(batch)
 
-    consumer = BatchConsumer(
+    consumer = BatchConsumer.in_app(
+        app,
         bootstrap=bootstrap,
         topic=topics.EVENTS,
         group_id=INGEST_GROUP,
         handle=process_events,
         max_records=batch_size,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        session_timeout=app.conf.broker_session_timeout,
-        rebalance_timeout=app.conf.broker_rebalance_timeout,
-        heartbeat_interval=app.conf.broker_heartbeat_interval,
-        request_timeout=app.conf.broker_request_timeout,
     )
 
     def update_lag(batch: Sequence[Any]) -> None:
@@ -150,9 +138,12 @@ def attach_agents(
             if high is not None:
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offset - 1))
 
-    @app.task
+    @app.early_task
     async def consume_events() -> None:
-        await consumer.run()
+        try:
+            await consumer.run()
+        finally:
+            await dlq.stop()
 
     @app.task
     async def relay_log() -> None:

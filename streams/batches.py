@@ -29,7 +29,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.app import FETCH_MAX_WAIT_MS
+
 logger = logging.getLogger("crisis.streams")
+
+#: How long the broker holds a group join open for other members (Tansu holds it that long
+#: even for a group of one): the time from a worker's start to its first batch.
+JOIN_WAIT = 1.0
 
 Handle = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
@@ -45,9 +51,9 @@ class BatchConsumer:
         group_id: str,
         handle: Handle,
         max_records: int = 1000,
-        fetch_max_wait_ms: int = 20,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
         session_timeout: float = 6.0,
-        rebalance_timeout: float = 3.0,
+        rebalance_timeout: float = JOIN_WAIT,
         heartbeat_interval: float = 1.0,
         request_timeout: float = 15.0,
     ) -> None:
@@ -67,6 +73,18 @@ class BatchConsumer:
             request_timeout_ms=int(request_timeout * 1000),
         )
         self.consumer: AIOKafkaConsumer | None = None  # made in run(): it needs the loop
+
+    @classmethod
+    def in_app(cls, app: Any, *, bootstrap: str, **options: Any) -> BatchConsumer:
+        """One with the Faust app's session timings (short ones, tuned for Tansu)."""
+        conf = app.conf
+        return cls(
+            bootstrap=bootstrap,
+            session_timeout=conf.broker_session_timeout,
+            heartbeat_interval=conf.broker_heartbeat_interval,
+            request_timeout=conf.broker_request_timeout,
+            **options,
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(self.topic, **self._options)

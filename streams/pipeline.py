@@ -287,13 +287,28 @@ class Pipeline:
         return json.dumps(out, ensure_ascii=False).encode()
 
     def _existing(self, conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (source, id) pairs already stored.
+
+        SQLite answers ``(source, id) IN (...)`` by scanning the whole key index (EXPLAIN
+        QUERY PLAN), so every batch got slower as the table grew (4 ms per 70 events at 16,000
+        rows). There the pairs are joined as a VALUES list, one primary-key lookup each, in
+        plain SQL: a VALUES construct is compiled afresh for every batch.
+        """
         found: set[tuple[str, str]] = set()
         for start in range(0, len(keys), _CHUNK):
-            rows = conn.execute(
-                select(RAW.c.source, RAW.c.id).where(
-                    tuple_(RAW.c.source, RAW.c.id).in_(keys[start : start + _CHUNK])
+            chunk = keys[start : start + _CHUNK]
+            if conn.dialect.name == "sqlite":
+                pairs = ", ".join(["(?, ?)"] * len(chunk))  # placeholders only
+                rows = conn.exec_driver_sql(
+                    f"WITH wanted(source, id) AS (VALUES {pairs})"  # noqa: S608
+                    " SELECT r.source, r.id FROM raw_events AS r"
+                    " JOIN wanted AS w ON r.source = w.source AND r.id = w.id",
+                    tuple(part for key in chunk for part in key),
                 )
-            )
+            else:
+                rows = conn.execute(
+                    select(RAW.c.source, RAW.c.id).where(tuple_(RAW.c.source, RAW.c.id).in_(chunk))
+                )
             found.update((s, i) for s, i in rows.all())
         return found
 

@@ -2,7 +2,8 @@
 
 Two reactions share it: the playbook engine (tasks, contacts, escalation) and the notification
 flow (a playbook's plan → queued notifier updates). Reading the change feed once instead of
-once per reaction halves Faust's per-record cost, and batching lets the playbook engine be
+once per reaction halves the per-record cost (read in fetched batches, as the ingest reads
+``crisis.events``: ``streams.batches`` says why), and batching lets the playbook engine be
 *coalesced*: it re-evaluates an incident from its whole timeline, so reacting once to the last
 entry of an incident has exactly the effect of reacting to each of its entries in turn — and
 costs one timeline read instead of hundreds while alarms storm in. An incident is therefore
@@ -24,10 +25,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import faust
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import topics
@@ -38,10 +38,15 @@ from notifiers.config import NotifyConfig, load_notify_config
 from playbooks import engine
 from playbooks.loader import load_library
 from playbooks.model import Library
+from streams.app import CrisisFaustApp
+from streams.batches import BatchConsumer
 from streams.notification_flow import is_plan, queue_plan
 from streams.playbook_agent import attach_playbook_clock, react_to
 
 logger = logging.getLogger(__name__)
+
+#: The reactions' consumer group on ``crisis.log`` (not the Faust app id: see streams.batches).
+REACTIONS_GROUP = "crisis-reactions-feed"
 
 #: More of these rarely changes what a playbook does: coalesced (source events, and the
 #: notifier's messages — queued, sent, failed — which arrive by the hundred per update).
@@ -177,17 +182,16 @@ class Reactions:
 
 
 def attach_reactions(
-    app: faust.App,
+    app: CrisisFaustApp,
     settings: Settings,
     sessions: Callable[[], AsyncSession],
     org: Organisation | None = None,
     library: Library | None = None,
     *,
     batch_size: int = 1000,
-    batch_within: float = 0.05,
     tick_seconds: float | None = None,
 ) -> Reactions:
-    """Attach the ``reactions`` agent (concurrency 1: an incident's entries stay in order), the
+    """Attach the ``reactions`` consumer (one: an incident's entries stay in order), the
     timer that flushes coalesced reactions, and the playbook clock to ``app``."""
     org = org or load_organisation(settings.organisation)
     library = library or load_library(settings.playbooks, org=org)
@@ -199,13 +203,24 @@ def attach_reactions(
         min_interval=settings.reaction_min_interval,
         max_interval=settings.reaction_max_interval,
     )
-    # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
-    log_topic = app.topic(topics.LOG, value_serializer="raw")
 
-    @app.agent(log_topic, concurrency=1, name="reactions")
-    async def react(stream: Any) -> None:
-        async for batch in stream.take(batch_size, within=batch_within):
-            await reactions.handle(decode_entries(batch))
+    async def handle(records: Sequence[Any]) -> None:
+        # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
+        await reactions.handle(decode_entries(r.value for r in records))
+
+    assert settings.kafka_bootstrap
+    consumer = BatchConsumer.in_app(
+        app,
+        bootstrap=settings.kafka_bootstrap,
+        topic=topics.LOG,
+        group_id=REACTIONS_GROUP,
+        handle=handle,
+        max_records=batch_size,
+    )
+
+    @app.early_task
+    async def react() -> None:
+        await consumer.run()
 
     @app.timer(interval=max(settings.reaction_min_interval / 2, 0.05), name="reactions-flush")
     async def flush_reactions() -> None:

@@ -8,7 +8,6 @@ import logging
 import sys
 from collections.abc import Callable
 
-import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import topics
@@ -18,7 +17,7 @@ from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
 from crisis.settings import WORKER_ROLES, Settings
 from streams.agents import attach_agents
-from streams.app import create_faust_app
+from streams.app import CrisisFaustApp, create_faust_app
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline, incident_id_factory
 from streams.reactions import attach_reactions
@@ -86,7 +85,7 @@ def build_pipeline(
     return pipeline, relay_factory
 
 
-def build_worker(settings: Settings, role: str = "all") -> faust.App:
+def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
     """The Faust app of one worker role.
 
     ``crisis up`` runs ``ingest`` and ``reactions`` as two processes, so the playbook engine's

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -278,3 +279,32 @@ async def test_sqlite_batches_leave_checkpoints_to_the_checkpointer(
     with twin.connect() as conn:
         busy, frames, done = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
     assert (busy, frames) != (0, 0) and done == frames, "everything in the WAL is checkpointed"
+
+
+async def test_stored_pairs_are_found_by_primary_key_lookups(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    """Which (source, id) pairs are stored: right on both databases, and on SQLite one index
+    search per pair — ``(source, id) IN (...)`` there scanned the whole key index per batch."""
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    stored = [event("sensor.personal_alarm", area=f"A{i}") for i in range(30)]
+    await pipeline.process([rec(e, 1.0) for e in stored])
+    asked = [(e["source"], e["id"]) for e in stored[::3]] + [("/units/x/sensors/s1", "nope")]
+    statements: list[tuple[str, Any]] = []
+
+    def work(conn: Any) -> set[tuple[str, str]]:
+        sqlalchemy_event.listen(
+            conn, "before_cursor_execute", lambda *a: statements.append((a[2], a[3]))
+        )
+        return pipeline._existing(conn, asked)
+
+    assert await pipeline.run(work) == set(asked[:-1])
+    if engine.dialect.name == "sqlite":
+        (sql, params), *_ = statements
+        twin = pipeline._sync_engine
+        assert twin is not None
+        with twin.connect() as conn:
+            plan = " | ".join(
+                r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            )
+        assert "SEARCH r USING COVERING INDEX" in plan and "SCAN r" not in plan, plan

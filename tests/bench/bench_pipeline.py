@@ -1,8 +1,11 @@
 """Pipeline benchmark: the Faust ceiling vs. the full pipeline, and latency at 1,000 events/s.
 
 One run, one embedded broker:
-(a) a bare Faust agent (same batching as the worker: ``take_events``) that only JSON-decodes
-    the events — the ceiling of this stack on this machine;
+(a) a bare Faust agent (``take_events`` batches) that only JSON-decodes the events — the
+    ceiling of a Faust agent on this machine;
+(a') the same with the worker's own reader, ``streams.batches.BatchConsumer`` (aiokafka
+    ``getmany``, see that module for why the ingest does not use a Faust agent) — the ceiling
+    of the path the worker takes;
 (b) the real worker, deployed as ``crisis up`` deploys it (``python -m streams worker --role
     ingest`` and ``--role reactions``, SQLite), from the same backlog to committed raw events,
     incidents and chained log entries (measured by polling the database), the playbook engine
@@ -72,6 +75,38 @@ DECODE_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         sys.argv = [sys.argv[0], "worker", "-l", "warn"]
         app.main()
+    """
+)
+
+
+BATCH_DECODE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    from streams.batches import BatchConsumer
+
+    target = int(sys.argv[3])
+    out = Path(sys.argv[4])
+    state = {"n": 0, "first": None, "first_n": 0}
+
+    async def handle(records):
+        for r in records:
+            json.loads(r.value)
+        if state["first"] is None:
+            state["first"], state["first_n"] = time.time(), len(records)
+        state["n"] += len(records)
+        if state["n"] >= target:
+            out.write_text(json.dumps({**state, "last": time.time()}))
+
+    async def main():
+        consumer = BatchConsumer(
+            bootstrap=sys.argv[1], topic="crisis.events", group_id="bench-decode-batches",
+            handle=handle,
+        )
+        await consumer.run()
+
+    if __name__ == "__main__":
+        asyncio.run(main())
     """
 )
 
@@ -147,7 +182,7 @@ def _scrape(port: int) -> str:
 
 def _spawn_decoder(script: Path, bootstrap: str, tmp: Path, out: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with open(tmp / "decode.log", "wb") as log:
+    with open(out.with_suffix(".log"), "wb") as log:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -164,17 +199,19 @@ def _spawn_decoder(script: Path, bootstrap: str, tmp: Path, out: Path) -> subpro
         )
 
 
-async def _ceiling(broker: EmbeddedBroker, tmp: Path) -> dict[str, float]:
-    script = tmp / "decode.py"
-    script.write_text(DECODE_SCRIPT)
-    out = tmp / "decode.json"
+async def _ceiling(
+    broker: EmbeddedBroker, tmp: Path, source: str = DECODE_SCRIPT, name: str = "decode"
+) -> dict[str, float]:
+    script = tmp / f"{name}.py"
+    script.write_text(source)
+    out = tmp / f"{name}.json"
     proc = _spawn_decoder(script, broker.bootstrap, tmp, out)
     try:
         deadline = time.monotonic() + 600
         while not out.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    "decode agent failed: " + (tmp / "decode.log").read_text()[-3000:]
+                    "decode agent failed: " + out.with_suffix(".log").read_text()[-3000:]
                 )
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.05)
@@ -313,13 +350,20 @@ async def _run() -> dict[str, Any]:
         await produce(broker.bootstrap, topics.EVENTS, [(k, v) for k, v, _ in backlog])
         produce_s = time.monotonic() - t
         ceiling = await _ceiling(broker, tmp)
+        batches = await _ceiling(broker, tmp, BATCH_DECODE_SCRIPT, "decode-batches")
         full = await _pipeline(broker, tmp)
-    return {"produce_backlog_seconds": produce_s, "ceiling": ceiling, **full}
+    return {
+        "produce_backlog_seconds": produce_s,
+        "ceiling": ceiling,
+        "ceiling_batches": batches,
+        **full,
+    }
 
 
 def main() -> int:
     result = asyncio.run(_run())
     a, b, lat = result["ceiling"], result["sustained"], result["latency"]
+    a2 = result["ceiling_batches"]
     ratio = b["rate"] / a["rate"]
     cpu = next(
         (
@@ -340,8 +384,14 @@ def main() -> int:
             f"{a['rate']:,.0f} events/s",
             f"{a['events']} events",
         ),
+        (
+            "(a') batch reader (BatchConsumer), decode",
+            f"{a2['rate']:,.0f} events/s",
+            f"{a2['events']} events",
+        ),
         ("(b) full pipeline → SQLite", f"{b['rate']:,.0f} events/s", f"{b['events']} events"),
         ("b/a", f"{ratio:.2f}", ""),
+        ("b/a'", f"{b['rate'] / a2['rate']:.2f}", ""),
         (
             f"produce→committed @ {RATE}/s",
             f"p50 {lat['commit_p50_ms']:.1f} ms",
@@ -369,6 +419,7 @@ def main() -> int:
         },
         "command": "python -m tests.bench pipeline",
         "ratio": ratio,
+        "ratio_to_batch_reader": b["rate"] / a2["rate"],
         "targets": targets,
         **result,
     }
