@@ -33,10 +33,6 @@ from streams.app import FETCH_MAX_WAIT_MS
 
 logger = logging.getLogger("crisis.streams")
 
-#: How long the broker holds a group join open for other members (Tansu holds it that long
-#: even for a group of one): the time from a worker's start to its first batch.
-JOIN_WAIT = 1.0
-
 Handle = Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
 
 
@@ -53,7 +49,7 @@ class BatchConsumer:
         max_records: int = 1000,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
         session_timeout: float = 6.0,
-        rebalance_timeout: float = JOIN_WAIT,
+        rebalance_timeout: float = 3.0,
         heartbeat_interval: float = 1.0,
         request_timeout: float = 15.0,
     ) -> None:
@@ -76,11 +72,12 @@ class BatchConsumer:
 
     @classmethod
     def in_app(cls, app: Any, *, bootstrap: str, **options: Any) -> BatchConsumer:
-        """One with the Faust app's session timings (short ones, tuned for Tansu)."""
+        """One with the Faust app's group timings (short ones, tuned for Tansu)."""
         conf = app.conf
         return cls(
             bootstrap=bootstrap,
             session_timeout=conf.broker_session_timeout,
+            rebalance_timeout=conf.broker_rebalance_timeout,
             heartbeat_interval=conf.broker_heartbeat_interval,
             request_timeout=conf.broker_request_timeout,
             **options,
@@ -89,19 +86,46 @@ class BatchConsumer:
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(self.topic, **self._options)
 
+    def owns(self, partition: int) -> bool:
+        """Whether this member reads ``partition`` of the topic now (a leader election for
+        free: one member of the group owns partition 0)."""
+        if self.consumer is None:
+            return False
+        return TopicPartition(self.topic, partition) in self.consumer.assignment()
+
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.consumer.highwater(tp) if self.consumer is not None else None
 
     async def run(self) -> None:
-        """Until cancelled; leaves the group on the way out so a successor joins at once."""
+        """Until cancelled; leaves the group on the way out so a successor joins at once.
+
+        ``handle`` is expected to deal with bad records itself (dead letters, skips). If it
+        raises anyway, the batch is not committed but read again after a pause — a Faust agent
+        would have died or skipped it; here nothing is lost and the error is logged each time.
+        """
         consumer = await self._start()
+        delay = 1.0
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=self.max_records)
                 if not fetched:
                     continue
                 records = [r for part in fetched.values() for r in part]
-                await self.handle(records)
+                try:
+                    await self.handle(records)
+                except Exception:
+                    logger.exception(
+                        "%d records of %s not handled; reading them again in %.0f s",
+                        len(records),
+                        self.topic,
+                        delay,
+                    )
+                    for tp, part in fetched.items():
+                        consumer.seek(tp, part[0].offset)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                delay = 1.0
                 await self._commit(consumer, {tp: p[-1].offset + 1 for tp, p in fetched.items()})
         finally:
             await consumer.stop()

@@ -1,7 +1,7 @@
 """The playbook engine in the worker: one committed entry → ``playbooks.engine.react``.
 
-Fed by the ``reactions`` agent (``streams.reactions``), which consumes ``crisis.log``; an entry
-the engine cannot handle is logged and skipped, never allowed to kill the agent. Entries
+Fed by the reactions consumer (``streams.reactions``), which reads ``crisis.log``; an entry
+the engine cannot handle is logged and skipped, never allowed to kill the consumer. Entries
 written by rules are ignored, so the engine never reacts to itself; like every committed entry
 they reach ``crisis.log`` through the worker's log relay (publishing them here too would send
 each twice). A clock re-evaluates open incidents because time-based escalation criteria (open
@@ -10,7 +10,9 @@ longer than T) need no new entry to become true.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,21 +74,34 @@ def attach_playbook_clock(
     org: Organisation,
     library: Library,
     tick_seconds: float | None = None,
+    leader: Callable[[], bool] = lambda: True,
 ) -> None:
-    """The clock: time-based escalation criteria (open longer than T) need no new entry."""
+    """The clock: time-based escalation criteria (open longer than T) need no new entry.
 
-    @app.timer(
-        interval=tick_seconds or settings.playbook_tick_seconds,
-        on_leader=True,
-        name="playbooks-clock",
-    )
+    It ticks only while ``leader()`` says so (the reactions: while this process reads partition
+    0 of ``crisis.log``), so of several reactions processes one runs it; two at once would only
+    cost time, as the engine writes nothing twice.
+
+    A pass is spread over at most half the tick: after a storm, hundreds of open incidents
+    evaluated back to back were seconds of one busy core beside the ingest, and the alarms
+    arriving meanwhile waited (``tests.bench pipeline``: p99 at 1,000/s 1.9 s with the clock,
+    0.6 s without).
+    """
+    interval = tick_seconds or settings.playbook_tick_seconds
+
+    @app.timer(interval=interval, name="playbooks-clock")
     async def playbooks_clock() -> None:
         """One short transaction per open incident, so ingest never waits on a long tick."""
+        if not leader():
+            return
         try:
             async with sessions() as session:
                 incident_ids = await engine.open_incident_ids(session)
         except Exception:
             logger.exception("playbooks: clock could not list open incidents; will retry")
             return
+        spacing = interval / 2 / max(len(incident_ids), 1)
         for incident_id in incident_ids:
+            started = time.monotonic()
             await react_to(sessions, engine.clock_entry(incident_id), org=org, library=library)
+            await asyncio.sleep(max(0.0, spacing - (time.monotonic() - started)))

@@ -227,6 +227,12 @@ def attach_reactions(
         await reactions.flush()
 
     attach_playbook_clock(
-        app, settings, sessions, org=org, library=library, tick_seconds=tick_seconds
+        app,
+        settings,
+        sessions,
+        org=org,
+        library=library,
+        tick_seconds=tick_seconds,
+        leader=lambda: consumer.owns(0),
     )
     return reactions

@@ -102,6 +102,10 @@ def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
         app_id=app_id,
         data_dir=settings.data_dir / ("faust" if role != "reactions" else "faust-reactions"),
     )
+    # No Faust agent subscribes to anything (the topics are read by streams.batches), so Faust's
+    # own consumer would only join an empty group and poll it from its thread, taking the GIL
+    # from the batches. Its timers, tasks and producer run without it.
+    app.boot_strategy.enable_kafka_consumer = False
     if role in ("all", "ingest"):
         metrics = WorkerMetrics()
         pipeline, relay_factory = build_pipeline(settings, metrics)
