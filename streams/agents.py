@@ -38,6 +38,10 @@ from streams.relay import LogRelay
 logger = logging.getLogger("crisis.streams")
 
 
+def _key(unit: str | None) -> bytes | None:
+    return unit.encode() if unit else None
+
+
 #: The ingest consumer's group: not the Faust app id, whose group speaks Faust's assignor.
 INGEST_GROUP = "crisis-ingest"
 
@@ -116,7 +120,7 @@ def attach_agents(
         result = await run_batch(records)
         if result.dead:
             try:  # the dead_letters rows are the record; the topic is a copy for consumers
-                await dlq.publish([((d["key"] or "").encode(), d["value"]) for d in result.dead])
+                await dlq.publish([(_key(d["key"]), d["value"]) for d in result.dead])
             except Exception as exc:
                 logger.warning("dead letters not copied to %s: %r", topics.EVENTS_DLQ, exc)
         if result.entries:

@@ -1,16 +1,16 @@
 """Topics read and written in batches on the worker's hot paths.
 
-Why not a Faust agent on the ingest path: Faust hands an agent its records one at a time
-(consumer thread → conductor → channel queue → stream → ``take`` buffer). On the 2-core
-benchmark VM that costs ~240 µs a record, so a bare Faust agent that only decodes tops out at
-~3,700 records/s (``python -m tests.bench pipeline``, row (a)) — less than the worker's own
-work per event. aiokafka's ``getmany`` returns what a fetch brought as lists (~6 µs a
-record, measured in the same run as row (a')). The worker stays a Faust app (timers, tasks,
-producer, the reactions agent); this runs as one of its tasks.
+Why not a Faust agent: Faust hands an agent its records one at a time (consumer thread →
+conductor → channel queue → stream → ``take`` buffer). On the 2-core benchmark VM that costs
+≈ 270 µs a record, so a bare Faust agent that only decodes tops out at 3,200–3,800 records/s
+(``python -m tests.bench pipeline``, row (a)) — less than the worker's own work per event.
+aiokafka's ``getmany`` returns what a fetch brought as lists (70,000–100,000 records/s decoded,
+row (a')). The worker stays a Faust app (timers, tasks, producer); the readers run as its
+tasks, each in its own consumer group.
 
-``BatchPublisher``: the relay's records go out as one aiokafka batch per partition (one
-future per batch, not per record); per-record ``send`` was a fifth of the ingest worker's
-CPU in the profile.
+``BatchPublisher``: the relay's records (and dead letters) go out as one aiokafka batch per
+partition (one future per batch, not per record); per-record ``send`` was a fifth of the
+ingest worker's CPU in the profile.
 
 Guarantees are the agent's: offsets are committed only after ``handle`` returned, so a crash
 redelivers the batch (at-least-once) and the idempotent writes make the replay a no-op; a
@@ -164,8 +164,8 @@ def offsets_by_partition(records: Sequence[Any]) -> dict[TopicPartition, int]:
 class BatchPublisher:
     """``publish([(key, value), ...])`` returns once Kafka acknowledged every record (acks=all).
 
-    Keys are placed as the default partitioner places them (murmur2), so a key's records stay
-    in one partition, in order, exactly as ``producer.send`` would have put them.
+    Keys are placed as the default partitioner places them (murmur2; no key: any partition), so
+    a key's records stay in one partition, in order, exactly as ``producer.send`` puts them.
     """
 
     def __init__(self, bootstrap: str, topic: str, *, request_timeout: float = 15.0) -> None:
@@ -175,10 +175,10 @@ class BatchPublisher:
         self.partitioner = DefaultPartitioner()
         self.producer: AIOKafkaProducer | None = None
 
-    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+    async def publish(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         producer = await self._producer()
         partitions = sorted(await producer.partitions_for(self.topic))
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
         for key, value in records:
             partition = self.partitioner(key, partitions, partitions)
             by_partition.setdefault(partition, []).append((key, value))

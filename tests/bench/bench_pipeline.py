@@ -345,6 +345,8 @@ async def _settled(engine: Any, reactions_at: str | None, *procs: subprocess.Pop
             if n != last:
                 last, still_since = n, time.monotonic()
             elif time.monotonic() - still_since >= 2:
+                if not reactions_at:
+                    break
                 ends = await probe.end_offsets(tps)
                 read = {tp: await probe.committed(tp) for tp in tps}
                 if all((read[tp] or 0) >= ends[tp] for tp in tps):
