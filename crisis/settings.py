@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."
     )
-    worker_batch_size: int = Field(default=1000, ge=1, description="Most events per DB transaction.")
+    worker_batch_size: int = Field(
+        default=1000, ge=1, description="Most events per DB transaction."
+    )
     reaction_min_interval: float = Field(
         default=1.0,
         ge=0,
