@@ -15,19 +15,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from crisis.broker import EmbeddedBroker, ensure_topics
 from streams.batches import BatchConsumer, BatchPublisher
+from tests.ingest_support import wait_until
 from tests.worker_harness import produce
 
 pytestmark = [pytest.mark.broker]
 TOPIC = "batches.test"
 DEADLINE = 60.0
-
-
-async def _until(condition: Any, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE
-    while not condition():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def _consumer(bootstrap: str, handle: Any, group: str = "batches-test") -> BatchConsumer:
@@ -56,7 +49,9 @@ async def test_commits_after_handling_and_reads_a_failed_batch_again(tmp_path: P
 
         first = _consumer(broker.bootstrap, handle)
         task = asyncio.create_task(first.run())
-        await _until(lambda: len(seen) >= 20, "all 20 records after the failed batch")
+        await wait_until(
+            lambda: len(seen) >= 20, within=DEADLINE, what="all 20 records after the failed batch"
+        )
         assert first.owns(0) and first.owns(1), "a group of one reads every partition"
         await _stop(task)
         assert sorted(seen) == sorted(f"v{i}".encode() for i in range(20))
@@ -71,7 +66,11 @@ async def test_commits_after_handling_and_reads_a_failed_batch_again(tmp_path: P
 
         task = asyncio.create_task(_consumer(broker.bootstrap, collect).run())
         try:
-            await _until(lambda: after, "the record produced after the first consumer stopped")
+            await wait_until(
+                lambda: bool(after),
+                within=DEADLINE,
+                what="the record produced after the first consumer stopped",
+            )
             await asyncio.sleep(1.0)  # anything else would arrive with it
             assert after == [b"late"]
         finally:

@@ -327,35 +327,36 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
 
 
 async def _settled(engine: Any, reactions_at: str | None, *procs: subprocess.Popen[bytes]) -> float:
-    """Seconds until the reactions (if ``reactions_at``, their broker) have read all of
-    ``crisis.log`` and the crisis log has held still for 2 s (at most 180 s): a reactions
-    process still working through the backlog's entries would share the cores with the paced
-    phase."""
+    """Seconds until the crisis log has held still for 2 s and (if ``reactions_at``, their
+    broker) the reactions have read all of ``crisis.log`` (at most 180 s): a reactions process
+    still working through the backlog's entries would share the cores with the paced phase."""
     start = time.monotonic()
     last, still_since = -1, time.monotonic()
-    probe = AIOKafkaConsumer(bootstrap_servers=reactions_at or "", group_id=REACTIONS_GROUP)
-    if reactions_at:
-        await probe.start()
-    try:
-        tps = [TopicPartition(topics.LOG, 0)] if reactions_at else []  # one partition here
-        while time.monotonic() - start < 180:
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a worker process died")
-            n = await count(engine, LogEntry)
-            if n != last:
-                last, still_since = n, time.monotonic()
-            elif time.monotonic() - still_since >= 2:
-                if not reactions_at:
-                    break
-                ends = await probe.end_offsets(tps)
-                read = {tp: await probe.committed(tp) for tp in tps}
-                if all((read[tp] or 0) >= ends[tp] for tp in tps):
-                    break
-            await asyncio.sleep(0.25)
-    finally:
-        if reactions_at:
-            await probe.stop()
+    while time.monotonic() - start < 180:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a worker process died")
+        n = await count(engine, LogEntry)
+        if n != last:
+            last, still_since = n, time.monotonic()
+        elif time.monotonic() - still_since >= 2 and (
+            reactions_at is None or await _reactions_read_all(reactions_at)
+        ):
+            break
+        await asyncio.sleep(0.25)
     return time.monotonic() - start
+
+
+async def _reactions_read_all(bootstrap: str) -> bool:
+    """Whether the reactions' group has committed the end of ``crisis.log`` (one partition
+    here)."""
+    tp = TopicPartition(topics.LOG, 0)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=REACTIONS_GROUP)
+    await probe.start()
+    try:
+        end = (await probe.end_offsets([tp]))[tp]
+        return (await probe.committed(tp) or 0) >= end
+    finally:
+        await probe.stop()
 
 
 async def _run() -> dict[str, Any]:
