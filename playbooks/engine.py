@@ -12,6 +12,7 @@ rule already wrote is read back from the log first.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -382,6 +383,35 @@ async def _escalate(
     return out
 
 
+class Timelines:
+    """The timelines the engine has read, kept between reactions (least recently used first
+    out): the log is append-only, so the next look at an incident reads only what was appended
+    since. A coalesced look at an incident with thousands of alarm entries had re-read and
+    decoded all of them each time, most of the reactions process's CPU."""
+
+    def __init__(self, max_incidents: int = 1000) -> None:
+        self.max_incidents = max_incidents
+        self._rows: OrderedDict[str, list[Any]] = OrderedDict()
+
+    def get(self, incident_id: str) -> list[Any] | None:
+        rows = self._rows.get(incident_id)
+        if rows is not None:
+            self._rows.move_to_end(incident_id)
+        return rows
+
+    def put(self, incident_id: str, rows: list[Any]) -> None:
+        self._rows[incident_id] = rows
+        self._rows.move_to_end(incident_id)
+        while len(self._rows) > self.max_incidents:
+            self._rows.popitem(last=False)
+
+    def drop(self, incident_id: str) -> None:
+        self._rows.pop(incident_id, None)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 async def react(
     session: AsyncSession,
     *,
@@ -389,17 +419,21 @@ async def react(
     org: Organisation,
     library: Library,
     now: datetime | None = None,
+    timelines: Timelines | None = None,
 ) -> list[LogEntry]:
     """React to one committed entry; returns the entries written (flushed, not committed).
 
     A look without the write lock comes first: most entries (one more alarm joining an
     incident) change nothing, and holding the log's write lock — SQLite has one writer for
     the whole database — while reading a long timeline would stall ingest. Only when there is
-    something to write is the lock taken and everything evaluated again under it.
+    something to write is the lock taken and everything evaluated again under it; the look's
+    timeline is reused there (the log is append-only), so under the lock only the entries
+    appended since are read.
     """
     trigger = Trigger.of(entry)
     when = now or utcnow()
-    if not await _anything_to_write(session, trigger.incident_id, org, library, when):
+    seen = await _look(session, trigger.incident_id, org, library, when, timelines)
+    if seen is None:
         return []
     try:
         # The incident's write lock first, so what the log already holds cannot change before
@@ -407,7 +441,7 @@ async def react(
         incident = await log._lock_incident(session, trigger.incident_id)
     except log.IncidentNotFound:
         return []
-    written = await _evaluate(session, incident, org=org, library=library, now=when)
+    written = await _evaluate(session, incident, org=org, library=library, now=when, seen=seen)
     return [e for e in written if e is not None]
 
 
@@ -419,12 +453,14 @@ async def _evaluate(
     library: Library,
     now: datetime,
     dry: bool = False,
+    seen: list[Any] | None = None,
 ) -> list[LogEntry | None]:
     """Setup, then escalation, for an incident read in this session; ``dry`` writes nothing
-    and stops at the first thing that would be written (``None`` for each)."""
+    and stops at the first thing that would be written (``None`` for each). ``seen``: the
+    start of the timeline, read before (entries never change once written)."""
     if incident.status != Status.OPEN:
         return []  # a closed incident gets no new tasks, contacts or escalations
-    entries = await _light_timeline(session, incident.id)
+    entries = await _light_timeline(session, incident.id, seen)
     found = resolve(incident, entries[0].data, library) if entries else None
     if found is None:
         return []
@@ -435,36 +471,56 @@ async def _evaluate(
     if out and dry:
         return out
     if out:
-        entries = await _light_timeline(session, incident.id)
+        entries = await _light_timeline(session, incident.id, entries)
     out += await _escalate(
         session, incident=incident, playbook=playbook, entries=entries, now=now, dry=dry
     )
     return out
 
 
-async def _light_timeline(session: AsyncSession, incident_id: str) -> list[Any]:
+async def _light_timeline(
+    session: AsyncSession, incident_id: str, known: list[Any] | None = None
+) -> list[Any]:
     """The timeline as plain rows of the columns the rules read (kind, actor, data): the same
     attribute names as ``LogEntry`` without building an ORM object per entry, which is most of
-    the cost of a look at a long timeline."""
+    the cost of a look at a long timeline. ``known``: its first entries, already read; only
+    those after them are read (a long timeline read under the write lock stalled ingest)."""
     cols = LogEntry.__table__.c  # type: ignore[attr-defined]
-    result = await session.exec(
-        select(cols.seq, cols.kind, cols.actor, cols.data)
-        .where(cols.incident_id == incident_id)
-        .order_by(cols.seq)
+    query = select(cols.seq, cols.kind, cols.actor, cols.data).where(
+        cols.incident_id == incident_id
     )
-    return list(result.all())
+    if known:
+        query = query.where(cols.seq > known[-1].seq)
+    result = await session.exec(query.order_by(cols.seq))
+    return [*(known or []), *result.all()]
 
 
-async def _anything_to_write(
-    session: AsyncSession, incident_id: str, org: Organisation, library: Library, now: datetime
-) -> bool:
+async def _look(
+    session: AsyncSession,
+    incident_id: str,
+    org: Organisation,
+    library: Library,
+    now: datetime,
+    timelines: Timelines | None = None,
+) -> list[Any] | None:
     """Would a reaction write anything? Read in a session of its own, without locks, so the
-    caller's session (and what it holds) is untouched."""
+    caller's session (and what it holds) is untouched. Returns the timeline it read if so,
+    else ``None``. ``timelines``: what was read before, kept up to date here."""
     async with AsyncSession(session.bind, expire_on_commit=False) as probe:
         incident = await _fresh_incident(probe, incident_id)
-        if incident is None:
-            return False
-        return bool(await _evaluate(probe, incident, org=org, library=library, now=now, dry=True))
+        if incident is None or incident.status != Status.OPEN:
+            if timelines is not None:
+                timelines.drop(incident_id)
+            return None
+        seen = await _light_timeline(
+            probe, incident_id, timelines.get(incident_id) if timelines is not None else None
+        )
+        if timelines is not None:
+            timelines.put(incident_id, seen)
+        found = await _evaluate(
+            probe, incident, org=org, library=library, now=now, dry=True, seen=seen
+        )
+        return seen if found else None
 
 
 async def open_incident_ids(session: AsyncSession) -> list[str]:

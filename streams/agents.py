@@ -8,7 +8,8 @@
   as a whole is retried event by event so only the culprit is dead-lettered; an unreachable
   database is retried with back-off without acknowledging anything.
 - ``relay_log`` (task): publishes committed log entries on ``crisis.log``; woken by each
-  commit, and polling for entries the web API wrote.
+  commit, whose entries it is handed (so it need not read them back), and polling for
+  entries the web API and the reactions wrote.
 - ``due_checks`` (timer): silent gateways and storm summaries.
 - ``checkpoint`` (timer, SQLite): copies the WAL into the database beside the batches.
 """
@@ -91,6 +92,7 @@ def attach_agents(
                     total.dead += part.dead
                     total.opened += part.opened
                     total.entries += part.entries
+                    total.log_records += part.log_records
                 return total
 
     async def dead_letter_whole(record: Record, exc: BaseException) -> BatchResult:
@@ -124,6 +126,7 @@ def attach_agents(
             except Exception as exc:
                 logger.warning("dead letters not copied to %s: %r", topics.EVENTS_DLQ, exc)
         if result.entries:
+            relay.offer(result.log_records)
             wake.set()
         update_lag(batch)
 

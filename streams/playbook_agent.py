@@ -39,6 +39,7 @@ async def react_to(
     *,
     org: Organisation,
     library: Library,
+    timelines: engine.Timelines | None = None,
 ) -> int:
     """Run the engine for one entry in its own transaction; returns how many entries it wrote.
     A failure is logged, never raised."""
@@ -46,7 +47,9 @@ async def react_to(
         if engine.written_by_playbook(value):
             return 0
         async with sessions() as session:
-            written = await engine.react(session, entry=value, org=org, library=library)
+            written = await engine.react(
+                session, entry=value, org=org, library=library, timelines=timelines
+            )
             await session.commit()
     except Exception:
         logger.exception(
@@ -75,12 +78,15 @@ def attach_playbook_clock(
     library: Library,
     tick_seconds: float | None = None,
     leader: Callable[[], bool] = lambda: True,
+    lock: asyncio.Lock | None = None,
+    timelines: engine.Timelines | None = None,
 ) -> None:
     """The clock: time-based escalation criteria (open longer than T) need no new entry.
 
     It ticks only while ``leader()`` says so (the reactions: while this process reads partition
     0 of ``crisis.log``), so of several reactions processes one runs it; two at once would only
-    cost time, as the engine writes nothing twice.
+    cost time, as the engine writes nothing twice. Each evaluation holds ``lock`` (the
+    reactions' own), so it never interleaves with another reaction of this process.
 
     A pass is spread over at most half the tick: after a storm, hundreds of open incidents
     evaluated back to back were seconds of one busy core beside the ingest, and the alarms
@@ -101,7 +107,15 @@ def attach_playbook_clock(
             logger.exception("playbooks: clock could not list open incidents; will retry")
             return
         spacing = interval / 2 / max(len(incident_ids), 1)
+        serial = lock or asyncio.Lock()
         for incident_id in incident_ids:
             started = time.monotonic()
-            await react_to(sessions, engine.clock_entry(incident_id), org=org, library=library)
+            async with serial:
+                await react_to(
+                    sessions,
+                    engine.clock_entry(incident_id),
+                    org=org,
+                    library=library,
+                    timelines=timelines,
+                )
             await asyncio.sleep(max(0.0, spacing - (time.monotonic() - started)))

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, select
@@ -57,23 +58,71 @@ def entry_json(row: Any) -> bytes:
 
     ``data`` is spliced in as the stored JSON text (no decode and re-encode per entry).
     """
+    return _record(
+        row.id,
+        row.incident_id,
+        row.seq,
+        row.kind,
+        row.at,
+        row.actor,
+        row.text,
+        row.exercise,
+        row.corrects,
+        row.prev_hash,
+        row.hash,
+        row.data,
+    )
+
+
+def entry_record(entry: Mapping[str, Any]) -> bytes:
+    """The same record from an entry still in memory (its columns as a dict, ``id`` set)."""
+    return _record(
+        entry["id"],
+        entry["incident_id"],
+        entry["seq"],
+        entry["kind"],
+        entry["at"],
+        entry["actor"],
+        entry["text"],
+        entry["exercise"],
+        entry["corrects"],
+        entry["prev_hash"],
+        entry["hash"],
+        json.dumps(entry["data"], ensure_ascii=False),
+    )
+
+
+def _record(
+    id_: int,
+    incident_id: str,
+    seq: int,
+    kind: str,
+    at: datetime,
+    actor: str,
+    text: str,
+    exercise: str | None,
+    corrects: int | None,
+    prev_hash: str,
+    hash_: str,
+    data: str,
+) -> bytes:
     head = json.dumps(
         {
-            "id": row.id,
-            "incident_id": row.incident_id,
-            "seq": row.seq,
-            "kind": row.kind,
-            "at": format_time(row.at),
-            "actor": row.actor,
-            "text": row.text,
-            "exercise": row.exercise,
-            "corrects": row.corrects,
-            "prev_hash": row.prev_hash,
-            "hash": row.hash,
+            "id": id_,
+            "incident_id": incident_id,
+            "seq": seq,
+            "kind": kind,
+            "at": format_time(at),
+            "actor": actor,
+            "text": text,
+            "exercise": exercise,
+            "corrects": corrects,
+            "prev_hash": prev_hash,
+            "hash": hash_,
         },
         ensure_ascii=False,
     )
-    return f'{head[:-1]}, "data": {row.data}}}'.encode()
+    return f'{head[:-1]}, "data": {data}}}'.encode()
 
 
 class LogRelay:
@@ -88,6 +137,7 @@ class LogRelay:
         on_published: Callable[[int], None] | None = None,
         persist_interval: float = 0.5,
         write_lock: asyncio.Lock | None = None,
+        max_ready: int = 20_000,
     ) -> None:
         self.sessions = sessions
         self.publish = publish
@@ -101,6 +151,8 @@ class LogRelay:
         self._position: int | None = None
         self._stored: int | None = None
         self._stored_at = 0.0
+        self.max_ready = max_ready
+        self._ready: dict[int, tuple[bytes, bytes]] = {}
 
     async def position(self, session: AsyncSession) -> int:
         row = (
@@ -110,6 +162,13 @@ class LogRelay:
         ).first()
         return int(row[0]) if row else 0
 
+    def offer(self, records: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Entries this process has just committed, as (id, key, value): published from memory
+        when they are next after the position, instead of being read back. Anything else (other
+        writers' entries, an offer dropped because too many wait) is read from the table."""
+        if len(self._ready) + len(records) <= self.max_ready:
+            self._ready.update((id_, (key, value)) for id_, key, value in records)
+
     async def run_once(self) -> int:
         """Publish the next entries after the position; returns how many.
 
@@ -117,6 +176,38 @@ class LogRelay:
         ``persist_interval`` seconds (under the worker's write lock, so SQLite's single
         writer is never fought over): a crash republishes at most that much — at-least-once.
         """
+        pos = self._position
+        records = self._next_offered(pos) if pos is not None else []
+        last = (pos or 0) + len(records)
+        if not records:
+            last, records = await self._next_stored()
+        if records:
+            await self.publish(records)
+            self._position = last
+            if self.on_published is not None:
+                self.on_published(len(records))
+        position = self._position
+        assert position is not None  # read by now
+        if self._ready:
+            for id_ in [i for i in self._ready if i <= position]:
+                del self._ready[id_]
+        if position != self._stored and (
+            not records or time.monotonic() - self._stored_at >= self.persist_interval
+        ):
+            await self._store(position)
+        return len(records)
+
+    def _next_offered(self, pos: int) -> list[tuple[bytes, bytes]]:
+        """The offered records that follow ``pos`` without a gap (at most a batch)."""
+        out: list[tuple[bytes, bytes]] = []
+        next_id = pos + 1
+        while len(out) < self.batch and (record := self._ready.pop(next_id, None)) is not None:
+            out.append(record)
+            next_id += 1
+        return out
+
+    async def _next_stored(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """(last id, records) of the entries after the position, read from the table."""
         async with self.sessions() as session:
             if self._position is None:
                 self._position = self._stored = await self.position(session)
@@ -131,16 +222,9 @@ class LogRelay:
             ).all()
             await session.rollback()  # end the read transaction before talking to Kafka
         rows = self._until_gap(pos, rows)
-        if rows:
-            await self.publish([(r.incident_id.encode(), entry_json(r)) for r in rows])
-            self._position = int(rows[-1].id)
-            if self.on_published is not None:
-                self.on_published(len(rows))
-        if self._position != self._stored and (
-            not rows or time.monotonic() - self._stored_at >= self.persist_interval
-        ):
-            await self._store(self._position)
-        return len(rows)
+        if not rows:
+            return pos, []
+        return int(rows[-1].id), [(r.incident_id.encode(), entry_json(r)) for r in rows]
 
     def _until_gap(self, pos: int, rows: list[Any]) -> list[Any]:
         expected = pos + 1

@@ -233,6 +233,67 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     assert published[-1][1]["kind"] == EntryKind.SOURCE_EVENT.value
 
 
+async def test_relay_publishes_offered_entries_from_memory_as_stored(
+    engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest hands the relay the entries it committed: they go out without being read
+    back, byte for byte the record a read would make, in id order with another writer's
+    entries (read from the table) between them, each once."""
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    sessions = make_sessionmaker(engine)
+    published: list[tuple[bytes, bytes]] = []
+
+    async def publish(records: Sequence[tuple[bytes, bytes]]) -> None:
+        published.extend(records)
+
+    relay = LogRelay(sessions, publish, name="memory", batch=4)
+    assert await relay.run_once() == 0  # the position, read once
+    reads = 0
+    read = relay._next_stored
+
+    async def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return await read()
+
+    monkeypatch.setattr(relay, "_next_stored", counted)
+    first = await pipeline.process(
+        [rec(event("sensor.door_forced", door=f"D{i}")) for i in range(6)]
+    )
+    relay.offer(first.log_records)
+    n = len(first.log_records)
+    assert [id_ for id_, _, _ in first.log_records] == list(range(1, n + 1))
+    assert n > relay.batch
+    while len(published) < n:
+        assert await relay.run_once() > 0
+    assert len(published) == n
+    assert reads == 0, "published from memory"
+    async with sessions() as session:  # another writer: not offered
+        await log.open_incident(
+            session,
+            incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
+            actor="user:kari",
+        )
+        await session.commit()
+    second = await pipeline.process([rec(event("sensor.door_forced", door="D0"))])
+    relay.offer(second.log_records)
+    while await relay.run_once():
+        pass
+    assert reads >= 1, "the other writer's entry was read from the table"
+    ids = [json.loads(value)["id"] for _, value in published]
+    assert ids == list(range(1, n + 2 + len(second.log_records)))
+    stored: list[tuple[bytes, bytes]] = []
+
+    async def keep(records: Sequence[tuple[bytes, bytes]]) -> None:
+        stored.extend(records)
+
+    reader = LogRelay(sessions, keep, name="reader")
+    while await reader.run_once():
+        pass
+    assert [k for k, _ in published] == [k for k, _ in stored]
+    assert [json.loads(v) for _, v in published] == [json.loads(v) for _, v in stored]
+
+
 async def test_a_rule_error_dead_letters_the_event_and_the_batch_goes_on(
     engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

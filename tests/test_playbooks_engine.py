@@ -306,6 +306,87 @@ async def test_owner_changed_by_a_person_is_not_reverted(
     assert incident.unit == "oslo"
 
 
+async def test_an_entry_appended_between_the_look_and_the_lock_is_seen(
+    engine: AsyncEngine, org: Organisation, library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the lock only the entries after the look's timeline are read: a person's owner
+    decision written in between must still stop the owner rule."""
+    opening = await _open(
+        engine, type_="fire", unit="ila", event_type="sensor.fire_alarm", data={"zone": "B"}
+    )
+    look = pb._look
+
+    async def look_then_decide(*args: Any, **kwargs: Any) -> list[Any] | None:
+        seen = await look(*args, **kwargs)
+        async with make_sessionmaker(engine)() as session:
+            await log.append_entry(
+                session,
+                incident_id=opening.incident_id,
+                kind="decision",
+                actor="user:regionleder",
+                text="Oslo fengsel overtar",
+                data={"new_owner": "oslo", "new_accountable_role": "leader"},
+                known_units=org.units.keys(),
+            )
+            await session.commit()
+        return seen
+
+    monkeypatch.setattr(pb, "_look", look_then_decide)
+    written = await _react(engine, opening, org, library)
+    assert written, "the look found the setup to do"
+    assert not [e for e in written if e.data.get("rule") == "owner"]
+    incident, entries = await _state(engine, opening.incident_id)
+    assert incident.unit == "oslo"
+    assert [e.actor for e in _owner_decisions(entries)] == ["user:regionleder"]
+
+
+async def test_kept_timelines_grow_by_what_was_appended_and_forget_closed_incidents(
+    engine: AsyncEngine, org: Organisation, library: Library
+) -> None:
+    opening = await _open(
+        engine, type_="fire", unit="ila", event_type="sensor.fire_alarm", data={"zone": "C"}
+    )
+    timelines = pb.Timelines()
+
+    async def react() -> list[LogEntry]:
+        async with make_sessionmaker(engine)() as session:
+            written = await pb.react(
+                session, entry=opening, org=org, library=library, now=T0, timelines=timelines
+            )
+            await session.commit()
+            return written
+
+    assert await react(), "the setup is written"
+    async with make_sessionmaker(engine)() as session:
+        for n in range(3):
+            await log.append_entry(
+                session,
+                incident_id=opening.incident_id,
+                kind="observation",
+                actor="user:vakt",
+                text=f"Røyk {n}",
+                data={},
+            )
+        await session.commit()
+    assert await react() == [], "the kept timeline holds the setup: nothing is written twice"
+    _, entries = await _state(engine, opening.incident_id)
+    kept = timelines.get(opening.incident_id)
+    assert kept is not None
+    assert [r.seq for r in kept] == [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    async with make_sessionmaker(engine)() as session:
+        await log.append_entry(
+            session,
+            incident_id=opening.incident_id,
+            kind="status_change",
+            actor="user:vakt",
+            text="Slukket",
+            data={"status": "closed"},
+        )
+        await session.commit()
+    assert await react() == []
+    assert timelines.get(opening.incident_id) is None
+
+
 # --- nærhetsprinsippet: one level at a time, except security-political ------------------------
 
 

@@ -174,6 +174,12 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_le
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
@@ -263,6 +269,7 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
         before = _histogram(
             await asyncio.to_thread(_scrape, port), "crisis_produce_to_commit_seconds"
         )
+        cpu_before, paced_start = [_cpu_seconds(p.pid) for p in procs], time.monotonic()
         paced = _events(RATE * LATENCY_SECONDS, seed=2, start=N_BACKLOG)
         sent: dict[str, float] = {}
         arrived: dict[str, float] = {}
@@ -303,6 +310,10 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
         except TimeoutError:
             listener.cancel()
         await consumer.stop()
+        cpu = [
+            (_cpu_seconds(p.pid) - b) / (time.monotonic() - paced_start)
+            for p, b in zip(procs, cpu_before, strict=True)
+        ]
         await asyncio.sleep(1)
         after = _histogram(
             await asyncio.to_thread(_scrape, port), "crisis_produce_to_commit_seconds"
@@ -318,6 +329,9 @@ async def _pipeline(broker: EmbeddedBroker, tmp: Path) -> dict[str, Any]:
             "feed_events": len(feed),
             "feed_p50_ms": _pct(feed, 0.5) * 1000,
             "feed_p99_ms": _pct(feed, 0.99) * 1000,
+            # Cores busy meanwhile (CPU seconds per second), per worker process.
+            "ingest_cpu": cpu[0],
+            "reactions_cpu": cpu[1] if len(cpu) > 1 else None,
         }
         return {"sustained": sustained, "settle_seconds": settle, "latency": latency}
     finally:
@@ -424,6 +438,11 @@ def main() -> int:
             f"produce→crisis.log @ {RATE}/s",
             f"p50 {lat['feed_p50_ms']:.1f} ms",
             f"p99 {lat['feed_p99_ms']:.1f} ms",
+        ),
+        (
+            f"cores busy @ {RATE}/s",
+            f"ingest {lat['ingest_cpu']:.2f}",
+            "reactions " + ("-" if lat["reactions_cpu"] is None else f"{lat['reactions_cpu']:.2f}"),
         ),
     ]
     print(f"{'measure':40} {'value':>22} {'':>18}")
