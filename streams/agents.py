@@ -7,9 +7,10 @@
   never kills it: per-event problems are dead-lettered by the pipeline; a batch that fails
   as a whole is retried event by event so only the culprit is dead-lettered; an unreachable
   database is retried with back-off without acknowledging anything.
-- ``relay_log`` (task): publishes committed log entries on ``crisis.log``; woken by each
-  commit, whose entries it is handed (so it need not read them back), and polling for
-  entries the web API and the reactions wrote.
+- After each batch its entries are published on ``crisis.log`` from memory (the relay is
+  handed them, so it need not read them back) before the next batch is read.
+- ``relay_log`` (task): publishes the other committed log entries (the web API's, the
+  reactions') on ``crisis.log``, polling for them, and retries what a batch could not.
 - ``due_checks`` (timer): silent gateways and storm summaries.
 - ``checkpoint`` (timer, SQLite): copies the WAL into the database beside the batches.
 """
@@ -57,6 +58,7 @@ def attach_agents(
     batch_size: int = 1000,
     tick_interval: float = 1.0,
     relay_poll: float = 0.5,
+    relay_wait: float = 1.0,
     checkpoint_interval: float = 1.0,
 ) -> None:
     timeout = app.conf.broker_request_timeout
@@ -127,8 +129,20 @@ def attach_agents(
                 logger.warning("dead letters not copied to %s: %r", topics.EVENTS_DLQ, exc)
         if result.entries:
             relay.offer(result.log_records)
-            wake.set()
+            await publish_now()
         update_lag(batch)
+
+    async def publish_now() -> None:
+        """The batch's entries onto ``crisis.log`` before the next batch: a separate task woken
+        for it waited behind every batch for each step of a publish (feed p50 0.2-0.9 s at
+        1,000 events/s). Waited for at most ``relay_wait`` seconds, so a slow ``crisis.log``
+        never holds up the ingest; the relay task finishes and retries what is left."""
+        try:
+            await asyncio.wait_for(asyncio.shield(relay.drain()), relay_wait)
+        except Exception as exc:  # timeout or publish error: the relay task takes over
+            if not isinstance(exc, TimeoutError):
+                logger.warning("crisis.log publish failed, the relay retries: %r", exc)
+            wake.set()
 
     consumer = BatchConsumer.in_app(
         app,
@@ -160,8 +174,7 @@ def attach_agents(
                     await asyncio.wait_for(wake.wait(), relay_poll)
                 wake.clear()
                 try:
-                    while await relay.run_once() >= relay.batch:
-                        pass
+                    await relay.drain()
                 except Exception as exc:
                     logger.warning("crisis.log relay failed, retrying: %r", exc)
                     await asyncio.sleep(1.0)

@@ -153,6 +153,7 @@ class LogRelay:
         self._stored_at = 0.0
         self.max_ready = max_ready
         self._ready: dict[int, tuple[bytes, bytes]] = {}
+        self._one_at_a_time = asyncio.Lock()
 
     async def position(self, session: AsyncSession) -> int:
         row = (
@@ -175,7 +176,17 @@ class LogRelay:
         The position lives in memory while running and is written at most every
         ``persist_interval`` seconds (under the worker's write lock, so SQLite's single
         writer is never fought over): a crash republishes at most that much — at-least-once.
+        Calls from several tasks take turns, so entries go out once and in order.
         """
+        async with self._one_at_a_time:
+            return await self._run_once()
+
+    async def drain(self) -> None:
+        """Publish until nothing is left after the position."""
+        while await self.run_once() >= self.batch:
+            pass
+
+    async def _run_once(self) -> int:
         pos = self._position
         records = self._next_offered(pos) if pos is not None else []
         last = (pos or 0) + len(records)
