@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="Seconds between two playbook re-evaluations of one incident for more source"
         " events; its first entry and any other kind of entry are reacted to at once.",
     )
+    reactions_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Nice value the reactions process (role reactions) gives itself: when both"
+        " cores are busy, the ingest (the log of record) goes first and the reactions catch up.",
+    )
     reaction_max_interval: float = Field(
         default=5.0,
         ge=0,

@@ -285,7 +285,26 @@ async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     return [ids[r["recipient"]] for r in rows]
 
 
-async def request_update(
+async def request_update(session: AsyncSession, **kwargs: Any) -> NotifyUpdate:
+    """Queue one facts version for the named stakeholder groups of an incident: the
+    arguments of :func:`prepare_update` (which says what they mean), then
+    :func:`write_update`. Returns the update (its ``id`` is the ``update_id`` in every log
+    entry)."""
+    return await write_update(session, await prepare_update(session, **kwargs))
+
+
+@dataclass
+class PreparedUpdate:
+    """An update with its rendered outbox rows, read and rendered but not written."""
+
+    update: NotifyUpdate
+    rows: list[dict[str, Any]]
+    missing: list[str]
+    unit: str
+    send_at: datetime | None
+
+
+async def prepare_update(
     session: AsyncSession,
     *,
     config: NotifyConfig | None = None,
@@ -301,15 +320,18 @@ async def request_update(
     corrects_update_id: str | None = None,
     original_at: datetime | None = None,
     send_at: datetime | None = None,
-) -> NotifyUpdate:
-    """Queue one facts version for the named stakeholder groups of an incident.
+    approvals: set[tuple[str, str, str]] | None = None,
+) -> PreparedUpdate:
+    """Everything of an update that reads or renders, nothing that writes: on SQLite the
+    first write takes the database's single writer lock (the ingest waits for it), so the
+    rendering of every recipient's message is done before it.
 
     ``facts`` has ``title``, ``known`` (what is known) and ``actions`` (what is being done),
     each plain text or ``{nb: …, en: …, pl: …}``. ``next_update_at`` is required. The
     incident's exercise flag is authoritative (``exercise`` can only add one). Messages to
     families, ministry, media and public wait for :func:`approve_update`; alarms to staff go
     at once. ``send_at`` delays delivery (a playbook's offset); the gates still apply then.
-    Returns the update (its ``id`` is the ``update_id`` in every log entry).
+    ``approvals``: the approved translations, if the caller has read them already.
     """
     config = config or default_config()
     if next_update_at is None:
@@ -346,9 +368,8 @@ async def request_update(
         corrects_update_id=corrects_update_id,
         approval_required=approval_required,
     )
-    session.add(update)
-    await session.flush()
-    approvals = await db_translation_approvals(session)
+    if approvals is None:
+        approvals = await db_translation_approvals(session)
     render = _Renderer(config, update, original_at)
     rows = [
         message_values(
@@ -366,6 +387,16 @@ async def request_update(
     if send_at is not None:
         for row in rows:
             row["next_attempt_at"] = as_utc(send_at)
+    return PreparedUpdate(update, rows, missing, incident.unit, send_at)
+
+
+async def write_update(session: AsyncSession, prepared: PreparedUpdate) -> NotifyUpdate:
+    """Write a prepared update: the update, its outbox rows and a receipt for each (flush,
+    the caller commits)."""
+    update, rows, send_at = prepared.update, prepared.rows, prepared.send_at
+    incident_id = update.incident_id
+    session.add(update)
+    await session.flush()
     ids = await insert_messages(session, rows)
     receipts = []
     for mid, row in zip(ids, rows, strict=True):
@@ -387,11 +418,11 @@ async def request_update(
                 **extra,
             )
         )
-    for kind_ in missing:
+    for kind_ in prepared.missing:
         receipts.append(
             logbook.Receipt(
                 incident_id=incident_id,
-                text=f"Varsel: ingen mottakergruppe {kind_} for enhet {incident.unit}",
+                text=f"Varsel: ingen mottakergruppe {kind_} for enhet {prepared.unit}",
                 data={
                     "update_id": update.id,
                     "facts_hash": update.facts_hash,
@@ -400,7 +431,7 @@ async def request_update(
                     "channel": None,
                     "status": "failed",
                     "attempt": 0,
-                    "error": f"no {kind_} group configured for unit {incident.unit}",
+                    "error": f"no {kind_} group configured for unit {prepared.unit}",
                 },
             )
         )

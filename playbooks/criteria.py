@@ -164,6 +164,17 @@ def evaluate(criteria: Criteria, facts: Facts, now: datetime) -> list[str] | Non
     return met or None
 
 
+def time_limits(playbook: Playbook) -> list[timedelta]:
+    """The ``open_longer_than`` limits of the playbook's escalation criteria: the only
+    conditions that can become true without a new log entry."""
+    return [
+        parse_duration(c.value)
+        for criteria in playbook.escalation.values()
+        for c in criteria.conditions
+        if c.name == "open_longer_than"
+    ]
+
+
 def required_level(playbook: Playbook, facts: Facts, now: datetime) -> tuple[str | None, list[str]]:
     """The highest level whose criteria hold (with the sentences), or (None, [])."""
     found: tuple[str | None, list[str]] = (None, [])

@@ -22,7 +22,12 @@ from crisis.models import EntryKind, Incident, LogEntry
 from crisis.sqltypes import as_utc, utcnow
 from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
-from notifiers.service import NotifyError, request_update
+from notifiers.service import (
+    NotifyError,
+    db_translation_approvals,
+    prepare_update,
+    write_update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,39 +87,49 @@ async def queue_plan(
     next_update = data.get("next_update_at")
     next_update_at = as_utc(next_update) if next_update else utcnow() + DEFAULT_NEXT_UPDATE
     facts = await _facts(session, incident)
-    created = []
-    for item in data["plan"]:
-        if not isinstance(item, Mapping) or item.get("group") not in GROUPS:
-            continue
-        author = f"rule:{playbook}/notify/{item.get('id', item['group'])}@{entry.get('seq')}"
-        exists = (
+    items = [
+        (item, f"rule:{playbook}/notify/{item.get('id', item['group'])}@{entry.get('seq')}")
+        for item in data["plan"]
+        if isinstance(item, Mapping) and item.get("group") in GROUPS
+    ]
+    queued = set(
+        (
             await session.exec(
-                select(NotifyUpdate.id).where(
-                    NotifyUpdate.incident_id == incident.id, NotifyUpdate.author == author
+                select(NotifyUpdate.author).where(
+                    NotifyUpdate.incident_id == incident.id,
+                    col(NotifyUpdate.author).in_([author for _, author in items]),
                 )
             )
-        ).first()
-        if exists is not None:
+        ).all()
+    )
+    # Everything read and rendered before the first write: on SQLite that write takes the
+    # database's single writer lock, and the ingest waits for it.
+    approvals = await db_translation_approvals(session)
+    prepared = []
+    for item, author in items:
+        if author in queued:
             continue
+        queued.add(author)
         send_at = as_utc(item["at"]) if item.get("at") else None
         immediate = send_at is None or send_at <= utcnow()
         alarm = item["group"] == "staff" and immediate
         try:
-            update = await request_update(
-                session,
-                config=config,
-                incident_id=incident.id,
-                facts=facts,
-                groups=list(GROUPS[item["group"]]),
-                template="alarm" if alarm else "update",
-                kind="alarm" if alarm else "update",
-                next_update_at=max(next_update_at, send_at or next_update_at),
-                author=author,
-                exercise=incident.exercise,
-                send_at=None if immediate else send_at,
+            prepared.append(
+                await prepare_update(
+                    session,
+                    config=config,
+                    incident_id=incident.id,
+                    facts=facts,
+                    groups=list(GROUPS[item["group"]]),
+                    template="alarm" if alarm else "update",
+                    kind="alarm" if alarm else "update",
+                    next_update_at=max(next_update_at, send_at or next_update_at),
+                    author=author,
+                    exercise=incident.exercise,
+                    send_at=None if immediate else send_at,
+                    approvals=approvals,
+                )
             )
         except NotifyError as exc:
             logger.warning("notification plan of %s: %s", incident.id, exc)
-            continue
-        created.append(update)
-    return created
+    return [await write_update(session, p) for p in prepared]

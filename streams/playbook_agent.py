@@ -80,8 +80,14 @@ def attach_playbook_clock(
     leader: Callable[[], bool] = lambda: True,
     lock: asyncio.Lock | None = None,
     timelines: engine.Timelines | None = None,
+    full_pass_every: int = 10,
 ) -> None:
     """The clock: time-based escalation criteria (open longer than T) need no new entry.
+
+    A pass evaluates the incidents whose time limits can matter now
+    (``engine.incidents_due_by_time``); every ``full_pass_every``-th pass (the first
+    included) evaluates every open incident, so a reaction that failed is made good within
+    minutes whatever its playbook.
 
     It ticks only while ``leader()`` says so (the reactions: while this process reads partition
     0 of ``crisis.log``), so of several reactions processes one runs it; two at once would only
@@ -94,15 +100,21 @@ def attach_playbook_clock(
     0.6 s without).
     """
     interval = tick_seconds or settings.playbook_tick_seconds
+    passes = 0
 
     @app.timer(interval=interval, name="playbooks-clock")
     async def playbooks_clock() -> None:
         """One short transaction per open incident, so ingest never waits on a long tick."""
+        nonlocal passes
         if not leader():
             return
         try:
             async with sessions() as session:
-                incident_ids = await engine.open_incident_ids(session)
+                if passes % full_pass_every == 0:
+                    incident_ids = await engine.open_incident_ids(session)
+                else:
+                    incident_ids = await engine.incidents_due_by_time(session, library=library)
+            passes += 1
         except Exception:
             logger.exception("playbooks: clock could not list open incidents; will retry")
             return

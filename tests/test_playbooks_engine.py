@@ -387,6 +387,34 @@ async def test_kept_timelines_grow_by_what_was_appended_and_forget_closed_incide
     assert timelines.get(opening.incident_id) is None
 
 
+async def test_the_clock_looks_at_incidents_whose_time_limits_can_matter(
+    engine: AsyncEngine, library: Library
+) -> None:
+    """Escape escalates after 1 h open (romning.yaml); fire has no time limit; an unknown
+    type's playbook cannot be told from the row, so it is always looked at."""
+    escape = await _open(
+        engine, type_="escape", unit="ila", event_type="sensor.door_forced", data={"door": "D1"}
+    )
+    fire = await _open(
+        engine, type_="fire", unit="ila", event_type="sensor.fire_alarm", data={"zone": "A"}
+    )
+    odd = await _open(
+        engine, type_="not-a-type", unit="ila", event_type="sensor.fire_alarm", data={}
+    )
+    mine = {escape.incident_id, fire.incident_id, odd.incident_id}
+
+    async def due(after: timedelta) -> set[str]:
+        async with make_sessionmaker(engine)() as session:
+            found = await pb.incidents_due_by_time(session, library=library, now=T0 + after)
+            return set(found) & mine
+
+    assert await due(timedelta(minutes=59)) == {odd.incident_id}
+    assert await due(timedelta(minutes=61)) == {odd.incident_id, escape.incident_id}
+    async with make_sessionmaker(engine)() as session:
+        everything = set(await pb.open_incident_ids(session))
+    assert mine <= everything
+
+
 # --- nærhetsprinsippet: one level at a time, except security-political ------------------------
 
 
