@@ -126,6 +126,16 @@ def _decode(value: bytes | str | dict[str, Any] | None) -> Any:
     return json.loads(value)
 
 
+def _as_text(value: bytes, decoded: Any) -> str:
+    """The record's JSON text as it arrived, if it can be stored as it is (UTF-8 without a
+    byte-order mark, which is what ``json.loads`` reads back); else ``decoded`` re-encoded."""
+    try:
+        text_ = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.dumps(decoded)
+    return json.dumps(decoded) if text_.startswith("\ufeff") else text_
+
+
 def _raw_text(value: bytes | str | dict[str, Any] | None) -> str:
     if value is None:
         return ""
@@ -212,6 +222,7 @@ class Pipeline:
         valid: list[tuple[Any, Record]] = []
         seen: set[tuple[str, str]] = set()
         originals: dict[tuple[str, str], Any] = {}
+        texts: dict[tuple[str, str], str] = {}
         for record in records:
             try:
                 decoded = _decode(record.value)
@@ -228,11 +239,13 @@ class Pipeline:
                 continue
             seen.add(envelope.key)
             originals[envelope.key] = decoded
+            if isinstance(record.value, bytes) and self._rows is not None:
+                texts[envelope.key] = _as_text(record.value, decoded)
             valid.append((envelope, record))
 
         for attempt in range(3):
             try:
-                new_keys = await self.run(self._transaction, valid, originals, result)
+                new_keys = await self.run(self._transaction, valid, originals, result, texts)
                 break
             except _Raced:
                 if attempt == 2:
@@ -250,6 +263,7 @@ class Pipeline:
         valid: Sequence[tuple[Any, Record]],
         originals: Mapping[tuple[str, str], Any],
         result: BatchResult,
+        texts: Mapping[tuple[str, str], str],
     ) -> set[tuple[str, str]]:
         """One transaction: dead letters, which events are new, rules, rows (on SQLite the
         runner has taken the writer lock first, so no head can change under us)."""
@@ -262,7 +276,7 @@ class Pipeline:
         incident_of: dict[tuple[str, str], str] = {}
         if fresh:
             incident_of = self._correlate_and_write(conn, fresh, result)
-            inserted = self._insert_raw(conn, fresh, originals, incident_of)
+            inserted = self._insert_raw(conn, fresh, originals, incident_of, texts)
             if inserted != {env.key for env, _ in fresh}:
                 conn.rollback()
                 raise _Raced
@@ -340,6 +354,7 @@ class Pipeline:
         fresh: Sequence[tuple[Any, Record]],
         originals: Mapping[tuple[str, str], Any],
         incident_of: Mapping[tuple[str, str], str],
+        texts: Mapping[tuple[str, str], str] | None = None,
     ) -> set[tuple[str, str]]:
         """Insert the new events (with their incident); returns the pairs actually inserted.
 
@@ -363,12 +378,17 @@ class Pipeline:
             for env, _ in fresh
         ]
         if self._rows is not None:
+            # The envelope's text as it arrived (it decodes to ``originals``): no re-encoding.
+            texts = texts or {}
+            for row, (env, _) in zip(rows, fresh, strict=True):
+                row["envelope"] = texts.get(env.key) or json.dumps(row["envelope"])
             inserted = self._rows.raw.insert(
                 conn,
                 _RAW_COLUMNS,
                 rows,
                 tail=" ON CONFLICT (source, id) DO NOTHING",
                 returning=("source", "id"),
+                encoded=("envelope",),
             )
             return {(s, i) for s, i in inserted}
         # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" batches the rows into
@@ -747,8 +767,14 @@ class _Writer:
         """Insert the entries and set each one's ``id`` (its feed position): the relay
         publishes them from memory."""
         if self.rows is not None:
+            for entry in self.entries:  # encoded once, for the table and for crisis.log
+                entry["data_json"] = json.dumps(entry["data"])
             returned = self.rows.entries.insert(
-                self.conn, _ENTRY_COLUMNS, self.entries, returning=("id", "incident_id", "seq")
+                self.conn,
+                _ENTRY_COLUMNS,
+                [{**e, "data": e["data_json"]} for e in self.entries],
+                returning=("id", "incident_id", "seq"),
+                encoded=("data",),
             )
             ids = {(incident_id, seq): id_ for id_, incident_id, seq in returned}
             for entry in self.entries:

@@ -75,7 +75,8 @@ def entry_json(row: Any) -> bytes:
 
 
 def entry_record(entry: Mapping[str, Any]) -> bytes:
-    """The same record from an entry still in memory (its columns as a dict, ``id`` set)."""
+    """The same record from an entry still in memory (its columns as a dict, ``id`` set;
+    ``data_json``, if there, is ``data`` as stored)."""
     return _record(
         entry["id"],
         entry["incident_id"],
@@ -88,7 +89,7 @@ def entry_record(entry: Mapping[str, Any]) -> bytes:
         entry["corrects"],
         entry["prev_hash"],
         entry["hash"],
-        json.dumps(entry["data"], ensure_ascii=False),
+        entry.get("data_json") or json.dumps(entry["data"]),
     )
 
 

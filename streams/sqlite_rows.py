@@ -13,7 +13,7 @@ keeps the SQLAlchemy statements.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
@@ -38,11 +38,13 @@ class SqliteRows:
             c.name: c.type._cached_result_processor(dialect, None) for c in table.columns
         }
 
-    def _values(self, columns: Sequence[str], row: Mapping[str, Any]) -> list[Any]:
+    def _values(
+        self, columns: Sequence[str], row: Mapping[str, Any], encoded: Collection[str] = ()
+    ) -> list[Any]:
         out = []
         for name in columns:
             value = row[name]
-            process = self._bind[name]
+            process = None if name in encoded else self._bind[name]
             out.append(value if process is None or value is None else process(value))
         return out
 
@@ -54,10 +56,12 @@ class SqliteRows:
         *,
         tail: str = "",
         returning: Sequence[str] = (),
+        encoded: Collection[str] = (),
     ) -> list[tuple[Any, ...]]:
         """Multi-row ``INSERT``; ``tail`` is an ``ON CONFLICT`` clause; returns the
         ``returning`` columns of the rows inserted (SQLite returns them in insertion order,
-        not promised by its documentation, so callers match them by key)."""
+        not promised by its documentation, so callers match them by key). ``encoded``:
+        columns whose values are already the stored form (JSON text the caller has)."""
         cursor = _cursor(conn)
         out: list[tuple[Any, ...]] = []
         one = "(" + ", ".join(["?"] * len(columns)) + ")"
@@ -65,7 +69,7 @@ class SqliteRows:
         back = f" RETURNING {', '.join(returning)}" if returning else ""
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            params = [v for row in chunk for v in self._values(columns, row)]
+            params = [v for row in chunk for v in self._values(columns, row, encoded)]
             cursor.execute(head + ", ".join([one] * len(chunk)) + tail + back, params)
             if returning:
                 out.extend(tuple(r) for r in cursor.fetchall())

@@ -294,6 +294,29 @@ async def test_relay_publishes_offered_entries_from_memory_as_stored(
     assert [json.loads(v) for _, v in published] == [json.loads(v) for _, v in stored]
 
 
+async def test_the_envelope_is_kept_as_it_arrived(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    """The evidence is the event's own text (on SQLite byte for byte); it reads back as the
+    envelope, non-ASCII, key order and spacing included."""
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    sent = event("sensor.door_forced", door="Dør ØST")
+    fields = [f'"{k}": {json.dumps(sent[k], ensure_ascii=False)}' for k in reversed(list(sent))]
+    raw = "{ " + ",\n ".join(fields) + "}"
+    await pipeline.process([rec(raw.encode())])
+    async with make_sessionmaker(engine)() as session:
+        stored = await session.get(RawEvent, (sent["source"], sent["id"]))
+        assert stored is not None and stored.envelope == sent
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as conn:
+            text_ = (
+                await conn.exec_driver_sql(
+                    "SELECT envelope FROM raw_events WHERE id = ?", (sent["id"],)
+                )
+            ).scalar()
+        assert text_ == raw
+
+
 async def test_a_rule_error_dead_letters_the_event_and_the_batch_goes_on(
     engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
