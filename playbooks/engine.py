@@ -454,13 +454,15 @@ async def _evaluate(
     now: datetime,
     dry: bool = False,
     seen: list[Any] | None = None,
+    seen_all: bool = False,
 ) -> list[LogEntry | None]:
     """Setup, then escalation, for an incident read in this session; ``dry`` writes nothing
     and stops at the first thing that would be written (``None`` for each). ``seen``: the
-    start of the timeline, read before (entries never change once written)."""
+    start of the timeline, read before (entries never change once written); ``seen_all``:
+    all of it, read in this transaction."""
     if incident.status != Status.OPEN:
         return []  # a closed incident gets no new tasks, contacts or escalations
-    entries = await _light_timeline(session, incident.id, seen)
+    entries = list(seen or []) if seen_all else await _light_timeline(session, incident.id, seen)
     found = resolve(incident, entries[0].data, library) if entries else None
     if found is None:
         return []
@@ -518,7 +520,7 @@ async def _look(
         if timelines is not None:
             timelines.put(incident_id, seen)
         found = await _evaluate(
-            probe, incident, org=org, library=library, now=now, dry=True, seen=seen
+            probe, incident, org=org, library=library, now=now, dry=True, seen=seen, seen_all=True
         )
         return seen if found else None
 
