@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis.chain import entry_digest, format_time
+from crisis.chain import HASHED_FIELDS, entry_digest, format_time
 from crisis.correlation import (
     Action,
     AddEntry,
@@ -809,19 +809,7 @@ _RAW_COLUMNS = (
     "incident_id",
     "envelope",
 )
-_ENTRY_COLUMNS = (
-    "incident_id",
-    "seq",
-    "kind",
-    "at",
-    "actor",
-    "text",
-    "data",
-    "exercise",
-    "corrects",
-    "prev_hash",
-    "hash",
-)
+_ENTRY_COLUMNS = (*HASHED_FIELDS, "hash")
 _INCIDENT_COLUMNS = tuple(c.name for c in INCIDENTS.columns)
 _HEAD_COLUMNS = (
     "id",

@@ -99,6 +99,22 @@ async def _state(engine: AsyncEngine, incident_id: str) -> tuple[Incident, list[
         return incident, await log.timeline(session, incident_id)
 
 
+async def _move_to_oslo(engine: AsyncEngine, incident_id: str, org: Organisation) -> LogEntry:
+    """A person's decision: Oslo prison takes the incident over."""
+    async with make_sessionmaker(engine)() as session:
+        moved = await log.append_entry(
+            session,
+            incident_id=incident_id,
+            kind="decision",
+            actor="user:regionleder",
+            text="Oslo fengsel overtar",
+            data={"new_owner": "oslo", "new_accountable_role": "leader"},
+            known_units=org.units.keys(),
+        )
+        await session.commit()
+        return moved
+
+
 def _kinds(entries: list[LogEntry], kind: str) -> list[LogEntry]:
     return [e for e in entries if e.kind == kind]
 
@@ -290,17 +306,7 @@ async def test_owner_changed_by_a_person_is_not_reverted(
         engine, type_="fire", unit="ila", event_type="sensor.fire_alarm", data={"zone": "A"}
     )
     await _react(engine, opening, org, library)
-    async with make_sessionmaker(engine)() as session:
-        moved = await log.append_entry(
-            session,
-            incident_id=opening.incident_id,
-            kind="decision",
-            actor="user:regionleder",
-            text="Oslo fengsel overtar",
-            data={"new_owner": "oslo", "new_accountable_role": "leader"},
-            known_units=org.units.keys(),
-        )
-        await session.commit()
+    moved = await _move_to_oslo(engine, opening.incident_id, org)
     assert await _react(engine, moved, org, library) == []
     incident, _ = await _state(engine, opening.incident_id)
     assert incident.unit == "oslo"
@@ -318,17 +324,7 @@ async def test_an_entry_appended_between_the_look_and_the_lock_is_seen(
 
     async def look_then_decide(*args: Any, **kwargs: Any) -> list[Any] | None:
         seen = await look(*args, **kwargs)
-        async with make_sessionmaker(engine)() as session:
-            await log.append_entry(
-                session,
-                incident_id=opening.incident_id,
-                kind="decision",
-                actor="user:regionleder",
-                text="Oslo fengsel overtar",
-                data={"new_owner": "oslo", "new_accountable_role": "leader"},
-                known_units=org.units.keys(),
-            )
-            await session.commit()
+        await _move_to_oslo(engine, opening.incident_id, org)
         return seen
 
     monkeypatch.setattr(pb, "_look", look_then_decide)
