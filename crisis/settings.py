@@ -69,11 +69,12 @@ class Settings(BaseSettings):
         " events; its first entry and any other kind of entry are reacted to at once.",
     )
     reactions_nice: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=19,
-        description="Nice value the reactions process (role reactions) gives itself: when both"
-        " cores are busy, the ingest (the log of record) goes first and the reactions catch up.",
+        description="Nice value the reactions process (role reactions) gives itself; 0 leaves it."
+        " Not the default: a niced reactions process holds SQLite's writer longer while others"
+        " have the CPU, and the ingest waits for it (measured).",
     )
     reaction_max_interval: float = Field(
         default=5.0,

@@ -149,9 +149,9 @@ def run_worker(role: str = "all") -> int:
     asyncio.run(_migrate(settings))
     logging.getLogger("crisis.streams").setLevel(logging.INFO)
     if role == "reactions" and settings.reactions_nice:
-        # Two cores, and the web app, the broker and the ingest beside it: under load the
-        # ingest's batches waited for CPU behind the playbook engine's reads (tests.bench
-        # pipeline: p50 at 1,000/s 150-155 ms with nice 10, 170-185 ms without).
+        # For operators who want the ingest first on a busy machine. Off by default: on
+        # SQLite a niced reactions process held the single writer longer (a setup's lock 37-52
+        # ms against 27 ms, tests.bench pipeline at 1,000/s) and the ingest waited for it.
         os.nice(settings.reactions_nice)
     app = build_worker(settings, role)
     # Exempt what start-up built (Faust, SQLAlchemy, the organisation, the playbooks) from
