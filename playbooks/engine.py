@@ -408,9 +408,6 @@ class Timelines:
     def drop(self, incident_id: str) -> None:
         self._rows.pop(incident_id, None)
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
 
 async def react(
     session: AsyncSession,

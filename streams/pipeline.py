@@ -126,9 +126,11 @@ def _decode(value: bytes | str | dict[str, Any] | None) -> Any:
     return json.loads(value)
 
 
-def _as_text(value: bytes, decoded: Any) -> str:
-    """The record's JSON text as it arrived, if it can be stored as it is (UTF-8 without a
-    byte-order mark, which is what ``json.loads`` reads back); else ``decoded`` re-encoded."""
+def _as_text(value: bytes | str | dict[str, Any] | None, decoded: Any) -> str:
+    """The record's JSON text as it arrived, if it can be stored as it is (UTF-8 bytes without
+    a byte-order mark, which is what ``json.loads`` reads back); else ``decoded`` re-encoded."""
+    if not isinstance(value, bytes):
+        return json.dumps(decoded)
     try:
         text_ = value.decode("utf-8")
     except UnicodeDecodeError:
@@ -222,7 +224,6 @@ class Pipeline:
         valid: list[tuple[Any, Record]] = []
         seen: set[tuple[str, str]] = set()
         originals: dict[tuple[str, str], Any] = {}
-        texts: dict[tuple[str, str], str] = {}
         for record in records:
             try:
                 decoded = _decode(record.value)
@@ -239,13 +240,11 @@ class Pipeline:
                 continue
             seen.add(envelope.key)
             originals[envelope.key] = decoded
-            if isinstance(record.value, bytes) and self._rows is not None:
-                texts[envelope.key] = _as_text(record.value, decoded)
             valid.append((envelope, record))
 
         for attempt in range(3):
             try:
-                new_keys = await self.run(self._transaction, valid, originals, result, texts)
+                new_keys = await self.run(self._transaction, valid, originals, result)
                 break
             except _Raced:
                 if attempt == 2:
@@ -263,7 +262,6 @@ class Pipeline:
         valid: Sequence[tuple[Any, Record]],
         originals: Mapping[tuple[str, str], Any],
         result: BatchResult,
-        texts: Mapping[tuple[str, str], str],
     ) -> set[tuple[str, str]]:
         """One transaction: dead letters, which events are new, rules, rows (on SQLite the
         runner has taken the writer lock first, so no head can change under us)."""
@@ -276,7 +274,7 @@ class Pipeline:
         incident_of: dict[tuple[str, str], str] = {}
         if fresh:
             incident_of = self._correlate_and_write(conn, fresh, result)
-            inserted = self._insert_raw(conn, fresh, originals, incident_of, texts)
+            inserted = self._insert_raw(conn, fresh, originals, incident_of)
             if inserted != {env.key for env, _ in fresh}:
                 conn.rollback()
                 raise _Raced
@@ -354,7 +352,6 @@ class Pipeline:
         fresh: Sequence[tuple[Any, Record]],
         originals: Mapping[tuple[str, str], Any],
         incident_of: Mapping[tuple[str, str], str],
-        texts: Mapping[tuple[str, str], str] | None = None,
     ) -> set[tuple[str, str]]:
         """Insert the new events (with their incident); returns the pairs actually inserted.
 
@@ -379,9 +376,8 @@ class Pipeline:
         ]
         if self._rows is not None:
             # The envelope's text as it arrived (it decodes to ``originals``): no re-encoding.
-            texts = texts or {}
-            for row, (env, _) in zip(rows, fresh, strict=True):
-                row["envelope"] = texts.get(env.key) or json.dumps(row["envelope"])
+            for row, (_, record) in zip(rows, fresh, strict=True):
+                row["envelope"] = _as_text(record.value, row["envelope"])
             inserted = self._rows.raw.insert(
                 conn,
                 _RAW_COLUMNS,
@@ -798,17 +794,7 @@ class _Rows:
         self.state = SqliteRows(STATE, dialect)
 
 
-_RAW_COLUMNS = (
-    "source",
-    "id",
-    "type",
-    "unit",
-    "exercise",
-    "time",
-    "received_at",
-    "incident_id",
-    "envelope",
-)
+_RAW_COLUMNS = tuple(c.name for c in RAW.columns)
 _ENTRY_COLUMNS = (*HASHED_FIELDS, "hash")
 _INCIDENT_COLUMNS = tuple(c.name for c in INCIDENTS.columns)
 _HEAD_COLUMNS = (

@@ -17,7 +17,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, select
@@ -58,72 +57,36 @@ def entry_json(row: Any) -> bytes:
 
     ``data`` is spliced in as the stored JSON text (no decode and re-encode per entry).
     """
-    return _record(
-        row.id,
-        row.incident_id,
-        row.seq,
-        row.kind,
-        row.at,
-        row.actor,
-        row.text,
-        row.exercise,
-        row.corrects,
-        row.prev_hash,
-        row.hash,
-        row.data,
-    )
+    return _record(row._mapping, row.data)
 
 
 def entry_record(entry: Mapping[str, Any]) -> bytes:
     """The same record from an entry still in memory (its columns as a dict, ``id`` set;
     ``data_json``, if there, is ``data`` as stored)."""
-    return _record(
-        entry["id"],
-        entry["incident_id"],
-        entry["seq"],
-        entry["kind"],
-        entry["at"],
-        entry["actor"],
-        entry["text"],
-        entry["exercise"],
-        entry["corrects"],
-        entry["prev_hash"],
-        entry["hash"],
-        entry.get("data_json") or json.dumps(entry["data"]),
-    )
+    return _record(entry, entry.get("data_json") or json.dumps(entry["data"]))
 
 
-def _record(
-    id_: int,
-    incident_id: str,
-    seq: int,
-    kind: str,
-    at: datetime,
-    actor: str,
-    text: str,
-    exercise: str | None,
-    corrects: int | None,
-    prev_hash: str,
-    hash_: str,
-    data: str,
-) -> bytes:
-    head = json.dumps(
-        {
-            "id": id_,
-            "incident_id": incident_id,
-            "seq": seq,
-            "kind": kind,
-            "at": format_time(at),
-            "actor": actor,
-            "text": text,
-            "exercise": exercise,
-            "corrects": corrects,
-            "prev_hash": prev_hash,
-            "hash": hash_,
-        },
-        ensure_ascii=False,
-    )
-    return f'{head[:-1]}, "data": {data}}}'.encode()
+#: The columns of a published entry besides ``data``, in their order in the record.
+_HEAD = (
+    "id",
+    "incident_id",
+    "seq",
+    "kind",
+    "at",
+    "actor",
+    "text",
+    "exercise",
+    "corrects",
+    "prev_hash",
+    "hash",
+)
+
+
+def _record(columns: Mapping[str, Any], data: str) -> bytes:
+    head = {name: columns[name] for name in _HEAD}
+    head["at"] = format_time(head["at"])
+    text = json.dumps(head, ensure_ascii=False)
+    return f'{text[:-1]}, "data": {data}}}'.encode()
 
 
 class LogRelay:

@@ -317,6 +317,20 @@ async def test_the_envelope_is_kept_as_it_arrived(
         assert text_ == raw
 
 
+async def test_an_envelope_with_a_byte_order_mark_is_stored_readably(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    """JSON with a UTF-8 byte-order mark is accepted; its text cannot be kept as it is (a
+    reader would refuse it), so the decoded envelope is stored: nothing lost."""
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    sent = event("sensor.door_forced", door="D9")
+    result = await pipeline.process([rec("\ufeff".encode() + json.dumps(sent).encode())])
+    assert result.new == 1 and not result.dead
+    async with make_sessionmaker(engine)() as session:
+        stored = await session.get(RawEvent, (sent["source"], sent["id"]))
+        assert stored is not None and stored.envelope == sent
+
+
 async def test_a_rule_error_dead_letters_the_event_and_the_batch_goes_on(
     engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
