@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 GENESIS = "0" * 64
@@ -30,7 +31,9 @@ HASHED_FIELDS = (
 )
 
 
+@lru_cache(maxsize=1024)
 def format_time(value: datetime) -> str:
+    """Cached: a batch's entries share one ``at``, formatted for the hash and the feed."""
     if value.tzinfo is None:
         raise ValueError("naive datetime in the crisis log")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -215,7 +215,7 @@ def _next_level(level: str) -> str | None:
 
 
 def epoch(value: datetime) -> float:
-    return value.astimezone(UTC).timestamp()
+    return value.timestamp()  # as astimezone(UTC).timestamp(), without the conversion
 
 
 # --- the correlator ---------------------------------------------------------------------

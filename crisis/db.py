@@ -12,12 +12,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis import sqlite_inloop
 from crisis.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(settings_or_url: Settings | str, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    settings_or_url: Settings | str, *, in_loop: bool = False, **kwargs: Any
+) -> AsyncEngine:
+    """The async engine. ``in_loop`` (SQLite only): statements run at once in the event
+    loop's thread instead of aiosqlite's (``crisis.sqlite_inloop`` says when that pays)."""
     url = (
         settings_or_url.effective_database_url
         if isinstance(settings_or_url, Settings)
@@ -26,6 +31,12 @@ def make_engine(settings_or_url: Settings | str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         if isinstance(settings_or_url, Settings):
             settings_or_url.data_dir.mkdir(parents=True, exist_ok=True)
+        if in_loop:
+            engine = create_async_engine(
+                url, connect_args={"async_creator_fn": sqlite_inloop.connect}, **kwargs
+            )
+            _tune_sqlite_engine(engine.sync_engine, busy_timeout_ms=0)
+            return engine
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)
         return engine

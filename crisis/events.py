@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import (
@@ -215,9 +216,9 @@ class Envelope(BaseModel):
             self.unit = self.subject
         return self
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, str]:
-        """(source, id): the same pair twice is one event."""
+        """(source, id): the same pair twice is one event (cached: the pipeline asks often)."""
         return (self.source, self.id)
 
     @property

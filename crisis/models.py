@@ -176,7 +176,7 @@ class LogEntry(SQLModel, table=True):
     exercise: str | None = Field(default=None, max_length=120)
     corrects: int | None = Field(default=None, description="seq of the entry this one corrects.")
     prev_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64, index=True)
+    hash: str = Field(max_length=64)
 
     def hashed_fields(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -469,7 +470,7 @@ class Pipeline:
     def _load_state(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
         if self._rows is not None:
             found = self._rows.state.select_in(conn, ("key", "data"), "key", keys)
-            return {k: dict(d) for k, d in found}
+            return dict(found)  # each value freshly decoded: the rules may change it
         state: dict[str, Any] = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -508,12 +509,13 @@ class Pipeline:
         if m is None:
             return
         m.batch_seconds.observe(time.monotonic() - started)
+        consumed = Counter(env.short_type for env, _ in valid)
+        consumed.update(result.repeated)  # every record read counts, duplicates too
+        for short_type, n in consumed.items():  # one locked increment per type, not per event
+            m.consumed.labels(short_type).inc(n)
         for env, rec in valid:
-            m.consumed.labels(env.short_type).inc()
             if env.key in new_keys and rec.timestamp is not None:
                 m.latency.observe(max(0.0, result.committed_at - rec.timestamp))
-        for short_type in result.repeated:  # every record read counts, duplicates too
-            m.consumed.labels(short_type).inc()
         for dead in result.dead:
             m.consumed.labels(dead["row"]["type"] or "unknown").inc()
             m.dead_lettered.labels(dead["row"]["type"] or "unknown").inc()
@@ -768,9 +770,10 @@ class _Writer:
             returned = self.rows.entries.insert(
                 self.conn,
                 _ENTRY_COLUMNS,
-                [{**e, "data": e["data_json"]} for e in self.entries],
+                self.entries,
                 returning=("id", "incident_id", "seq"),
                 encoded=("data",),
+                keys={"data": "data_json"},
             )
             ids = {(incident_id, seq): id_ for id_, incident_id, seq in returned}
             for entry in self.entries:

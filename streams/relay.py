@@ -147,8 +147,10 @@ class LogRelay:
 
     async def drain(self) -> None:
         """Publish until nothing is left after the position."""
-        while await self.run_once() >= self.batch:
-            pass
+        while True:
+            before = self._position
+            if await self.run_once() < self.batch and (not self._ready or self._position == before):
+                return
 
     async def _run_once(self) -> int:
         pos = self._position
@@ -158,9 +160,9 @@ class LogRelay:
             last, records = await self._next_stored()
         if records:
             await self.publish(records)
-            self._position = last
             if self.on_published is not None:
                 self.on_published(len(records))
+        self._position = last
         position = self._position
         assert position is not None  # read by now
         if self._ready:
@@ -182,37 +184,47 @@ class LogRelay:
         return out
 
     async def _next_stored(self) -> tuple[int, list[tuple[bytes, bytes]]]:
-        """(last id, records) of the entries after the position, read from the table."""
+        """(last id, records) of the entries after the position, read from the table: only
+        those before the next offered one (other writers' entries — the reactions', the web
+        app's — between this process's own, which are published from memory)."""
         async with self.sessions() as session:
             if self._position is None:
                 self._position = self._stored = await self.position(session)
             pos = self._position
+            before = min((i for i in self._ready if i > pos), default=None)
+            query = select(*_COLUMNS).where(ENTRIES.c.id > pos)
+            if before is not None:
+                query = query.where(ENTRIES.c.id < before)
             rows = (
                 await session.exec(  # type: ignore[call-overload]
-                    select(*_COLUMNS)
-                    .where(ENTRIES.c.id > pos)
-                    .order_by(ENTRIES.c.id)
-                    .limit(self.batch)
+                    query.order_by(ENTRIES.c.id).limit(self.batch)
                 )
             ).all()
             await session.rollback()  # end the read transaction before talking to Kafka
-        rows = self._until_gap(pos, rows)
-        if not rows:
-            return pos, []
-        return int(rows[-1].id), [(r.incident_id.encode(), entry_json(r)) for r in rows]
+        last, rows = self._until_gap(pos, rows, None if len(rows) >= self.batch else before)
+        return last, [(r.incident_id.encode(), entry_json(r)) for r in rows]
 
-    def _until_gap(self, pos: int, rows: list[Any]) -> list[Any]:
+    def _until_gap(self, pos: int, rows: list[Any], before: int | None) -> tuple[int, list[Any]]:
+        """(last id, rows) that may be published now: up to the first missing id, unless it
+        has been missing for ``gap_timeout`` (PostgreSQL: the transaction that took it
+        commits later, or never). ``before``: every id up to this one is expected."""
         expected = pos + 1
         for n, row in enumerate(rows):
-            if row.id != expected:
-                now = time.monotonic()
-                if self._gap_since is None:
-                    self._gap_since = now
-                if now - self._gap_since < self.gap_timeout:
-                    return rows[:n]
+            if row.id != expected and not self._gap_waited():
+                return expected - 1, rows[:n]
             expected = row.id + 1
+        if before is not None and expected < before:
+            if not self._gap_waited():
+                return expected - 1, rows
+            expected = before
         self._gap_since = None
-        return rows
+        return expected - 1, rows
+
+    def _gap_waited(self) -> bool:
+        now = time.monotonic()
+        if self._gap_since is None:
+            self._gap_since = now
+        return now - self._gap_since >= self.gap_timeout
 
     async def _store(self, position: int) -> None:
         async with self.write_lock, self.sessions() as session:

@@ -87,3 +87,33 @@ async def test_rows_written_plainly_read_back_as_the_orm_writes_them(tmp_path: P
         assert event is not None and event.envelope == envelope and event.received_at == T
     twin.dispose()
     await engine.dispose()
+
+
+async def test_a_value_shared_by_rows_is_converted_once_and_others_each_time(
+    tmp_path: Path,
+) -> None:
+    """The per-statement memo reuses a conversion only for the very same object."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'memo.db'}")
+    await migrate(engine)
+    twin = sync_twin(engine)
+    assert twin is not None
+    raw = SqliteRows(RAW, twin.dialect)
+    later = datetime(2026, 12, 2, 6, 0, 0, 1, tzinfo=UTC)
+    times = [T, T, later, datetime(2026, 12, 2, 5, 3, 8, 123456, tzinfo=UTC), T]
+    rows = [
+        {"source": "/s", "id": f"e{i}", "type": "t", "received_at": t, "envelope": {"i": i}}
+        for i, t in enumerate(times)
+    ]
+    calls: list[Any] = []
+    process = raw._bind["received_at"]
+    assert process is not None
+    raw._bind["received_at"] = lambda value: calls.append(value) or process(value)
+    with twin.begin() as conn:
+        raw.insert(conn, ("source", "id", "type", "received_at", "envelope"), rows)
+    assert len(calls) == 4, "T twice in a row is converted once; equal but other objects again"
+    async with make_sessionmaker(engine)() as session:
+        for i, t in enumerate(times):
+            event = await session.get(RawEvent, ("/s", f"e{i}"))
+            assert event is not None and event.received_at == t and event.envelope == {"i": i}
+    twin.dispose()
+    await engine.dispose()
