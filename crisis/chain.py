@@ -31,12 +31,17 @@ HASHED_FIELDS = (
 )
 
 
-@lru_cache(maxsize=1024)
 def format_time(value: datetime) -> str:
-    """Cached: a batch's entries share one ``at``, formatted for the hash and the feed."""
     if value.tzinfo is None:
         raise ValueError("naive datetime in the crisis log")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _format_utc(value.astimezone(UTC))
+
+
+@lru_cache(maxsize=1024)
+def _format_utc(value: datetime) -> str:
+    """Cached: a batch's entries share one ``at``, formatted for the hash and the feed. Keyed
+    by the UTC value only: two local times equal to each other (a ``fold``) may differ in UTC."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_json(value: Any) -> bytes:

@@ -215,7 +215,7 @@ def _next_level(level: str) -> str | None:
 
 
 def epoch(value: datetime) -> float:
-    return value.timestamp()  # as astimezone(UTC).timestamp(), without the conversion
+    return value.timestamp()  # for an aware time, as astimezone(UTC).timestamp()
 
 
 # --- the correlator ---------------------------------------------------------------------

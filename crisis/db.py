@@ -19,10 +19,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(
-    settings_or_url: Settings | str, *, in_loop: bool = False, **kwargs: Any
+    settings_or_url: Settings | str,
+    *,
+    in_loop: bool = False,
+    autocheckpoint: bool = True,
+    **kwargs: Any,
 ) -> AsyncEngine:
     """The async engine. ``in_loop`` (SQLite only): statements run at once in the event
-    loop's thread instead of aiosqlite's (``crisis.sqlite_inloop`` says when that pays)."""
+    loop's thread instead of aiosqlite's (``crisis.sqlite_inloop`` says when that pays);
+    ``autocheckpoint=False``: its commits never copy the WAL back (for a process that runs
+    ``checkpoint_sqlite`` itself, so no commit in the loop's thread pays for it)."""
     url = (
         settings_or_url.effective_database_url
         if isinstance(settings_or_url, Settings)
@@ -35,7 +41,9 @@ def make_engine(
             engine = create_async_engine(
                 url, connect_args={"async_creator_fn": sqlite_inloop.connect}, **kwargs
             )
-            _tune_sqlite_engine(engine.sync_engine, busy_timeout_ms=0)
+            _tune_sqlite_engine(
+                engine.sync_engine, busy_timeout_ms=0, autocheckpoint=autocheckpoint
+            )
             return engine
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _tune_sqlite(engine)

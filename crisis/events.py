@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import (
@@ -216,9 +215,9 @@ class Envelope(BaseModel):
             self.unit = self.subject
         return self
 
-    @cached_property
+    @property
     def key(self) -> tuple[str, str]:
-        """(source, id): the same pair twice is one event (cached: the pipeline asks often)."""
+        """(source, id): the same pair twice is one event."""
         return (self.source, self.id)
 
     @property

@@ -18,6 +18,11 @@ the other's transaction, where SQLite's own busy handler sleeps up to 100 ms.
 
 Used through ``crisis.db.make_engine(..., in_loop=True)``: SQLAlchemy's aiosqlite dialect
 takes this connection from ``async_creator_fn`` and drives it as it drives aiosqlite's.
+
+The retry covers the way this code writes: Python's sqlite3 opens a transaction just before
+the first INSERT/UPDATE/DELETE, so that write is where the lock is taken. A transaction
+opened earlier on purpose (``BEGIN``, a SAVEPOINT) and then refused its first write gets
+"database is locked" at once; no worker path does that.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -67,6 +72,14 @@ class InLoopCursor:
 
     async def close(self) -> None:
         self._cursor.close()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._rows()
+
+    async def _rows(self) -> AsyncIterator[Any]:
+        while rows := self._cursor.fetchmany(self._cursor.arraysize):
+            for row in rows:
+                yield row
 
     @property
     def description(self) -> Any:
@@ -159,12 +172,10 @@ class InLoopConnection:
         self._conn.rollback()
 
     async def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._conn.close()
+        self.stop()
 
     def stop(self) -> None:
-        """Close at once (SQLAlchemy's forced termination)."""
+        """Close at once (also SQLAlchemy's forced termination); again is a no-op."""
         if self._open:
             self._open = False
             self._conn.close()
@@ -188,6 +199,6 @@ class InLoopConnection:
 async def connect(database: str, *, wait: float = 30.0, **kwargs: Any) -> InLoopConnection:
     """Open ``database`` for ``InLoopConnection`` (SQLAlchemy's ``async_creator_fn``; the
     dialect's other connect arguments pass through, with SQLite's busy timeout 0)."""
-    kwargs["timeout"] = 0
+    kwargs["timeout"] = 0  # SQLite's busy handler off from the start (crisis.db sets it too)
     kwargs["check_same_thread"] = False
     return InLoopConnection(sqlite3.connect(database, **kwargs), wait=wait)

@@ -109,7 +109,7 @@ class LogRelay:
         self.batch = batch
         self.gap_timeout = gap_timeout
         self.on_published = on_published
-        self._gap_since: float | None = None
+        self._gap: tuple[int, float] | None = None  # (the missing id, since when)
         self.persist_interval = persist_interval
         self.write_lock = write_lock or asyncio.Lock()
         self._position: int | None = None
@@ -149,7 +149,10 @@ class LogRelay:
         """Publish until nothing is left after the position."""
         while True:
             before = self._position
-            if await self.run_once() < self.batch and (not self._ready or self._position == before):
+            published = await self.run_once()
+            # Go on after a full batch, or while offered entries wait and the position moved
+            # (other writers' entries, or a skipped gap, were in front of them).
+            if published < self.batch and (not self._ready or self._position == before):
                 return
 
     async def _run_once(self) -> int:
@@ -210,21 +213,22 @@ class LogRelay:
         commits later, or never). ``before``: every id up to this one is expected."""
         expected = pos + 1
         for n, row in enumerate(rows):
-            if row.id != expected and not self._gap_waited():
+            if row.id != expected and not self._gap_waited(expected):
                 return expected - 1, rows[:n]
             expected = row.id + 1
         if before is not None and expected < before:
-            if not self._gap_waited():
+            if not self._gap_waited(expected):
                 return expected - 1, rows
             expected = before
-        self._gap_since = None
         return expected - 1, rows
 
-    def _gap_waited(self) -> bool:
+    def _gap_waited(self, missing: int) -> bool:
+        """Whether id ``missing`` has been waited for long enough; each missing id is timed
+        from when it was first found missing, so skipping one never shortens the next wait."""
         now = time.monotonic()
-        if self._gap_since is None:
-            self._gap_since = now
-        return now - self._gap_since >= self.gap_timeout
+        if self._gap is None or self._gap[0] != missing:
+            self._gap = (missing, now)
+        return now - self._gap[1] >= self.gap_timeout
 
     async def _store(self, position: int) -> None:
         async with self.write_lock, self.sessions() as session:

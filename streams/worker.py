@@ -57,8 +57,9 @@ def build_pipeline(
     """The pipeline and a relay factory on one engine (shared by the worker and the bench)."""
     organisation = load_organisation(settings.organisation)
     # In the loop's thread (SQLite): the relay's reads and position writes skip aiosqlite's
-    # thread hops; the batches themselves run on the pipeline's own sync connection.
-    engine = engine or make_engine(settings, in_loop=True)
+    # thread hops; the batches themselves run on the pipeline's own sync connection. The
+    # pipeline's timer checkpoints the WAL in a thread, so these commits never do.
+    engine = engine or make_engine(settings, in_loop=True, autocheckpoint=False)
     sessions = make_sessionmaker(engine)
 
     def accountable(unit: str) -> tuple[str | None, str | None]:

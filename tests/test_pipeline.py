@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -352,12 +352,42 @@ async def test_relay_waits_for_a_missing_id_before_an_offered_entry_then_goes_on
 
     relay = LogRelay(make_sessionmaker(engine), publish, name="hole", gap_timeout=0.2)
     assert await relay.run_once() == 0
-    relay.offer([(2, b"k", b"two"), (3, b"k", b"three")])  # id 1 is nowhere
+    relay.offer([(2, b"k", b"two"), (4, b"k", b"four")])  # ids 1 and 3 are nowhere
     await relay.drain()
     assert published == [], "id 1 may still be committed"
     await asyncio.sleep(0.25)
     await relay.drain()
-    assert published == [b"two", b"three"]
+    assert published == [b"two"], "id 1 skipped; id 3 gets a wait of its own"
+    await asyncio.sleep(0.25)
+    await relay.drain()
+    assert published == [b"two", b"four"]
+
+
+async def test_relay_times_each_missing_id_in_the_table_on_its_own(
+    engine: AsyncEngine, pipeline_settings: Settings
+) -> None:
+    """Two ids missing among the rows read: skipping the first after its wait does not
+    skip the second at once."""
+    pipeline, _ = build_pipeline(pipeline_settings, engine=engine)
+    result = await pipeline.process([rec(event("sensor.door_forced", door="D1")) for _ in range(6)])
+    ids = [id_ for id_, _, _ in result.log_records]
+    assert ids == list(range(1, len(ids) + 1)) and len(ids) >= 5
+    async with engine.begin() as conn:  # as if two transactions had taken ids 2 and 4
+        await conn.execute(text("DELETE FROM log_entries WHERE id IN (2, 4)"))
+    published: list[int] = []
+
+    async def publish(records: Sequence[tuple[bytes, bytes]]) -> None:
+        published.extend(json.loads(value)["id"] for _, value in records)
+
+    relay = LogRelay(make_sessionmaker(engine), publish, name="holes", gap_timeout=0.2)
+    await relay.drain()
+    assert published == [1]
+    await asyncio.sleep(0.25)
+    await relay.drain()
+    assert published == [1, 3], "id 2 skipped after its wait; id 4 waited for anew"
+    await asyncio.sleep(0.25)
+    await relay.drain()
+    assert published == [1, 3, *ids[4:]]
 
 
 async def test_the_envelope_is_kept_as_it_arrived(

@@ -121,8 +121,24 @@ async def test_a_writer_gives_up_after_its_wait_and_leaves_no_transaction(tmp_pa
     assert 0.05 <= time.monotonic() - started < 1.0
     assert not conn.in_transaction
     other.execute("COMMIT")
-    cursor = await conn.execute("UPDATE feed_positions SET position = position")
-    assert conn.in_transaction and cursor.rowcount >= 0
+    await conn.execute("UPDATE feed_positions SET position = position")
+    assert conn.in_transaction, "the lock is free again: the write went through"
     await conn.rollback()
     await conn.close()
     other.close()
+
+
+async def test_results_can_be_streamed(tmp_path: Path) -> None:
+    """A server-side cursor (``stream``) walks the rows without reading them all first."""
+    url = await _database(tmp_path)
+    engine = make_engine(url, in_loop=True)
+    async with engine.connect() as conn:
+        result = await conn.stream(
+            text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)"
+                " SELECT i FROM n"
+            )
+        )
+        seen = [row[0] async for row in result]
+    assert seen == list(range(1, 2501))
+    await engine.dispose()
