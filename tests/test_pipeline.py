@@ -234,6 +234,18 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     assert published[-1][1]["kind"] == EntryKind.SOURCE_EVENT.value
 
 
+async def _opened_by_hand(sessions: Any) -> LogEntry:
+    """An incident opened through the log service (another writer than the pipeline)."""
+    async with sessions() as session:
+        _, entry = await log.open_incident(
+            session,
+            incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
+            actor="user:kari",
+        )
+        await session.commit()
+    return entry
+
+
 async def test_relay_publishes_offered_entries_from_memory_as_stored(
     engine: AsyncEngine, pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,13 +281,7 @@ async def test_relay_publishes_offered_entries_from_memory_as_stored(
         assert await relay.run_once() > 0
     assert len(published) == n
     assert reads == 0, "published from memory"
-    async with sessions() as session:  # another writer: not offered
-        await log.open_incident(
-            session,
-            incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
-            actor="user:kari",
-        )
-        await session.commit()
+    await _opened_by_hand(sessions)  # another writer: not offered
     second = await pipeline.process([rec(event("sensor.door_forced", door="D0"))])
     relay.offer(second.log_records)
     while await relay.run_once():
@@ -322,13 +328,7 @@ async def test_relay_reads_from_the_table_only_the_entries_it_was_not_offered(
     first = await pipeline.process(
         [rec(event("sensor.door_forced", door=f"D{i}")) for i in range(3)]
     )
-    async with sessions() as session:
-        _, other = await log.open_incident(
-            session,
-            incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
-            actor="user:kari",
-        )
-        await session.commit()
+    other = await _opened_by_hand(sessions)
     second = await pipeline.process([rec(event("sensor.door_forced", door="D9"))])
     relay.offer(first.log_records)
     relay.offer(second.log_records)

@@ -8,13 +8,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from crisis import log, sqlite_inloop
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.models import EntryKind, IncidentCreate
+from crisis.models import EntryKind, Incident, IncidentCreate
 
 
 async def _database(tmp_path: Path) -> str:
@@ -23,6 +24,17 @@ async def _database(tmp_path: Path) -> str:
     await migrate(engine)
     await engine.dispose()
     return url
+
+
+async def _opened(sessions: Any) -> Incident:
+    async with sessions() as session:
+        incident, _ = await log.open_incident(
+            session,
+            incident=IncidentCreate(type="fire", title="Brann – «A»", unit="ila", severity=3),
+            actor="test",
+        )
+        await session.commit()
+    return incident
 
 
 async def test_statements_run_in_the_loops_thread_and_the_log_reads_back(tmp_path: Path) -> None:
@@ -37,12 +49,8 @@ async def test_statements_run_in_the_loops_thread_and_the_log_reads_back(tmp_pat
         ran_in = (await conn.execute(text("SELECT thread_id()"))).scalar_one()
     assert ran_in == threading.get_ident(), "not handed to another thread"
 
+    incident = await _opened(sessions)
     async with sessions() as session:
-        incident, _ = await log.open_incident(
-            session,
-            incident=IncidentCreate(type="fire", title="Brann – «A»", unit="ila", severity=3),
-            actor="test",
-        )
         await log.append_entry(
             session,
             incident_id=incident.id,
@@ -68,13 +76,7 @@ async def test_a_writer_waits_for_the_lock_with_the_loop_free(tmp_path: Path) ->
     url = await _database(tmp_path)
     engine = make_engine(url, in_loop=True)
     sessions = make_sessionmaker(engine)
-    async with sessions() as session:
-        incident, _ = await log.open_incident(
-            session,
-            incident=IncidentCreate(type="fire", title="Brann", unit="ila", severity=3),
-            actor="test",
-        )
-        await session.commit()
+    incident = await _opened(sessions)
 
     other = sqlite3.connect(tmp_path / "inloop.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
