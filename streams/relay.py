@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.chain import format_time
+from crisis.chain import HASHED_FIELDS, format_time
 from crisis.models import LogEntry
 from crisis.sqltypes import utcnow
 from crisis.stream_models import FeedPosition
@@ -66,24 +66,13 @@ def entry_record(entry: Mapping[str, Any]) -> bytes:
     return _record(entry, entry.get("data_json") or json.dumps(entry["data"]))
 
 
-#: The columns of a published entry besides ``data``, in their order in the record.
-_HEAD = (
-    "id",
-    "incident_id",
-    "seq",
-    "kind",
-    "at",
-    "actor",
-    "text",
-    "exercise",
-    "corrects",
-    "prev_hash",
-    "hash",
-)
+#: The columns of a published entry besides ``data``, in their order in the record: its
+#: feed position, the hashed fields and the hash.
+_RECORD_HEAD = ("id", *(name for name in HASHED_FIELDS if name != "data"), "hash")
 
 
 def _record(columns: Mapping[str, Any], data: str) -> bytes:
-    head = {name: columns[name] for name in _HEAD}
+    head = {name: columns[name] for name in _RECORD_HEAD}
     head["at"] = format_time(head["at"])
     text = json.dumps(head, ensure_ascii=False)
     return f'{text[:-1]}, "data": {data}}}'.encode()
@@ -165,9 +154,7 @@ class LogRelay:
             await self.publish(records)
             if self.on_published is not None:
                 self.on_published(len(records))
-        self._position = last
-        position = self._position
-        assert position is not None  # read by now
+        position = self._position = last
         if self._ready:
             for id_ in [i for i in self._ready if i <= position]:
                 del self._ready[id_]

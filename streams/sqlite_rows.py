@@ -41,11 +41,6 @@ class SqliteRows:
             c.name: c.type._cached_result_processor(dialect, None) for c in table.columns
         }
 
-    def _values(
-        self, columns: Sequence[str], row: Mapping[str, Any], encoded: Collection[str] = ()
-    ) -> list[Any]:
-        return self._params(columns, [row], encoded)
-
     def _params(
         self,
         columns: Sequence[str],
@@ -113,7 +108,7 @@ class SqliteRows:
         sets = ", ".join(f"{c} = ?" for c in columns)
         _cursor(conn).executemany(
             f"UPDATE {self.name} SET {sets} WHERE {key} = ?",  # noqa: S608 (column names)
-            [[*self._values(columns, row), row[key]] for row in rows],
+            [[*self._params(columns, [row], ()), row[key]] for row in rows],
         )
 
     def select_in(
