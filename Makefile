@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint format bench clean
+.PHONY: venv run test lint format bench properties clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "crisis needs Python 3.11 or newer")'
@@ -38,6 +38,10 @@ test: lint
 ## bench: throughput and latency benchmarks (not part of `make test`)
 bench: venv
 	$(BIN)/python -m tests.bench
+
+## properties: the safety-rule property test at full size (200 random runs per database)
+properties: venv
+	CRISIS_PROPERTY_EXAMPLES=200 $(BIN)/python -m pytest tests/test_safety_properties.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

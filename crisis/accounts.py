@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
-from crisis.models import ApiToken, Incident, Role, User
+from crisis.models import LEVEL_ORDER, ApiToken, Incident, Level, Role, User
 
 _hasher = PasswordHasher()
 
@@ -107,20 +108,47 @@ async def user_for_token(session: AsyncSession, token: str) -> User | None:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which incidents a user may see: all, those of some units, or exercises only."""
+    """Which incidents a user may see: all, those of some units, or exercises only; and,
+    for the ministry, real incidents escalated to at least ``min_level`` only."""
 
     all_units: bool
     units: frozenset[str]
     exercises_only: bool = False
+    real_only: bool = False
+    min_level: Level | None = None
+
+    def levels(self) -> tuple[Level, ...]:
+        """The levels an incident may be at for this scope."""
+        start = LEVEL_ORDER.index(self.min_level) if self.min_level else 0
+        return LEVEL_ORDER[start:]
 
     def allows(self, incident: Incident) -> bool:
         if self.exercises_only:
             return incident.exercise is not None
+        if self.real_only and incident.exercise is not None:
+            return False
+        if self.min_level and incident.level not in self.levels():
+            return False
         return self.all_units or incident.unit in self.units
+
+    def narrow(self, stmt: SelectOfScalar[Incident]) -> SelectOfScalar[Incident]:
+        """``stmt``, a select of incidents, restricted to those :meth:`allows` admits."""
+        if not self.all_units:
+            stmt = stmt.where(col(Incident.unit).in_(self.units))
+        if self.exercises_only:
+            stmt = stmt.where(col(Incident.exercise).is_not(None))
+        if self.real_only:
+            stmt = stmt.where(col(Incident.exercise).is_(None))
+        if self.min_level:
+            stmt = stmt.where(col(Incident.level).in_([lvl.value for lvl in self.levels()]))
+        return stmt
 
 
 def scope_for(user: User, units_by_region: dict[str, list[str]]) -> Scope:
-    """Unit staff see their unit, a region its units, national roles everything."""
+    """Unit staff see their unit, a region its units, national roles everything; the ministry
+    real incidents escalated to it (level ``jd``)."""
+    if user.role == Role.MINISTRY:
+        return Scope(all_units=True, units=frozenset(), real_only=True, min_level=Level.JD)
     if user.role in NATIONAL_ROLES:
         return Scope(all_units=True, units=frozenset())
     if user.role == Role.EXERCISE_CONTROLLER:
@@ -128,8 +156,3 @@ def scope_for(user: User, units_by_region: dict[str, list[str]]) -> Scope:
     if user.role == Role.REGION and user.region:
         return Scope(all_units=False, units=frozenset(units_by_region.get(user.region, [])))
     return Scope(all_units=False, units=frozenset({user.unit} if user.unit else set()))
-
-
-def can_write(user: User) -> bool:
-    """The ministry reads; everyone else with a scope may write to the log."""
-    return user.role != Role.MINISTRY

@@ -1,7 +1,7 @@
 """Tables the board adds: situation reports (append-only versions) and the access log.
 
 A situation report (*situasjonsrapport*) has a header row and versions that are only ever
-appended; approval names one version. Views of inmate identities are recorded in
+appended; approval names one version. Reads of personal references are recorded in
 ``data_access`` rather than in an incident's chain, so that reading never changes the log
 that is being read (a view would otherwise push a new entry to every open board).
 """
@@ -72,7 +72,8 @@ class SitRepVersion(SitRepFields, table=True):
 
 
 class DataAccess(SQLModel, table=True):
-    """One unmasked view of inmate identities: who saw which references, where and when."""
+    """One unmasked read of personal references (``crisis.privacy``): who saw which, where,
+    when and why. ``inmate_refs`` holds every kind of personal reference (historical name)."""
 
     __tablename__ = "data_access"
 
@@ -83,4 +84,5 @@ class DataAccess(SQLModel, table=True):
     incident_id: str = Field(max_length=40, index=True)
     entry_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     inmate_refs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    channel: str = Field(max_length=40, description="'page', 'websocket', 'api'")
+    channel: str = Field(max_length=40, description="'page', 'websocket', 'api', 'dlq'")
+    need: str = Field(default="", max_length=200, description="the role's stated need to know")

@@ -20,14 +20,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
-from crisis import accounts
+from crisis import accounts, privacy
 from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
 from crisis.log import verify_log
 from crisis.organisation import OrganisationError, load_organisation
 from crisis.settings import WORKER_ROLE_HELP, WORKER_ROLES, Settings
 
 LOGIN_FILE = "login.txt"
+OSLO = ZoneInfo("Europe/Oslo")
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -53,6 +55,36 @@ async def _verify(settings: Settings) -> int:
     for brk in report.breaks[1:]:
         print(f"  also: {brk}", file=sys.stderr)
     return 1
+
+
+# --- access audit ---------------------------------------------------------------------
+
+
+async def _audit_access(settings: Settings, args: argparse.Namespace) -> int:
+    """The access audit, newest first, times in Europe/Oslo."""
+    if not 1 <= args.limit <= 100_000:
+        print("crisis audit access: --limit is 1 … 100000", file=sys.stderr)
+        return 2
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+        async with make_sessionmaker(engine)() as session:
+            rows = await privacy.accesses(
+                session, actor=args.actor, incident_id=args.incident, limit=args.limit
+            )
+    finally:
+        await engine.dispose()
+    for row in rows:
+        at = row.at.astimezone(OSLO).strftime("%Y-%m-%d %H:%M:%S %Z")
+        entries = ",".join(str(i) for i in row.entry_ids)
+        print(
+            f"{at}  {row.actor} ({row.role})  {row.channel}  "
+            f"incident {row.incident_id or '-'}  entries {entries or '-'}  "
+            f"refs {', '.join(row.inmate_refs)}  need: {row.need or '-'}"
+        )
+    if not rows:
+        print("no recorded reads", file=sys.stderr)
+    return 0
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -264,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--region", default=None)
     p_add.add_argument("--password", default=None)
 
+    p_audit = sub.add_parser("audit", help="audits")
+    audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
+    p_access = audit_sub.add_parser("access", help="unmasked reads of personal references")
+    p_access.add_argument("--actor", default=None, help="a user name (or user:NAME)")
+    p_access.add_argument("--incident", default=None, help="an incident id")
+    p_access.add_argument("--limit", type=int, default=100, help="rows, newest first")
+
     p_token = sub.add_parser("token", help="API tokens")
     token_sub = p_token.add_subparsers(dest="token_command", required=True)
     p_create = token_sub.add_parser("create", help="create a bearer token for a user")
@@ -318,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_verify(settings))
     if args.command == "user":
         return asyncio.run(_user_add(settings, args))
+    if args.command == "audit":
+        return asyncio.run(_audit_access(settings, args))
     if args.command == "token":
         return asyncio.run(_token_create(settings, args))
     return 2  # pragma: no cover

@@ -239,7 +239,10 @@ async def append_entries(
     entries: list[LogEntry] = []
     for spec in specs:
         payload = _json_safe(spec.data)
-        violations = await _check(session, incident, spec.kind, payload, spec.corrects, known_units)
+        violations = rules.check_message_origin(spec.kind, spec.actor, payload)
+        violations += await _check(
+            session, incident, spec.kind, payload, spec.corrects, known_units
+        )
         if violations:
             status = 409 if any(v.principle == "nærhetsprinsippet" for v in violations) else 422
             raise RuleViolation(violations, status=status)

@@ -1,54 +1,129 @@
-"""Inmates' identities: need-to-know masking, and a record of every unmasked view.
+"""Need-to-know: personal references masked in every output, and every unmasked read audited.
 
-Entries and events may carry ``inmate_ref`` (one reference) or ``inmate_refs`` (a list) in
-their data. Roles that handle the person — the unit's operators, the region, KDI, admins —
-see them; everyone else (communication staff, the ministry, exercise controllers) sees a
-mask. Each time references are shown unmasked, one ``data_access`` row records who, which
-incident, which entries and which references, and through which channel. Free text is not
-scanned: staff are trained to put identities in the reference field, not in the text.
+Entries and events carry references to persons in named fields (:data:`PERSONAL_FIELDS`), at
+any depth: an entry's data may hold the source event (``data["event"]["data"]``,
+``event_data``) and a dead letter the raw event. Roles that handle the person (:data:`NEED`:
+admins, the unit's operators, the region, KDI) see them; communication staff, the ministry and
+exercise controllers see :data:`MASK`. Each read that shows references unmasked writes one
+``data_access`` row — who, which incident, entries and references, the channel, when, and the
+role's stated need — in a table of its own, so reading never changes the log being read.
+Free text (``text``, titles, ``what``/``affected`` of a report) is not scanned: staff are
+trained to put identities in the reference fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.board_models import DataAccess
-from crisis.models import Role, User
+from crisis.models import EntryKind, LogEntry, Role, User
+from crisis.sqltypes import as_utc
+from crisis.stream_models import DeadLetter
 
-IDENTITY_KEYS = ("inmate_ref", "inmate_refs")
-MASK = "••• (skjermet)"
+MASK: Final = "••• (skjermet)"
 
-#: Roles with a need to know who the inmate is.
-NEED_TO_KNOW = frozenset({Role.ADMIN, Role.OPERATOR, Role.REGION, Role.KDI})
+#: Every field that names a person, singular and list form. Masked at any depth of an entry's
+#: or event's data; the event types use ``client_ref`` (EK) and ``protected_person_ref``
+#: (reverse violence alarm), staff write ``inmate_ref`` on the board; the rest are reserved.
+PERSONAL_FIELDS: Final[tuple[str, ...]] = (
+    "inmate_ref",  # innsatt (the board's entry form)
+    "inmate_refs",
+    "client_ref",  # domfelt i friomsorgen / under elektronisk kontroll (ek_* events)
+    "client_refs",
+    "protected_person_ref",  # den voldsalarmen beskytter (reverse_violence_alarm)
+    "protected_person_refs",
+    "banned_person_ref",  # den som har kontaktforbud
+    "banned_person_refs",
+    "victim_ref",  # fornærmede
+    "victim_refs",
+    "offender_ref",  # gjerningsperson
+    "offender_refs",
+    "next_of_kin_ref",  # pårørende
+    "next_of_kin_refs",
+    "person_ref",  # any other person
+    "person_refs",
+    "staff_ref",  # a named employee (injured, threatened, involved)
+    "staff_refs",
+    "staff_id",  # whose personal alarm went off (sensor.personal_alarm)
+)
+_PERSONAL: Final = frozenset(PERSONAL_FIELDS)
+
+#: Why each role with a need to know sees the persons: stored with every unmasked read.
+NEED: Final[Mapping[str, str]] = {
+    Role.ADMIN: "systemforvaltning og tilgangskontroll / system administration and access control",
+    Role.OPERATOR: "driftsansvar for enheten / operational responsibility for the unit",
+    Role.REGION: "regionalt ansvar for enhetene / regional responsibility for its units",
+    Role.KDI: "nasjonal ledelse og oppfølging / national command and oversight",
+}
+
+#: Roles with a need to know who the persons are; every other role sees the mask.
+NEED_TO_KNOW: Final = frozenset(NEED)
 
 
 def sees_identities(user: User) -> bool:
     return user.role in NEED_TO_KNOW
 
 
-def refs_in(data: Mapping[str, Any] | None) -> list[str]:
-    if not data:
-        return []
-    out: list[str] = []
-    for key in IDENTITY_KEYS:
-        value = data.get(key)
-        if isinstance(value, list | tuple):
-            out += [str(v) for v in value if v]
-        elif value:
-            out.append(str(value))
-    return out
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [str(value)] if value not in (None, "") else []
+
+
+def refs_in(data: Any) -> list[str]:
+    """Every personal reference in ``data``, at any depth, in order of appearance."""
+    if isinstance(data, Mapping):
+        out: list[str] = []
+        for key, value in data.items():
+            out += _leaves(value) if key in _PERSONAL else refs_in(value)
+        return out
+    if isinstance(data, list | tuple):
+        return [ref for item in data for ref in refs_in(item)]
+    return []
+
+
+def personal_items(data: Any) -> list[tuple[str, str]]:
+    """(field, value) of every personal reference in ``data`` as it stands (masked or not),
+    at any depth: what a page shows next to an entry."""
+    if isinstance(data, Mapping):
+        out: list[tuple[str, str]] = []
+        for key, value in data.items():
+            if key in _PERSONAL:
+                out += [(key, leaf) for leaf in _leaves(value)]
+            else:
+                out += personal_items(value)
+        return out
+    if isinstance(data, list | tuple):
+        return [pair for item in data for pair in personal_items(item)]
+    return []
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                ([MASK] if isinstance(v, list | tuple) else MASK)
+                if k in _PERSONAL and _leaves(v)
+                else _masked(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 def masked(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A copy of ``data`` with every identity replaced by the mask."""
-    out = dict(data or {})
-    for key in IDENTITY_KEYS:
-        if out.get(key):
-            out[key] = [MASK] if isinstance(out[key], list | tuple) else MASK
-    return out
+    """A copy of ``data`` with every personal reference, at any depth, replaced by the mask."""
+    return dict(_masked(dict(data or {})))
 
 
 def for_viewer(user: User, data: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
@@ -56,6 +131,34 @@ def for_viewer(user: User, data: Mapping[str, Any] | None) -> tuple[dict[str, An
     if sees_identities(user):
         return dict(data or {}), refs_in(data)
     return masked(data), []
+
+
+def raw_for_viewer(user: User, raw: str) -> tuple[str, list[str]]:
+    """A raw event (text, JSON if readable) as this user may see it, and the refs shown.
+
+    Text that is not JSON cannot be masked field by field: if it names a personal field at
+    all, a reader without need-to-know gets the mask instead, and a reader with it is recorded.
+    """
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        named = [f"{field} (uparset / unparsed)" for field in PERSONAL_FIELDS if field in raw]
+        if not named:
+            return raw, []
+        return (raw, named) if sees_identities(user) else (MASK, [])
+    refs = refs_in(parsed)
+    if not refs:
+        return raw, []
+    if sees_identities(user):
+        return raw, refs
+    return json.dumps(_masked(parsed), ensure_ascii=False), []
+
+
+def entry_readable(user: User, entry: LogEntry) -> bool:
+    """Whether an entry is for this user at all: the ministry reads no sitrep versions (drafts)."""
+    if user.role != Role.MINISTRY or entry.kind != EntryKind.SITUATION_REPORT:
+        return True
+    return entry.data.get("action") == "approved"
 
 
 async def record_access(
@@ -67,7 +170,7 @@ async def record_access(
     refs: Iterable[str],
     channel: str,
 ) -> DataAccess | None:
-    """Record one unmasked view (flushes; the caller commits). Nothing shown → nothing kept."""
+    """Record one unmasked read (flushes; the caller commits). Nothing shown → nothing kept."""
     ref_list = sorted(set(refs))
     if not ref_list:
         return None
@@ -78,7 +181,84 @@ async def record_access(
         entry_ids=sorted(set(entry_ids)),
         inmate_refs=ref_list,
         channel=channel,
+        need=NEED.get(user.role, ""),
     )
     session.add(row)
     await session.flush()
     return row
+
+
+async def read_entries(
+    session: AsyncSession,
+    *,
+    user: User,
+    incident_id: str,
+    entries: Iterable[LogEntry],
+    channel: str,
+) -> list[tuple[LogEntry, dict[str, Any]]]:
+    """(entry, its data as this user may see it) for the entries the user may read; one
+    ``data_access`` row when any reference was shown unmasked (flushes; the caller commits)."""
+    out: list[tuple[LogEntry, dict[str, Any]]] = []
+    ids: list[int] = []
+    refs: list[str] = []
+    for entry in entries:
+        if not entry_readable(user, entry):
+            continue
+        data, shown = for_viewer(user, entry.data)
+        if shown:
+            ids.append(entry.id or 0)
+            refs += shown
+        out.append((entry, data))
+    await record_access(
+        session, user=user, incident_id=incident_id, entry_ids=ids, refs=refs, channel=channel
+    )
+    return out
+
+
+async def read_dead_letters(
+    session: AsyncSession, *, user: User, letters: Sequence[DeadLetter]
+) -> list[dict[str, Any]]:
+    """Dead letters as this user may see them (``raw`` masked); unmasked ones are recorded with
+    ``incident_id`` "" (they belong to no incident) and their ids as ``entry_ids``."""
+    out: list[dict[str, Any]] = []
+    ids: list[int] = []
+    refs: list[str] = []
+    for letter in letters:
+        raw, shown = raw_for_viewer(user, letter.raw)
+        if shown:
+            ids.append(letter.id or 0)
+            refs += shown
+        out.append({**letter.model_dump(), "raw": raw})
+    await record_access(session, user=user, incident_id="", entry_ids=ids, refs=refs, channel="dlq")
+    return out
+
+
+def actor_name(actor: str) -> str:
+    """``kari`` and ``user:kari`` name the same actor."""
+    return actor if ":" in actor else f"user:{actor}"
+
+
+async def accesses(
+    session: AsyncSession,
+    *,
+    actor: str | None = None,
+    incident_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[DataAccess]:
+    """The access audit, newest first; ``before`` an id to page backwards from; ``since``
+    inclusive, ``until`` exclusive (naive times are UTC)."""
+    stmt = select(DataAccess).order_by(col(DataAccess.id).desc()).limit(limit)
+    if actor:
+        stmt = stmt.where(DataAccess.actor == actor_name(actor))
+    if incident_id is not None:
+        stmt = stmt.where(DataAccess.incident_id == incident_id)
+    if since is not None:
+        stmt = stmt.where(col(DataAccess.at) >= as_utc(since))
+    if until is not None:
+        stmt = stmt.where(col(DataAccess.at) < as_utc(until))
+    if before is not None:
+        stmt = stmt.where(col(DataAccess.id) < before)
+    return list((await session.exec(stmt)).all())

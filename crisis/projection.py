@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from crisis.models import EntryKind, LogEntry, TaskStatus
+from crisis.rules import NOTIFIER_ACTOR
 from crisis.sqltypes import as_utc
 
 #: Delivery statuses the notifiers record, worst first (how a group's row is coloured).
@@ -151,8 +152,8 @@ def notifications(entries: Iterable[LogEntry]) -> list[GroupDelivery]:
     groups: dict[tuple[str, str], GroupDelivery] = {}
     for e in entries:
         d = e.data or {}
-        if e.kind != EntryKind.MESSAGE or "status" not in d:
-            continue
+        if e.kind != EntryKind.MESSAGE or "status" not in d or e.actor != NOTIFIER_ACTOR:
+            continue  # only the notifiers' receipts say what was delivered
         key = (_str(d.get("update_id")), _str(d.get("group")) or "-")
         g = groups.setdefault(key, GroupDelivery(*key))
         recipient = _str(d.get("recipient")) or f"#{e.seq}"

@@ -160,6 +160,63 @@ def check_correction(corrects: int | None, existing_seqs: int) -> list[Violation
     return []
 
 
+# --- who writes delivery data: the notifiers, and plans: the playbook engine ----------
+
+#: The actor of every delivery receipt (``notifiers.logbook``), the only writer of one.
+NOTIFIER_ACTOR = "system:notifiers"
+#: A ``message`` entry with any of these keys is a delivery receipt (the board reads them).
+DELIVERY_KEYS = frozenset(
+    {
+        "update_id",
+        "message_id",
+        "facts_hash",
+        "recipient",
+        "status",
+        "channel",
+        "attempt",
+        "acknowledged_by",
+        "approved_by",
+        "escalated_to",
+    }
+)
+#: Keys that make an entry a notification plan for the reactions worker.
+PLAN_KEYS = frozenset({"message_type", "plan"})
+
+
+def is_rule_actor(actor: str, data: Mapping[str, Any]) -> bool:
+    """A playbook rule wrote it: ``rule:<playbook>/<rule>`` naming its playbook."""
+    return actor.startswith("rule:") and bool(data.get("playbook"))
+
+
+def check_message_origin(kind: str, actor: str, data: Mapping[str, Any]) -> list[Violation]:
+    """Plans come from the playbook engine and receipts from the notifiers, never a person.
+
+    A person's request for a message is ``POST /api/v1/notifications/updates``, authored by
+    that person, so the two-person rule knows who asked.
+    """
+    out = []
+    if PLAN_KEYS & data.keys() and not is_rule_actor(actor, data):
+        out.append(
+            Violation(
+                "message_type",
+                "bare tiltakskortene lager varslingsplaner; be om et varsel med "
+                "POST /api/v1/notifications/updates / only the playbook engine makes a "
+                "notification plan: ask for a message with POST /api/v1/notifications/updates",
+                principle="to-personsregel",
+            )
+        )
+    if kind == EntryKind.MESSAGE and actor != NOTIFIER_ACTOR:
+        for key in sorted(DELIVERY_KEYS & data.keys()):
+            out.append(
+                Violation(
+                    key,
+                    "leveringskvitteringer skrives bare av varslingstjenesten / delivery "
+                    "receipts are written by the notifiers only",
+                )
+            )
+    return out
+
+
 # --- crisis communication: staff before the public -------------------------------------
 
 #: Groups that are "the public" for the staff-first rule (DOMAIN.md, crisis communication).

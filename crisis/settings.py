@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     )
     organisation: Path | None = Field(default=None, description="Organisation YAML; unset → demo.")
     notify_config: Path | None = Field(default=None, description="Recipients/channels YAML.")
+    sms_inbound_auth_token: str | None = Field(
+        default=None, description="Twilio auth token: inbound SMS must be signed; unset → not."
+    )
     playbooks: Path | None = Field(
         default=None, description="Directory of playbook YAML files; unset → the shipped library."
     )

@@ -292,6 +292,14 @@ async def approve(
             "version", f"approve the newest version ({newest}); version {version} is not it", 409
         )
     chosen = versions[-1]
+    if chosen.next_update_at is None:
+        raise SitRepError(
+            "next_update_at",
+            "en situasjonsrapport sier når neste oppdatering kommer: legg inn tidspunktet i en "
+            "ny versjon / a situation report says when the next update comes: add it in a "
+            "new version before approving",
+            422,
+        )
     actor = f"user:{user.name}"
     entry = await log.append_entry(
         session,

@@ -33,10 +33,11 @@ GROUP_KINDS: Final[tuple[str, ...]] = GroupKind.__args__  # type: ignore[attr-de
 
 #: Told before the public, at the latest at the same time (ansatte inkl. verneombud/tillitsvalgte).
 STAFF_KINDS: Final = frozenset({"staff", "leaders", "safety", "unions"})
-#: Held until the staff message of the same update is settled.
+#: Held until the incident's staff have been told (every staff message before it settled).
 PUBLIC_KINDS: Final = frozenset({"media", "public"})
-#: Two-person rule: sent only after a second authorised user approves.
-APPROVAL_KINDS: Final = frozenset({"families", "ministry", "media", "public"})
+#: Two-person rule: sent only after a second authorised user approves. Inmates are in it so
+#: that they hear only text a person approved for them (no internal task titles).
+APPROVAL_KINDS: Final = frozenset({"families", "ministry", "media", "public", "inmates"})
 
 Channel = Literal["sms", "email", "teams", "slack", "matrix", "webhook", "feed", "newswire"]
 CHANNELS: Final[tuple[str, ...]] = Channel.__args__  # type: ignore[attr-defined]

@@ -7,8 +7,8 @@ gates that no template or playbook can bypass:
    participant of that exercise (anyone else: ``blocked``, logged) and always starts with
    "ØVELSE ØVELSE ØVELSE". This is the last check before apprise.
 2. **Two-person rule** — messages awaiting approval are never picked.
-3. **Staff before the public** — a media/public message is ``held`` (logged once) while a
-   staff message of the same update is still undelivered and has fallbacks left.
+3. **Staff before the public** — a media/public message is ``held`` (logged once) until the
+   incident's staff have been told, whichever update carried them (``_staff_told``).
 
 Then it sends with bounded concurrency (at most ``delivery.concurrency`` targets in flight):
 ``json://``/``jsons://`` targets (our async plugin :class:`channels.AsyncJSON`) are called
@@ -86,6 +86,21 @@ class _Budget:
         async with self._cond:
             self.used -= n
             self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class _StaffGate:
+    first_update_settled: bool  # the incident's first staff update: delivered or failed
+    first_open: int | None  # the lowest id of a staff message still to settle
+
+
+def _staff_told(gate: _StaffGate | None, m: OutboxMessage) -> bool:
+    """The incident's staff have been told before ``m`` may go: its first staff update has
+    settled (delivered, or failed on every contact), and so has every staff message written
+    before ``m``, whichever update carries it."""
+    if gate is None or m.id is None:
+        return False
+    return gate.first_update_settled and (gate.first_open is None or gate.first_open > m.id)
 
 
 class Dispatcher:
@@ -225,7 +240,9 @@ class Dispatcher:
                     )
                 ).all()
             )
-            staff_open = await self._staff_open(session, {m.update_id for m in due})
+            staff_gate = await self._staff_gate(
+                session, {m.incident_id for m in due if m.group in PUBLIC_KINDS}
+            )
             receipts: list[logbook.Receipt] = []
             sends: list[_Send] = []
             urls_in_pass: set[str] = set()
@@ -251,8 +268,8 @@ class Dispatcher:
                         )
                     )
                     continue
-                # 3. staff are never told after the public.
-                if m.group in PUBLIC_KINDS and staff_open.get(m.update_id, 0):
+                # 3. staff are never told after the public: whichever update carries them.
+                if m.group in PUBLIC_KINDS and not _staff_told(staff_gate.get(m.incident_id), m):
                     if m.status != MessageStatus.HELD:
                         m.status = MessageStatus.HELD.value
                         session.add(m)
@@ -262,7 +279,7 @@ class Dispatcher:
                                 update,
                                 "held",
                                 error="venter til ansatte har fått meldingen / "
-                                "waiting for the staff message of this update",
+                                "waiting until the incident's staff have been told",
                             )
                         )
                     continue
@@ -282,19 +299,59 @@ class Dispatcher:
         k, n = self.shard
         return col(OutboxMessage.id) % n == k if n > 1 else true()
 
-    async def _staff_open(self, session: AsyncSession, update_ids: set[str]) -> dict[str, int]:
-        rows = (
-            await session.exec(
-                select(OutboxMessage.update_id, func.count())
-                .where(
-                    col(OutboxMessage.update_id).in_(update_ids),
-                    col(OutboxMessage.group).in_(STAFF_KINDS),
-                    col(OutboxMessage.status).not_in([s.value for s in FINAL]),
+    async def _staff_gate(
+        self, session: AsyncSession, incident_ids: set[str]
+    ) -> dict[str, _StaffGate]:
+        """Per incident with staff messages: whether its first staff update has settled, and
+        the id of its first unsettled staff message.
+
+        Read from the whole outbox (every update and shard), so no update, path or shard
+        can carry a public message past the incident's staff.
+        """
+        if not incident_ids:
+            return {}
+        staff = (
+            col(OutboxMessage.incident_id).in_(incident_ids),
+            col(OutboxMessage.group).in_(STAFF_KINDS),
+        )
+        unsettled = col(OutboxMessage.status).not_in([s.value for s in FINAL])
+        by_incident = (OutboxMessage.incident_id, func.min(OutboxMessage.id))
+        first = await session.exec(select(*by_incident).where(*staff).group_by(by_incident[0]))
+        first_ids = [int(i) for _, i in first.all() if i is not None]
+        if not first_ids:
+            return {}
+        first_update = dict(
+            (
+                await session.exec(
+                    select(OutboxMessage.incident_id, OutboxMessage.update_id).where(
+                        col(OutboxMessage.id).in_(first_ids)
+                    )
                 )
-                .group_by(col(OutboxMessage.update_id))
-            )
-        ).all()
-        return {uid: int(n) for uid, n in rows}
+            ).all()
+        )
+        open_ids: dict[str, int] = {
+            iid: int(i)
+            for iid, i in (
+                await session.exec(
+                    select(*by_incident).where(*staff, unsettled).group_by(by_incident[0])
+                )
+            ).all()
+            if i is not None
+        }
+        open_updates = set(
+            (
+                await session.exec(
+                    select(OutboxMessage.update_id)
+                    .where(*staff, unsettled)
+                    .where(col(OutboxMessage.update_id).in_(set(first_update.values())))
+                    .distinct()
+                )
+            ).all()
+        )
+        return {
+            iid: _StaffGate(update not in open_updates, open_ids.get(iid))
+            for iid, update in first_update.items()
+        }
 
     def _url(self, m: OutboxMessage) -> str:
         return self.config.person(m.recipient).contacts[m.contact_index].url

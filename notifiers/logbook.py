@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crisis import log
 from crisis.chain import entry_digest, format_time
 from crisis.models import EntryKind, LogEntry
+from crisis.rules import NOTIFIER_ACTOR
 from crisis.sqltypes import utcnow
 
 
@@ -31,7 +32,7 @@ class Receipt:
     incident_id: str
     text: str
     data: dict[str, Any]
-    actor: str = "system:notifiers"
+    actor: str = NOTIFIER_ACTOR
 
 
 async def write(session: AsyncSession, receipts: Iterable[Receipt]) -> int:

@@ -27,12 +27,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.log import IncidentNotFound
-from crisis.models import Incident
+from crisis.models import Incident, LogEntry
 from crisis.sqltypes import as_utc, utcnow
 from notifiers import logbook, rendering
 from notifiers.config import (
     APPROVAL_KINDS,
     GROUP_KINDS,
+    PUBLIC_KINDS,
     STAFF_KINDS,
     Group,
     NotifyConfig,
@@ -64,13 +65,19 @@ GROUP_ORDER = (
 class NotifyError(ValueError):
     """Refused request (a clear message; nothing is written)."""
 
+    principle: str | None = None
+
     def __init__(self, field: str, message: str, status: int = 422) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message, self.status = field, message, status
 
 
 class ApprovalRefused(NotifyError):
-    pass
+    principle = "to-personsregel"
+
+
+class StaffFirstRefused(NotifyError):
+    principle = "ansatte-foerst"
 
 
 @dataclass(frozen=True)
@@ -321,6 +328,7 @@ async def prepare_update(
     original_at: datetime | None = None,
     send_at: datetime | None = None,
     approvals: set[tuple[str, str, str]] | None = None,
+    staff_covered: bool = False,
 ) -> PreparedUpdate:
     """Everything of an update that reads or renders, nothing that writes: on SQLite the
     first write takes the database's single writer lock (the ingest waits for it), so the
@@ -329,9 +337,15 @@ async def prepare_update(
     ``facts`` has ``title``, ``known`` (what is known) and ``actions`` (what is being done),
     each plain text or ``{nb: …, en: …, pl: …}``. ``next_update_at`` is required. The
     incident's exercise flag is authoritative (``exercise`` can only add one). Messages to
-    families, ministry, media and public wait for :func:`approve_update`; alarms to staff go
-    at once. ``send_at`` delays delivery (a playbook's offset); the gates still apply then.
+    families, ministry, media, public and inmates wait for :func:`approve_update`; alarms to
+    staff go at once. ``send_at`` delays delivery (a playbook's offset); the gates still apply then.
     ``approvals``: the approved translations, if the caller has read them already.
+
+    Staff first, per incident: an update to media or the public for an incident whose staff
+    have no message yet also goes to the unit's staff groups, with the same facts (the
+    dispatcher then holds the public until they are told); with no staff group configured
+    for the unit it is refused. ``staff_covered``: the caller queues a staff update for the
+    incident in the same transaction (a playbook's plan).
     """
     config = config or default_config()
     if next_update_at is None:
@@ -348,9 +362,24 @@ async def prepare_update(
         raise IncidentNotFound(incident_id)
     next_update_at = as_utc(next_update_at)
     if targets is None:
-        targets, missing = resolve_targets(
-            config, groups=groups, unit=incident.unit, alarm=kind == UpdateKind.ALARM
+        told = (
+            staff_covered
+            or not PUBLIC_KINDS & set(groups)
+            or await staff_messaged(session, incident_id=incident_id)
         )
+        added = [] if told or STAFF_KINDS & set(groups) else sorted(STAFF_KINDS)
+        targets, missing = resolve_targets(
+            config, groups=[*groups, *added], unit=incident.unit, alarm=kind == UpdateKind.ALARM
+        )
+        missing = [k for k in missing if k not in added]
+        if not told and not STAFF_KINDS & {t.group for t in targets}:
+            raise StaffFirstRefused(
+                "groups",
+                "ansatte informeres før offentligheten, men enheten "
+                f"{incident.unit} har ingen ansattgruppe / staff are told before the "
+                f"public, and unit {incident.unit} has no staff group configured",
+                status=409,
+            )
     else:
         missing = []
     approval_required = any(t.group in APPROVAL_KINDS for t in targets)
@@ -388,6 +417,19 @@ async def prepare_update(
         for row in rows:
             row["next_attempt_at"] = as_utc(send_at)
     return PreparedUpdate(update, rows, missing, incident.unit, send_at)
+
+
+async def staff_messaged(session: AsyncSession, *, incident_id: str) -> bool:
+    """Whether any message to the incident's staff groups exists (whatever its state)."""
+    found = await session.exec(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.incident_id == incident_id,
+            col(OutboxMessage.group).in_(STAFF_KINDS),
+        )
+        .limit(1)
+    )
+    return found.first() is not None
 
 
 async def write_update(session: AsyncSession, prepared: PreparedUpdate) -> NotifyUpdate:
@@ -446,6 +488,17 @@ async def _update(session: AsyncSession, update_id: str) -> NotifyUpdate:
     return update
 
 
+async def _askers(session: AsyncSession, update: NotifyUpdate) -> set[str]:
+    """Who asked for an update: its author; for a playbook's, also the person who opened the
+    incident by hand (their opening made the plan, so they are not the second person)."""
+    if not update.author.startswith("rule:"):
+        return {update.author}
+    opened_by = await session.exec(
+        select(LogEntry.actor).where(LogEntry.incident_id == update.incident_id, LogEntry.seq == 1)
+    )
+    return {update.author, *opened_by.all()}
+
+
 async def approve_update(session: AsyncSession, *, update_id: str, approver: str) -> NotifyUpdate:
     """Second person approves: releases the update's families/ministry/media/public messages."""
     update = await _update(session, update_id)
@@ -453,7 +506,7 @@ async def approve_update(session: AsyncSession, *, update_id: str, approver: str
         raise ApprovalRefused("update_id", "this update needs no approval", status=409)
     if update.approved_by:
         raise ApprovalRefused("update_id", f"already approved by {update.approved_by}", 409)
-    if approver == update.author:
+    if approver in await _askers(session, update):
         raise ApprovalRefused(
             "approver",
             "to-personsregel: the author cannot approve their own message / "
@@ -482,8 +535,11 @@ async def approve_update(session: AsyncSession, *, update_id: str, approver: str
     return update
 
 
-async def acknowledge(session: AsyncSession, *, code: str, by: str | None = None) -> OutboxMessage:
-    """A recipient confirms a message by its code; logs who (the recipient, and the user)."""
+async def acknowledge(
+    session: AsyncSession, *, code: str, by: str | None = None, via: str | None = None
+) -> OutboxMessage:
+    """A recipient confirms a message by its code; logs who (the recipient, and the user) and,
+    when given, how (``via``: ``link`` for the confirmation page, ``sms`` for a reply)."""
     message = (
         await session.exec(select(OutboxMessage).where(OutboxMessage.ack_code == code))
     ).first()
@@ -494,11 +550,23 @@ async def acknowledge(session: AsyncSession, *, code: str, by: str | None = None
     if message.status != MessageStatus.SENT:
         raise NotifyError("code", f"message is {message.status}, not sent", status=409)
     update = await _update(session, message.update_id)
-    message.status = MessageStatus.ACKNOWLEDGED.value
-    message.acknowledged_at = utcnow()
-    message.acknowledged_by = by or f"recipient:{message.recipient}"
-    session.add(message)
-    await session.flush()
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    # Only while still sent: of two confirmations at once (a double click) one is logged.
+    changed = await session.exec(
+        table.update()
+        .where(table.c.id == message.id, table.c.status == MessageStatus.SENT.value)
+        .values(
+            status=MessageStatus.ACKNOWLEDGED.value,
+            acknowledged_at=utcnow(),
+            acknowledged_by=by or f"recipient:{message.recipient}",
+        )
+    )
+    await session.refresh(message)
+    if message.status != MessageStatus.ACKNOWLEDGED:
+        raise NotifyError("code", f"message is {message.status}, not sent", status=409)
+    if changed.rowcount == 0:
+        return message
+    extra = {"via": via} if via else {}
     await logbook.write(
         session,
         [
@@ -508,6 +576,7 @@ async def acknowledge(session: AsyncSession, *, code: str, by: str | None = None
                 "acknowledged",
                 channel=message.channel,
                 acknowledged_by=message.acknowledged_by,
+                **extra,
             )
         ],
     )

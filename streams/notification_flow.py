@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.models import EntryKind, Incident, LogEntry
+from crisis.rules import is_rule_actor
 from crisis.sqltypes import as_utc, utcnow
 from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
@@ -45,12 +46,28 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 DEFAULT_NEXT_UPDATE = timedelta(hours=1)
 
+#: What inmates are told from a plan: plain language and nothing internal (no task titles,
+#: no cell or person); a person approves it (two-person rule) or sends better words.
+INMATE_FACTS: dict[str, Any] = {
+    "title": {"nb": "Beskjed fra enheten", "en": "Message from the unit"},
+    "known": {
+        "nb": "Det har skjedd en hendelse ved enheten. De ansatte håndterer den.",
+        "en": "Something has happened at the unit. The staff are dealing with it.",
+    },
+    "actions": {
+        "nb": "Følg beskjeder fra de ansatte. Du får vite mer når vi vet mer.",
+        "en": "Follow the staff's instructions. You will hear more when we know more.",
+    },
+}
+
 
 def is_plan(entry: Mapping[str, Any]) -> bool:
+    """A playbook rule's plan; the log refuses one from anyone else, and so does this."""
     data = entry.get("data") or {}
     return (
         entry.get("kind") == EntryKind.MESSAGE.value
         and isinstance(data, Mapping)
+        and is_rule_actor(str(entry.get("actor", "")), data)
         and data.get("message_type") == "notification_request"
         and isinstance(data.get("plan"), list)
     )
@@ -106,6 +123,9 @@ async def queue_plan(
     # database's single writer lock, and the ingest waits for it.
     approvals = await db_translation_approvals(session)
     prepared = []
+    # The plan's own staff step tells the staff (the loader checks it comes no later than the
+    # media's); the dispatcher holds the public until it has.
+    staff_covered = any(item["group"] == "staff" for item, _ in items)
     for item, author in items:
         if author in queued:
             continue
@@ -119,7 +139,7 @@ async def queue_plan(
                     session,
                     config=config,
                     incident_id=incident.id,
-                    facts=facts,
+                    facts=INMATE_FACTS if item["group"] == "inmates" else facts,
                     groups=list(GROUPS[item["group"]]),
                     template="alarm" if alarm else "update",
                     kind="alarm" if alarm else "update",
@@ -128,6 +148,7 @@ async def queue_plan(
                     exercise=incident.exercise,
                     send_at=None if immediate else send_at,
                     approvals=approvals,
+                    staff_covered=staff_covered,
                 )
             )
         except NotifyError as exc:

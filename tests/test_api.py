@@ -87,9 +87,15 @@ async def test_ministry_reads_but_cannot_write(api: ApiHarness) -> None:
     op = await api.user("op", "operator", unit="agder-froland")
     jd = await api.user("jd", "ministry")
     incident = await _open(api, op)
-    assert (
-        await api.client.get(f"/api/v1/incidents/{incident['id']}", headers=jd)
-    ).status_code == 200
+    # the ministry reads incidents escalated to it (need-to-know), not a unit's
+    url = f"/api/v1/incidents/{incident['id']}"
+    assert (await api.client.get(url, headers=jd)).status_code == 403
+    for level in ("region", "kdi", "jd"):
+        r = await api.client.post(
+            f"{url}/escalate", json={"to": level, "reason": "alvorlig"}, headers=op
+        )
+        assert r.status_code == 201, r.text
+    assert (await api.client.get(url, headers=jd)).status_code == 200
     response = await api.client.post(
         f"/api/v1/incidents/{incident['id']}/entries",
         json={"kind": "observation", "text": "x"},

@@ -176,11 +176,9 @@ def test_a_posted_entry_and_a_new_incident_appear_live_without_reload(
         checklist=["Tilsyn", "Meld tilbake"],
     )
     expect(page.locator("#panel-tasks")).to_contain_text("Kontroller celle A2-114", timeout=LIVE_MS)
-    _entry(
-        board,
+    board.receipt(
         incident["id"],
-        kind="message",
-        text="SMS til ansatte",
+        "SMS til ansatte",
         update_id="u1",
         group="staff",
         recipient="+4740000001",

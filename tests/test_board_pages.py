@@ -11,6 +11,7 @@ import httpx
 from sqlmodel import select
 
 from crisis.board_models import DataAccess
+from notifiers import logbook
 from tests.conftest import ApiHarness
 
 INCIDENT = {"type": "fire", "title": "Brann i verksted", "unit": "agder-froland", "severity": 4}
@@ -130,20 +131,15 @@ async def test_incident_page_reads_tasks_contacts_and_deliveries_from_the_log(
                 "text": "Brannvesenet",
                 "actor": {"kind": "fire", "name": "Agder brannvesen", "status": "acknowledged"},
             },
-            {
-                "kind": "message",
-                "text": "SMS",
-                "update_id": "u7",
-                "group": "staff",
-                "recipient": "a",
-                "channel": "sms",
-                "status": "held",
-                "attempt": 0,
-            },
         ]
         for body in entries:
             r = await api.client.post(f"/api/v1/incidents/{iid}/entries", json=body, headers=op_h)
             assert r.status_code == 201, r.text
+        receipt = {"update_id": "u7", "group": "staff", "recipient": "a", "channel": "sms"}
+        async with api.app.state.sessions() as session:  # as the notifiers write it
+            data = {**receipt, "status": "held", "attempt": 0}
+            await logbook.write(session, [logbook.Receipt(iid, "SMS", data)])
+            await session.commit()
         page = (await op.get(f"/incidents/{iid}/panels")).text
         assert "Evakuer avdeling B" in page and "on_duty" in page and "Telling" in page
         assert "Agder brannvesen" in page and "bekreftet" in page
@@ -168,3 +164,19 @@ async def test_roles_and_groups_are_shown_as_staff_say_them(api: ApiHarness) -> 
         assert "(leder)" in page
         english = (await client.get(f"/incidents/{iid}?lang=en")).text
         assert '<td title="on_duty">on-duty officer</td>' in english
+
+
+async def test_the_incident_page_offers_only_what_the_role_may_do(api: ApiHarness) -> None:
+    """Forms follow the permission table: no decision form the API would refuse with 403."""
+    op_h = await api.user("op", "operator", unit="agder-froland")
+    iid = await _incident(api, op_h)
+    seen: dict[str, set[str]] = {}
+    for name, role in (("op2", "operator"), ("k", "kdi"), ("c", "communication")):
+        async with _login(api, name, role, unit="agder-froland") as (client, _):
+            page = (await client.get(f"/incidents/{iid}")).text
+            seen[role] = {
+                form for form in ("form-entry", "form-decision", "form-escalate") if form in page
+            } | ({"measure"} if 'name="measure"' in page else set())
+    assert seen["operator"] == {"form-entry", "form-decision", "form-escalate", "measure"}
+    assert seen["kdi"] == {"form-entry", "form-decision", "form-escalate"}
+    assert seen["communication"] == {"form-entry"}

@@ -71,9 +71,9 @@ async def test_request_approve_acknowledge_and_correct_over_http(
             await session.exec(select(OutboxMessage).where(OutboxMessage.recipient == "leader-a"))
         ).one()
     assert leader.ack_code and leader.ack_code in sink.to("/leader/a")[0].body["message"]
-    r = await api.client.get(f"/api/v1/notifications/ack/{leader.ack_code}")  # no login: the code
+    r = await api.client.post(f"/api/v1/notifications/ack/{leader.ack_code}")  # no login: the code
     assert r.status_code == 200 and "leader-a" in r.text
-    assert (await api.client.get("/api/v1/notifications/ack/nope")).status_code == 404
+    assert (await api.client.post("/api/v1/notifications/ack/nope")).status_code == 404
     async with api.app.state.sessions() as session:
         entries = (
             await session.exec(select(LogEntry).where(LogEntry.incident_id == incident))

@@ -39,7 +39,7 @@ def test_the_shipped_example_is_valid_and_matches_the_demo_organisation() -> Non
     assert all(len(config.person(m).contacts) >= 1 for g in config.groups for m in g.members)
     assert any(len(p.contacts) >= 2 for p in config.people)  # primary and alternate
     assert config.exercises  # participant lists
-    assert APPROVAL_KINDS == {"families", "ministry", "media", "public"}
+    assert APPROVAL_KINDS == {"families", "ministry", "media", "public", "inmates"}
 
 
 def test_the_example_is_what_load_reads_from_a_path(tmp_path: Path) -> None:

@@ -7,18 +7,19 @@ from typing import Any
 
 from crisis import projection
 from crisis.models import LogEntry
+from crisis.rules import NOTIFIER_ACTOR
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
-def _e(seq: int, kind: str, text: str = "", **data: Any) -> LogEntry:
+def _e(seq: int, kind: str, text: str = "", by: str = "rule:pb/r", **data: Any) -> LogEntry:
     return LogEntry(
         id=seq,
         incident_id="i",
         seq=seq,
         kind=kind,
         at=T0 + timedelta(minutes=seq),
-        actor="rule:pb/r",
+        actor=by,
         text=text,
         data=data,
         prev_hash="",
@@ -57,12 +58,41 @@ def test_contacts_one_row_per_actor_with_its_latest_status() -> None:
 
 
 def test_notifications_per_group_latest_attempt_per_recipient() -> None:
+    n = NOTIFIER_ACTOR
     log = [
-        _e(1, "message", update_id="u1", group="staff", recipient="a", status="failed"),
-        _e(2, "message", update_id="u1", group="staff", recipient="a", status="sent", attempt=2),
-        _e(3, "message", update_id="u1", group="staff", recipient="b", status="timed_out"),
-        _e(4, "message", update_id="u1", group="media", recipient="c", status="held"),
+        _e(1, "message", by=n, update_id="u1", group="staff", recipient="a", status="failed"),
+        _e(
+            2,
+            "message",
+            by=n,
+            update_id="u1",
+            group="staff",
+            recipient="a",
+            status="sent",
+            attempt=2,
+        ),
+        _e(3, "message", by=n, update_id="u1", group="staff", recipient="b", status="timed_out"),
+        _e(4, "message", by=n, update_id="u1", group="media", recipient="c", status="held"),
         _e(5, "message", text="a person's note, not a delivery"),
+        # A receipt written by anyone but the notifiers says nothing about delivery.
+        _e(
+            6,
+            "message",
+            actor="user:x",
+            update_id="u1",
+            group="staff",
+            recipient="b",
+            status="acknowledged",
+        ),
+        _e(
+            7,
+            "message",
+            actor="user:x",
+            update_id="u9",
+            group="families",
+            recipient="d",
+            status="sent",
+        ),
     ]
     groups = {g.group: g for g in projection.notifications(log)}
     assert groups["staff"].counts == {"sent": 1, "timed_out": 1}

@@ -15,6 +15,8 @@ from crisis.producer import OUTBOX_FILE, EventProducer
 from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
 from web import (
+    acknowledgements,
+    audit,
     auth,
     board,
     board_ws,
@@ -98,8 +100,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         incidents,
         ingest,
         dlq,
+        audit,
         violations,
         notifications,
+        acknowledgements,
         sitreps,
         board,
         board_ws,

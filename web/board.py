@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlmodel import col, select
 
-from crisis import log, privacy, projection, sitreps
+from crisis import log, permissions, privacy, projection, sitreps
 from crisis.board_models import SitRepStatus
 from crisis.incident_types import INCIDENT_TYPE_LABELS
 from crisis.models import Incident, LogEntry, Role, Status, User
@@ -79,6 +79,7 @@ def environment(app: Any) -> Environment:
         env.globals["sevclass"] = lambda s: SEVERITY_CLASS.get(int(s or 0), "sev0")
         env.globals["coercive_measures"] = sorted(COERCIVE_MEASURES)
         env.globals["type_label"] = type_label
+        env.globals["personal_fields"] = list(privacy.PERSONAL_FIELDS)
         app.state.board_templates = env
     return env
 
@@ -143,11 +144,7 @@ async def _open_incidents(session: Any, user: User, request: Request) -> list[In
         .where(Incident.status == Status.OPEN.value)
         .order_by(col(Incident.severity).desc(), col(Incident.opened_at).desc())
     )
-    if not scope.all_units:
-        stmt = stmt.where(col(Incident.unit).in_(scope.units))
-    if scope.exercises_only:
-        stmt = stmt.where(col(Incident.exercise).is_not(None))
-    return list((await session.exec(stmt)).all())
+    return list((await session.exec(scope.narrow(stmt))).all())
 
 
 async def _overview_context(session: Any, user: User, request: Request) -> dict[str, Any]:
@@ -235,26 +232,25 @@ async def _incident_for(request: Request, session: Any, user: User, incident_id:
 async def _shown_entries(
     session: Any, user: User, incident: Incident, entries: list[LogEntry], channel: str
 ) -> list[dict[str, Any]]:
-    """Entries as this user may see them; unmasked identities are recorded (data_access)."""
-    out, ids, refs = [], [], []
-    for e in entries:
-        data, shown = privacy.for_viewer(user, e.data)
-        if shown:
-            ids.append(e.id or 0)
-            refs += shown
-        out.append({"e": e, "data": data})
-    if refs:
-        await privacy.record_access(
-            session, user=user, incident_id=incident.id, entry_ids=ids, refs=refs, channel=channel
-        )
-        await session.commit()
-    return out
+    """Entries as this user may see them; unmasked references are recorded (data_access)."""
+    shown = await privacy.read_entries(
+        session, user=user, incident_id=incident.id, entries=entries, channel=channel
+    )
+    await session.commit()
+    return [{"e": e, "data": data, "refs": privacy.personal_items(data)} for e, data in shown]
 
 
 async def _panels_context(
-    request: Request, session: Any, user: User, incident: Incident
+    request: Request, session: Any, user: User, incident: Incident, *, whole_log: bool = False
 ) -> dict[str, Any]:
+    """The side panels; ``whole_log``: also every entry as shown (``shown``), read once."""
     entries = await log.timeline(session, incident.id)
+    decisions = projection.decisions(entries)
+    # One read, one audit row: the page's log already shows the decisions the panel repeats.
+    shown = await _shown_entries(
+        session, user, incident, entries if whole_log else decisions, "page"
+    )
+    wanted = {e.id for e in decisions}
     groups = projection.notifications(entries)
     org = request.app.state.organisation
     region = org.units[incident.unit].region if incident.unit in org.units else None
@@ -263,9 +259,8 @@ async def _panels_context(
         "incident": incident,
         "entries": entries,
         "tasks": projection.tasks(entries),
-        "decisions": await _shown_entries(
-            session, user, incident, projection.decisions(entries), "page"
-        ),
+        "shown": shown,
+        "decisions": [item for item in shown if item["e"].id in wanted],
         "contacts": projection.contacts(entries),
         "groups": groups,
         "held": projection.held_updates(groups),
@@ -277,7 +272,8 @@ async def _panels_context(
             session, incident_id=incident.id, approved_only=False
         ),
         "can_approve": sitreps.can_approve(user, incident, region_of_owner=region),
-        "writer": user.role != Role.MINISTRY,
+        "writer": permissions.allowed(user.role, permissions.Action.WRITE_ENTRY),
+        "can": {a.value: permissions.allowed(user.role, a) for a in permissions.Action},
         "now": utcnow(),
     }
 
@@ -288,14 +284,12 @@ async def incident_page(incident_id: str, request: Request, session: SessionDep)
     if user is None:
         return to_login(request)
     incident = await _incident_for(request, session, user, incident_id)
-    ctx = await _panels_context(request, session, user, incident)
-    shown = await _shown_entries(session, user, incident, ctx["entries"], "page")
+    ctx = await _panels_context(request, session, user, incident, whole_log=True)
     unit = request.app.state.organisation.units.get(incident.unit)
     return render(
         request,
         "incident.html",
         user=user,
-        shown=shown,
         unit_name=unit.name if unit else incident.unit,
         resume=await head(session),
         page="incident",
@@ -336,7 +330,7 @@ async def sitrep_page(sitrep_id: int, request: Request, session: SessionDep) -> 
         draft=view.report.status == SitRepStatus.DRAFT,
         can_approve=user.role != Role.MINISTRY
         and sitreps.can_approve(user, incident, region_of_owner=region),
-        writer=user.role != Role.MINISTRY,
+        writer=permissions.allowed(user.role, permissions.Action.WRITE_ENTRY),
         resume=await head(session),
         page="sitrep",
     )

@@ -56,10 +56,3 @@ def scope_of(user: User, org: Organisation) -> accounts.Scope:
     for unit in org.units.values():
         by_region.setdefault(unit.region, []).append(unit.id)
     return accounts.scope_for(user, by_region)
-
-
-def require_writer(user: User) -> None:
-    if not accounts.can_write(user):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "rollen har bare lesetilgang / read-only role"
-        )

@@ -1,7 +1,8 @@
 """``GET /api/v1/events/dlq``: the events the worker refused, with the reasons (thin view).
 
 Scope-aware like incidents: unit and region staff see the dead letters naming their units;
-a dead letter whose unit is missing or unknown is visible to admin and KDI only.
+a dead letter whose unit is missing or unknown is visible to admin and KDI only. Personal
+references in the raw event are masked by need-to-know; an unmasked read is audited (``dlq``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import col, select
 
+from crisis import privacy
 from crisis.models import Role
 from crisis.stream_models import DeadLetter, DeadLetterPublic
 from web.deps import CurrentUser, Org, SessionDep, scope_of
@@ -31,7 +33,8 @@ async def list_dead_letters(
     before: Annotated[int | None, Query(description="id to page backwards from")] = None,
 ) -> Any:
     scope = scope_of(user, org)
-    if scope.exercises_only:
+    if scope.exercises_only or scope.min_level:
+        # Dead letters belong to no incident: scopes narrowed to exercises or a level see none.
         raise HTTPException(status.HTTP_403_FORBIDDEN, "utenfor ditt ansvarsområde / out of scope")
     stmt = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
     if type_:
@@ -44,4 +47,7 @@ async def list_dead_letters(
         stmt = stmt.where(col(DeadLetter.unit).in_(scope.units))
     elif user.role not in _SEE_UNSCOPED:
         stmt = stmt.where(col(DeadLetter.unit).in_(list(org.units)))
-    return (await session.exec(stmt)).all()
+    letters = (await session.exec(stmt)).all()
+    shown = await privacy.read_dead_letters(session, user=user, letters=letters)
+    await session.commit()
+    return shown

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from crisis.log import IncidentNotFound, RuleViolation
+from crisis.permissions import Forbidden
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[int | None, str]:
@@ -37,3 +38,8 @@ def install(app: FastAPI) -> None:
             {"errors": [{"index": None, "field": "id", "message": f"no incident {exc}"}]},
             status_code=404,
         )
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        error = {"index": None, "field": "role", "message": str(exc), "action": exc.action.value}
+        return JSONResponse({"errors": [error], "detail": str(exc)}, status_code=403)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import log
+from crisis import log, privacy
 from crisis.models import (
     USER_ENTRY_KINDS,
     Impact,
     Incident,
     IncidentCreate,
     IncidentPublic,
+    LogEntry,
     LogEntryPublic,
     User,
 )
 from crisis.organisation import Organisation
-from web.deps import CurrentUser, Org, SessionDep, require_writer, scope_of
+from crisis.permissions import Action, entry_action, require
+from web.deps import CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -67,6 +71,24 @@ async def _visible(session: Any, user: User, org: Organisation, incident_id: str
     return incident
 
 
+async def _as_read(
+    session: AsyncSession, user: User, incident_id: str, entries: Iterable[LogEntry]
+) -> list[dict[str, Any]]:
+    """Entries as the user may read them (need-to-know); an unmasked read is audited. The
+    stored hashes stay: a masked entry cannot be re-verified (``crisis log verify`` can)."""
+    shown = await privacy.read_entries(
+        session, user=user, incident_id=incident_id, entries=entries, channel="api"
+    )
+    await session.commit()
+    return [{**entry.model_dump(), "data": data} for entry, data in shown]
+
+
+def _echo(user: User, entry: LogEntry) -> dict[str, Any]:
+    """The entry just written, masked by need-to-know like any read. Not audited: the writer
+    gave these references, and the entry names its actor in the log itself."""
+    return {**entry.model_dump(), "data": privacy.for_viewer(user, entry.data)[0]}
+
+
 @router.get("", response_model=list[IncidentPublic])
 async def list_incidents(
     user: CurrentUser,
@@ -87,11 +109,7 @@ async def list_incidents(
         stmt = stmt.where(col(Incident.exercise).is_(None))
     elif exercise:
         stmt = stmt.where(Incident.exercise == exercise)
-    scope = scope_of(user, org)
-    if not scope.all_units:
-        stmt = stmt.where(col(Incident.unit).in_(scope.units))
-    if scope.exercises_only:
-        stmt = stmt.where(col(Incident.exercise).is_not(None))
+    stmt = scope_of(user, org).narrow(stmt)
     return list((await session.exec(stmt)).all())
 
 
@@ -100,7 +118,7 @@ async def open_incident(
     body: IncidentOpen, user: CurrentUser, org: Org, session: SessionDep, request: Request
 ) -> Incident:
     """Open an incident by hand; the owner's accountable role comes from the organisation."""
-    require_writer(user)
+    require(user, Action.EXERCISE if body.exercise else Action.WRITE_ENTRY)
     if body.unit not in org.units:
         raise log.RuleViolation([log.rules.Violation("unit", f"unknown unit {body.unit!r}")])
     probe = Incident(
@@ -142,7 +160,7 @@ async def get_timeline(
     incident_id: str, user: CurrentUser, org: Org, session: SessionDep
 ) -> list[Any]:
     await _visible(session, user, org, incident_id)
-    return await log.timeline(session, incident_id)
+    return await _as_read(session, user, incident_id, await log.timeline(session, incident_id))
 
 
 @router.post(
@@ -156,9 +174,9 @@ async def add_entry(
     session: SessionDep,
     request: Request,
 ) -> Any:
-    require_writer(user)
-    await _visible(session, user, org, incident_id)
     data = dict(body.model_extra or {})
+    require(user, entry_action(body.kind, data))
+    await _visible(session, user, org, incident_id)
     try:
         entry = await log.append_entry(
             session,
@@ -177,7 +195,7 @@ async def add_entry(
         raise
     await session.commit()
     request.app.state.metrics.entries.labels(entry.kind).inc()
-    return entry
+    return _echo(user, entry)
 
 
 @router.post(
@@ -191,7 +209,7 @@ async def escalate(
     session: SessionDep,
     request: Request,
 ) -> Any:
-    require_writer(user)
+    require(user, Action.ESCALATE)
     await _visible(session, user, org, incident_id)
     try:
         entry = await log.escalate(

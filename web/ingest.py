@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from crisis import cap
-from crisis.accounts import can_write
 from crisis.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.models import RawEvent, Role, User
+from crisis.permissions import Action, allowed
 from crisis.producer import EventProducer
 from crisis.ratelimit import TokenBuckets
 from web.deps import CurrentUser, Org, SessionDep, scope_of
@@ -113,12 +113,21 @@ async def _body(request: Request) -> bytes:
     return bytes(body)
 
 
+def _require(user: User, action: Action) -> None:
+    """The permission table (crisis.permissions) in ingest's own refusal shape."""
+    if not allowed(user.role, action):
+        message = f"rollen {user.role} har ikke tilgang til {action} / the role may not {action}"
+        raise Refusal(403, _err("role", message), reason="forbidden")
+
+
 def _check_scope(user: User, org: Any, envelopes: Sequence[Envelope]) -> None:
     """Operators and regions post for their own units; exercise controllers only exercises."""
     scope = scope_of(user, org)
     errors = []
     for i, env in enumerate(envelopes):
-        if scope.exercises_only and env.exercise is None:
+        if env.exercise is not None and not allowed(user.role, Action.EXERCISE):
+            errors += _err("exercise", f"rollen {user.role} kan ikke øve / may not exercise", i)
+        elif scope.exercises_only and env.exercise is None:
             errors += _err("exercise", "rollen kan bare sende øvelseshendelser / exercise only", i)
         elif not scope.exercises_only and not scope.all_units and env.unit not in scope.units:
             errors += _err(
@@ -210,9 +219,8 @@ async def post_events(request: Request, user: CurrentUser, org: Org) -> JSONResp
     """One CloudEvents event or a JSON array of them; 202 once every one is durable."""
     raws: list[Any] = []
     try:
+        _require(user, Action.REPORT)
         _producer(request)
-        if not can_write(user):
-            raise Refusal(403, _err("role", "rollen har bare lesetilgang / read-only role"))
         if _media_type(request) not in JSON_TYPES:
             raise Refusal(
                 415,
@@ -255,6 +263,7 @@ _REPORT_ENVELOPE = ("unit", "exercise", "time", "id")
 async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResponse:
     """A staff incident report (JSON or form). Anyone may report (alle har ansvar)."""
     try:
+        _require(user, Action.REPORT)
         _producer(request)
         media = _media_type(request)
         if media in FORM_TYPES:
@@ -299,6 +308,7 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
             "data": {k: fields[k] for k in _REPORT_DATA if k in fields} | {"reporter": user.name},
         }
         if fields.get("exercise"):
+            _require(user, Action.EXERCISE)
             raw["exercise"] = fields["exercise"]
         if user.role == Role.EXERCISE_CONTROLLER and not raw.get("exercise"):
             raise Refusal(
@@ -348,9 +358,8 @@ async def post_cap(
     """An OASIS CAP 1.2 alert → one warning event per unit inside its polygons/circles."""
     raws = [{"type": cap.WARNING_TYPE}]
     try:
+        _require(user, Action.EXERCISE if exercise else Action.REPORT)
         _producer(request)
-        if not can_write(user):
-            raise Refusal(403, _err("role", "rollen har bare lesetilgang / read-only role"))
         if _media_type(request) not in CAP_TYPES:
             raise Refusal(
                 415,

@@ -1,24 +1,30 @@
-"""Notifications API: request, approve (two-person rule), acknowledge, correct; thin views."""
+"""Notifications API: request, approve (two-person rule), correct; thin views.
+
+Acknowledgements (the link's page, SMS replies) are in :mod:`web.acknowledgements`.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from crisis.log import RuleViolation
 from crisis.models import Incident
+from crisis.permissions import Action, require
 from crisis.rules import Violation
 from notifiers import service
 from notifiers.config import NotifyConfig, load_notify_config
 from notifiers.models import NotifyUpdate, OutboxMessage
 from notifiers.rendering import MissingNextUpdate, TemplateError
-from web.deps import CurrentUser, Org, SessionDep, require_writer, scope_of
+from web.deps import CurrentUser, Org, SessionDep, scope_of
 from web.incidents import actor_of
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
@@ -35,8 +41,7 @@ def notify_config(request: Request) -> NotifyConfig:
 def _refuse(exc: service.NotifyError | TemplateError) -> RuleViolation:
     """Refusals in the one error shape ``{"errors": [{"index", "field", "message"}]}``."""
     if isinstance(exc, service.NotifyError):
-        principle = "to-personsregel" if isinstance(exc, service.ApprovalRefused) else None
-        return _refusal(exc.status, exc.field, exc.message, principle)
+        return _refusal(exc.status, exc.field, exc.message, exc.principle)
     field = "next_update_at" if isinstance(exc, MissingNextUpdate) else "template"
     return _refusal(422, field, str(exc))
 
@@ -121,7 +126,7 @@ async def _visible_incident(session: Any, user: Any, org: Any, incident_id: str)
 async def request_update(
     body: UpdateRequest, user: CurrentUser, org: Org, session: SessionDep, request: Request
 ) -> UpdateOut:
-    require_writer(user)
+    require(user, Action.NOTIFY)
     await _visible_incident(session, user, org, body.incident_id)
     try:
         update = await service.request_update(
@@ -157,7 +162,7 @@ async def approve_update(
     update_id: str, user: CurrentUser, org: Org, session: SessionDep
 ) -> UpdateOut:
     """The second person of the two-person rule (not the author; a writing role)."""
-    require_writer(user)
+    require(user, Action.APPROVE)
     update = await session.get(NotifyUpdate, update_id)
     if update is None:
         raise _refusal(404, "update_id", f"no notification update {update_id}")
@@ -180,7 +185,7 @@ async def _correct(
     body: CorrectionRequest,
     message_id: int | None = None,
 ) -> UpdateOut:
-    require_writer(user)
+    require(user, Action.NOTIFY)
     original = await session.get(NotifyUpdate, update_id)
     if original is None:
         raise _refusal(404, "update_id", f"no notification update {update_id}")
@@ -236,27 +241,12 @@ async def correct_message(
     return await _correct(session, request, user, org, message.update_id, body, message_id)
 
 
-@router.get("/ack/{code}", response_class=HTMLResponse)
-async def acknowledge(code: str, session: SessionDep) -> HTMLResponse:
-    """Confirmation link from a message. The unguessable code (96 bits) is the credential."""
-    try:
-        message = await service.acknowledge(session, code=code)
-    except service.NotifyError as exc:
-        await session.rollback()
-        return HTMLResponse(f"<p>{exc.message}</p>", status_code=exc.status)
-    await session.commit()
-    return HTMLResponse(
-        f"<p>Bekreftet / confirmed: {message.recipient}, "
-        f"{message.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC.</p>"
-    )
-
-
 @router.post("/translations/approve", status_code=status.HTTP_201_CREATED)
 async def approve_translation(
     body: TranslationApprove, user: CurrentUser, session: SessionDep
 ) -> dict[str, Any]:
     """A person approves the current text of one translation (pinned to its SHA-256)."""
-    require_writer(user)
+    require(user, Action.APPROVE_TRANSLATION)
     try:
         row = await service.approve_translation(
             session, template=body.template, language=body.language, approved_by=actor_of(user)
@@ -264,6 +254,13 @@ async def approve_translation(
     except service.NotifyError as exc:
         raise _refuse(exc) from None
     await session.commit()
+    logger.info(
+        "translation %s.%s (sha256 %s) approved by %s",
+        row.template,
+        row.language,
+        row.sha256,
+        row.approved_by,
+    )
     return {
         "template": row.template,
         "language": row.language,

@@ -7,11 +7,10 @@ accountable role (``crisis.sitreps.can_approve``).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,13 +18,14 @@ from crisis import log, rules, sitreps
 from crisis.board_models import SitRep, SitRepFields, SitRepVersion
 from crisis.models import Incident, Role, User
 from crisis.organisation import Organisation
+from crisis.permissions import Action, require
 from notifiers import service as notify_service
+from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
 from notifiers.rendering import MissingNextUpdate
-from web.deps import CurrentUser, Org, SessionDep, require_writer, scope_of
+from web.deps import CurrentUser, Org, SessionDep, scope_of
 from web.incidents import actor_of
-
-logger = logging.getLogger(__name__)
+from web.notifications import notify_config
 
 router = APIRouter(prefix="/api/v1", tags=["situation reports"])
 
@@ -133,8 +133,14 @@ async def list_all(user: CurrentUser, org: Org, session: SessionDep) -> list[Sit
 async def list_for_incident(
     incident_id: str, user: CurrentUser, org: Org, session: SessionDep
 ) -> list[SitRepPublic]:
-    incident = await _incident_in_scope(session, user, org, incident_id)
     approved_only = ministry_only_approved(user)
+    if approved_only:
+        # Approved reports reach the ministry whatever the incident's level (as GET /sitreps).
+        incident: Incident | None = await session.get(Incident, incident_id)
+        if incident is None:
+            raise log.IncidentNotFound(incident_id)
+    else:
+        incident = await _incident_in_scope(session, user, org, incident_id)
     if approved_only and incident.exercise is not None:
         return []
     rows = await sitreps.list_reports(session, incident_id=incident_id, approved_only=approved_only)
@@ -154,7 +160,7 @@ async def create(
     body: SitRepEdit | None = None,
 ) -> SitRepPublic:
     """A new report; without a body its first version is composed from the log."""
-    require_writer(user)
+    require(user, Action.WRITE_ENTRY)
     await _incident_in_scope(session, user, org, incident_id)
     fields = (
         SitRepFields(**body.model_dump(exclude={"note"}))
@@ -183,7 +189,7 @@ async def get_one(sitrep_id: int, user: CurrentUser, org: Org, session: SessionD
 async def add_version(
     sitrep_id: int, body: SitRepEdit, user: CurrentUser, org: Org, session: SessionDep
 ) -> Any:
-    require_writer(user)
+    require(user, Action.WRITE_ENTRY)
     view = await readable(session, user, org, sitrep_id)
     try:
         await sitreps.add_version(
@@ -203,9 +209,14 @@ async def add_version(
 
 @router.post("/sitreps/{sitrep_id}/approve", response_model=SitRepPublic)
 async def approve(
-    sitrep_id: int, body: Approval, user: CurrentUser, org: Org, session: SessionDep
+    sitrep_id: int,
+    body: Approval,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    request: Request,
 ) -> Any:
-    require_writer(user)
+    require(user, Action.APPROVE)
     view = await readable(session, user, org, sitrep_id)
     incident = await _incident_in_scope(session, user, org, view.report.incident_id)
     region = org.units[incident.unit].region if incident.unit in org.units else None
@@ -217,9 +228,20 @@ async def approve(
         await session.rollback()
         raise _refuse(exc) from None
     approved = await sitreps.view(session, sitrep_id=sitrep_id, approved_only=True)
-    await send_to_ministry(
-        session, incident=incident, report=report, version=approved.version, approver=user.name
-    )
+    try:  # the ministry's message is queued in the approval's transaction, or nothing is
+        await send_to_ministry(
+            session,
+            config=notify_config(request),
+            incident=incident,
+            report=report,
+            version=approved.version,
+            approver=user.name,
+        )
+    except (notify_service.NotifyError, MissingNextUpdate) as exc:
+        await session.rollback()
+        field = "next_update_at" if isinstance(exc, MissingNextUpdate) else exc.field
+        message = str(exc) if isinstance(exc, MissingNextUpdate) else exc.message
+        raise log.RuleViolation([rules.Violation(field, message)], status=422) from None
     await session.commit()
     view = await sitreps.view(session, sitrep_id=sitrep_id, approved_only=False)
     return _public(view.report, view)
@@ -228,16 +250,18 @@ async def approve(
 async def send_to_ministry(
     session: AsyncSession,
     *,
+    config: NotifyConfig | None = None,
     incident: Incident,
     report: SitRep,
     version: SitRepVersion,
     approver: str,
-) -> NotifyUpdate | None:
+) -> NotifyUpdate:
     """The approved report goes to the ministry (JD) through the notifiers.
 
     Approval by someone other than the version's author is the two-person rule; when the
     author approved their own text, the ministry message waits for a second person in the
-    notifier like any other message to JD. Exercise isolation is the dispatcher's.
+    notifier like any other message to JD. Exercise isolation is the dispatcher's. Raises
+    what the notifiers refuse; the caller rolls the approval back with it.
     """
     parts = (
         ("Situasjon", version.situation),
@@ -248,27 +272,25 @@ async def send_to_ministry(
     text = "\n\n".join(f"{label}: {value}" for label, value in parts if value.strip())
     title = f"Situasjonsrapport nr. {report.number}: {incident.title}"
     author = version.author.removeprefix("user:")
-    try:
-        if author != approver:
-            return await notify_service.send_sitrep(
-                session,
-                incident_id=incident.id,
-                title=title,
-                text=text,
-                author=version.author,
-                approved_by=f"user:{approver}",
-                next_update_at=version.next_update_at,
-            )
-        return await notify_service.request_update(
+    if author != approver:
+        return await notify_service.send_sitrep(
             session,
+            config=config,
             incident_id=incident.id,
-            facts={"title": title, "known": text},
-            groups=["ministry"],
-            template="sitrep",
-            kind="sitrep",
-            next_update_at=version.next_update_at,
+            title=title,
+            text=text,
             author=version.author,
+            approved_by=f"user:{approver}",
+            next_update_at=version.next_update_at,
         )
-    except (notify_service.NotifyError, MissingNextUpdate) as exc:
-        logger.warning("sitrep %s of %s not sent to the ministry: %s", report.id, incident.id, exc)
-        return None
+    return await notify_service.request_update(
+        session,
+        config=config,
+        incident_id=incident.id,
+        facts={"title": title, "known": text},
+        groups=["ministry"],
+        template="sitrep",
+        kind="sitrep",
+        next_update_at=version.next_update_at,
+        author=version.author,
+    )

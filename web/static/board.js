@@ -56,6 +56,22 @@
   const incidentId = body.dataset.incident || null;
   const labelsEl = document.getElementById("kind-labels");
   const kindLabels = labelsEl ? JSON.parse(labelsEl.textContent) : {};
+  const fieldsEl = document.getElementById("personal-fields");
+  const personalFields = new Set(fieldsEl ? JSON.parse(fieldsEl.textContent) : []);
+  // [field, value] of every personal reference at any depth (crisis.privacy.personal_items).
+  function personalItems(data) {
+    const out = [];
+    const leaves = (v) => v === null || v === undefined || v === "" ? [] : Array.isArray(v) ? v.flatMap(leaves) : typeof v === "object" ? Object.values(v).flatMap(leaves) : [String(v)];
+    const walk = (v) => {
+      if (Array.isArray(v)) { v.forEach(walk); return; }
+      if (!v || typeof v !== "object") return;
+      for (const [k, x] of Object.entries(v)) {
+        if (personalFields.has(k)) leaves(x).forEach((leaf) => out.push([k, leaf])); else walk(x);
+      }
+    };
+    walk(data);
+    return out;
+  }
   const state = { resume: parseInt(body.dataset.resume || "0", 10), socket: null, paused: false, delay: 300, seen: new Set(), received: 0 };
   const live = document.getElementById("live");
   function setLive(on) { if (live) { live.className = "live " + (on ? "on" : "off"); live.textContent = on ? live.dataset.on : live.dataset.off; } }
@@ -81,7 +97,7 @@
     const kind = document.createElement("span"); kind.className = "kind"; kind.textContent = kindLabels[e.kind] || e.kind;
     const text = document.createElement("span"); text.className = "text"; text.textContent = (e.kind === "task" && e.data && e.data.title) ? e.data.title : e.text;
     what.append(kind, " ", text);
-    if (e.data && e.data.inmate_ref) { const s = document.createElement("span"); s.className = "inmate"; s.textContent = e.data.inmate_ref; what.appendChild(s); }
+    for (const [field, value] of personalItems(e.data)) { const s = document.createElement("span"); s.className = "inmate"; s.title = field; s.textContent = value; what.appendChild(s); }
     const actor = document.createElement("div"); actor.className = "actor muted"; actor.textContent = "#" + e.seq + " · " + e.actor;
     what.appendChild(actor);
     li.append(when, what);
