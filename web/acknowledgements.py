@@ -29,7 +29,7 @@ from crisis.models import Incident
 from notifiers import service
 from notifiers.models import MessageStatus, OutboxMessage
 from web.board import oslo
-from web.deps import SessionDep
+from web.deps import SessionDep, read_body
 from web.notifications import notify_config
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
@@ -202,16 +202,6 @@ def _signed(
     )
 
 
-async def _read(request: Request) -> bytes | None:
-    """The body, or None when it is larger than an SMS report can be."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_INBOUND_BYTES:
-            return None
-    return bytes(body)
-
-
 def _parse(media: str, body: bytes) -> tuple[list[tuple[str, str]] | None, dict[str, Any]]:
     """(form parameters or None for JSON, {from, text}); ValueError when unreadable."""
     if media == FORM:
@@ -251,7 +241,7 @@ async def inbound_sms(request: Request, session: SessionDep) -> Response:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != FORM and media != "application/json" and not media.endswith("+json"):
         return PlainTextResponse("send a form (Twilio) or JSON", status_code=415)
-    body = await _read(request)
+    body = await read_body(request, MAX_INBOUND_BYTES)
     if body is None:
         return PlainTextResponse("too large", status_code=413)
     try:

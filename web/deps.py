@@ -56,3 +56,13 @@ def scope_of(user: User, org: Organisation) -> accounts.Scope:
     for unit in org.units.values():
         by_region.setdefault(unit.region, []).append(unit.id)
     return accounts.scope_for(user, by_region)
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it grows past ``limit`` bytes (read no further)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

@@ -25,7 +25,7 @@ from crisis.models import RawEvent, Role, User
 from crisis.permissions import Action, allowed
 from crisis.producer import EventProducer
 from crisis.ratelimit import TokenBuckets
-from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.deps import CurrentUser, Org, SessionDep, read_body, scope_of
 from web.metrics import WebMetrics
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -105,12 +105,10 @@ async def _body(request: Request) -> bytes:
     )
     if declared.isdigit() and int(declared) > limit:
         raise too_big
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
-    return bytes(body)
+    body = await read_body(request, limit)
+    if body is None:
+        raise too_big
+    return body
 
 
 def _require(user: User, action: Action) -> None:
