@@ -80,6 +80,24 @@ def _with_inmates(sink: Sink) -> NotifyConfig:
     )
 
 
+def _plan(
+    incident: str, seq: int, *groups: tuple[str, str], playbook: str = "brann", actor: str = ""
+) -> dict[str, Any]:
+    """A plan entry as the playbook engine writes it on crisis.log (``actor`` overrides it)."""
+    return {
+        "incident_id": incident,
+        "seq": seq,
+        "kind": "message",
+        "actor": actor or f"rule:{playbook}/notify",
+        "data": {
+            "playbook": playbook,
+            "rule": "notify",
+            "message_type": "notification_request",
+            "plan": [{"id": i, "group": g, "after": "PT0S"} for i, g in groups],
+        },
+    }
+
+
 async def _dispatch_until_quiet(dispatcher: Dispatcher, passes: int = 60) -> None:
     idle = 0
     for _ in range(passes):
@@ -117,17 +135,7 @@ async def test_a_plan_entry_not_written_by_a_rule_queues_nothing(api: ApiHarness
     """Defence in depth: the reactions flow ignores a plan whose actor is not a rule."""
     kari = await api.user("kari", "operator", unit=UNIT)
     incident = await _open(api, kari)
-    entry = {
-        "incident_id": incident,
-        "seq": 2,
-        "kind": "message",
-        "actor": "user:kari",
-        "data": {
-            "playbook": "brann",
-            "message_type": "notification_request",
-            "plan": [{"id": "media", "group": "media", "after": "PT0S"}],
-        },
-    }
+    entry = _plan(incident, 2, ("media", "media"), actor="user:kari")
     async with api.app.state.sessions() as session:
         config = make_config(Sink(port=1))
         assert await queue_plan(session, entry=entry, config=config) == []
@@ -196,21 +204,7 @@ async def test_whoever_opened_an_incident_by_hand_cannot_approve_its_playbook_me
     kari = await api.user("kari", "operator", unit=UNIT)
     ola = await api.user("ola", "operator", unit=UNIT)
     incident = await _open(api, kari)
-    plan = {
-        "incident_id": incident,
-        "seq": 2,
-        "kind": "message",
-        "actor": "rule:brann/notify",
-        "data": {
-            "playbook": "brann",
-            "rule": "notify",
-            "message_type": "notification_request",
-            "plan": [
-                {"id": "ansatte", "group": "staff", "after": "PT0S"},
-                {"id": "familie", "group": "families", "after": "PT0S"},
-            ],
-        },
-    }
+    plan = _plan(incident, 2, ("ansatte", "staff"), ("familie", "families"))
     async with api.app.state.sessions() as session:
         updates = await queue_plan(session, entry=plan, config=config)
         await session.commit()
@@ -411,21 +405,7 @@ async def test_inmates_hear_only_approved_text_without_internal_tasks(
         headers=kari,
     )
     assert r.status_code == 201, r.text
-    plan = {
-        "incident_id": incident,
-        "seq": 99,
-        "kind": "message",
-        "actor": "rule:romning/notify",
-        "data": {
-            "playbook": "romning",
-            "rule": "notify",
-            "message_type": "notification_request",
-            "plan": [
-                {"id": "ansatte", "group": "staff", "after": "PT0S"},
-                {"id": "innsatte", "group": "inmates", "after": "PT0S"},
-            ],
-        },
-    }
+    plan = _plan(incident, 99, ("ansatte", "staff"), ("innsatte", "inmates"), playbook="romning")
     async with api.app.state.sessions() as session:
         updates = await queue_plan(session, entry=plan, config=config)
         await session.commit()
