@@ -2,7 +2,10 @@
 
 A 202 promises that an event cannot be lost. When Kafka is unreachable the producer writes the
 event here first (SQLite, ``synchronous=FULL``: the commit returns only after fsync) and drains
-it in order when Kafka is back. Synchronous on purpose; the producer runs it in a thread.
+it in order when Kafka is back. With a broker that keeps nothing on disk (the embedded one) every
+accepted event is written here and stays until the crisis log holds it (``until_logged``); each
+row keeps the event's (source, id) so that can be looked up. Synchronous on purpose; the producer
+runs it in a thread.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    #: The event's (source, id) when the record carries one: how the log is asked for it.
+    ident: tuple[str, str] | None = None
 
 
 class Outbox:
-    """An append-only FIFO of records in one SQLite file; rows leave only once Kafka acked."""
+    """An append-only FIFO of records in one SQLite file; rows leave once acked or logged."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,13 +41,25 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL, timestamp_ms INTEGER NOT NULL)"
+            " topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL, timestamp_ms INTEGER NOT NULL,"
+            " source TEXT, event_id TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for column in ("source", "event_id"):  # an outbox file from before these columns
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
         self._depth: int = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._last_seq: int = self._db.execute(
+            "SELECT coalesce(max(seq), 0) FROM outbox"
+        ).fetchone()[0]
 
     def depth(self) -> int:
-        """Records waiting for Kafka (kept in memory, exact after every operation)."""
+        """Records still kept (kept in memory, exact after every operation)."""
         return self._depth
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest record ever appended (0 for none)."""
+        return self._last_seq
 
     def append(self, records: list[Record]) -> None:
         """Store records durably (one transaction, fsync before returning)."""
@@ -52,26 +69,44 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO outbox (topic, key, value, timestamp_ms) VALUES (?, ?, ?, ?)",
-                    [(r.topic, r.key, r.value, r.timestamp_ms) for r in records],
+                    "INSERT INTO outbox (topic, key, value, timestamp_ms, source, event_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.topic, r.key, r.value, r.timestamp_ms, *(r.ident or (None, None)))
+                        for r in records
+                    ],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             self._depth += len(records)
+            self._last_seq = self._db.execute("SELECT max(seq) FROM outbox").fetchone()[0]
 
-    def peek(self, limit: int) -> list[tuple[int, Record]]:
-        """The oldest ``limit`` records with their sequence numbers, oldest first."""
+    def peek(self, limit: int, *, after: int = 0) -> list[tuple[int, Record]]:
+        """The oldest ``limit`` records after sequence number ``after``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, key, value, timestamp_ms FROM outbox ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, topic, key, value, timestamp_ms, source, event_id FROM outbox"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
-        return [(row[0], Record(row[1], row[2], row[3], row[4])) for row in rows]
+        return [
+            (
+                row[0],
+                Record(
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    (row[5], row[6]) if row[5] is not None and row[6] is not None else None,
+                ),
+            )
+            for row in rows
+        ]
 
     def remove(self, seqs: list[int]) -> None:
-        """Forget records Kafka has acknowledged."""
+        """Forget records Kafka has acknowledged (or the crisis log holds)."""
         if not seqs:
             return
         with self._lock:

@@ -5,6 +5,12 @@ in arrival order and grouped (group commit); while the outbox holds anything, ne
 it behind the queued ones; the outbox drains oldest first once the broker answers again. A
 send that fails or times out moves every unconfirmed record to the outbox, so a record can
 reach Kafka twice but never zero times (at-least-once; consumers dedupe by source+id).
+
+With ``until_logged`` (a broker that keeps nothing on disk, such as the embedded one) the outbox
+is the durable store: every request is answered once its records are fsynced there, the writer
+sends them in order behind a cursor, and a record leaves the outbox only when ``confirm`` finds
+its (source, id) in the crisis log. What the broker loses -- it restarted, or the log stopped
+advancing for our records -- is sent again; the ingest dedupes by (source, id).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +37,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.db"
 
+#: Asks the crisis log which of these (source, id) it holds.
+Confirm = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str, str]]]]
+
 
 def envelope_record(envelope: Envelope, *, topic: str = topics.EVENTS) -> Record:
     """Key = unit id (per-unit order in Kafka), value = the envelope as compact JSON."""
@@ -40,6 +49,7 @@ def envelope_record(envelope: Envelope, *, topic: str = topics.EVENTS) -> Record
         key=(envelope.unit or envelope.source).encode(),
         value=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
         timestamp_ms=int(time.time() * 1000),
+        ident=envelope.key,
     )
 
 
@@ -99,7 +109,13 @@ class EventProducer:
         retry_max: float = 5.0,
         drain_chunk: int = 1000,
         client_id: str = "crisis-ingest",
+        until_logged: bool = False,
+        confirm: Confirm | None = None,
+        confirm_interval: float = 0.5,
+        replay_after: float = 30.0,
     ) -> None:
+        if until_logged and confirm is None:
+            raise ValueError("until_logged needs confirm: how to ask the log for an event")
         self.bootstrap = bootstrap
         self.outbox_path = outbox_path
         self.topic_partitions = dict(topic_partitions or {})
@@ -117,6 +133,18 @@ class EventProducer:
         self._next_attempt = 0.0
         self._backoff = retry_min
         self._outage_logged = False
+        self.until_logged = until_logged
+        self._confirm = confirm
+        self.confirm_interval = confirm_interval
+        self.replay_after = replay_after
+        #: until_logged: the newest outbox seq handed to Kafka, and what was sent but is not
+        #: yet confirmed in the log (seq → (source, id)), oldest first.
+        self._cursor = 0
+        self._sent: dict[int, tuple[str, str]] = {}
+        self._progress_at = time.monotonic()
+        self._replay_wait = replay_after
+        self._confirmer: asyncio.Task[None] | None = None
+        self.replays = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -131,11 +159,18 @@ class EventProducer:
         self._outbox = await asyncio.to_thread(Outbox, self.outbox_path)
         await self._connect()
         self._task = asyncio.create_task(self._run(), name="crisis-producer")
+        if self.until_logged:
+            self._confirmer = asyncio.create_task(self._confirm_loop(), name="crisis-confirm")
 
     async def stop(self) -> None:
         """Answer queued requests, then close Kafka; the outbox keeps what was not sent."""
         self._stopping = True
         self._wake.set()
+        if self._confirmer is not None:
+            self._confirmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._confirmer
+            self._confirmer = None
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -194,7 +229,7 @@ class EventProducer:
         if self._kafka is None and time.monotonic() >= self._next_attempt:
             if not await self._connect():
                 return False
-        if self._kafka is not None and self.outbox_depth() > 0:
+        if self._kafka is not None and self._unsent():
             await self._drain_chunk()
             return False
         if self._queue or self._stopping:
@@ -210,7 +245,7 @@ class EventProducer:
     async def _handle(self, requests: list[_Request]) -> None:
         records = [r for req in requests for r in req.records]
         try:
-            if self._kafka is None or self.outbox_depth() > 0:
+            if self.until_logged or self._kafka is None or self.outbox_depth() > 0:
                 await self._to_outbox(records)
             else:
                 failed = await self._send([(0, r) for r in records])
@@ -234,8 +269,18 @@ class EventProducer:
             self._outage_logged = True
             log.warning("Kafka at %s unreachable: keeping events in the outbox", self.bootstrap)
 
+    def _unsent(self) -> bool:
+        if self._outbox is None:
+            return False
+        if self.until_logged:
+            return self._outbox.last_seq() > self._cursor
+        return self._outbox.depth() > 0
+
     async def _drain_chunk(self) -> None:
         assert self._outbox is not None
+        if self.until_logged:
+            await self._send_unsent()
+            return
         rows = await asyncio.to_thread(self._outbox.peek, self.drain_chunk)
         failed = await self._send(rows)
         failed_seqs = {seq for seq, _ in failed}
@@ -244,6 +289,70 @@ class EventProducer:
             await self._disconnect()
         else:
             log.info("outbox: sent %d records, %d left", len(rows), self.outbox_depth())
+
+    async def _send_unsent(self) -> None:
+        """Send the next records behind the cursor; they stay in the outbox until logged."""
+        assert self._outbox is not None
+        rows = await asyncio.to_thread(self._outbox.peek, self.drain_chunk, after=self._cursor)
+        if not rows:  # the rows behind the cursor were confirmed and removed meanwhile
+            self._cursor = max(self._cursor, self._outbox.last_seq())
+            return
+        failed = await self._send(rows)
+        failed_seqs = {seq for seq, _ in failed}
+        acked_untracked = []
+        for seq, record in rows:
+            if seq in failed_seqs:
+                break
+            if record.ident is None:  # a dead letter: nothing in the log to wait for
+                acked_untracked.append(seq)
+            else:
+                self._sent[seq] = record.ident
+            self._cursor = seq
+        if acked_untracked:
+            await asyncio.to_thread(self._outbox.remove, acked_untracked)
+        if failed:
+            await self._disconnect()
+
+    async def _confirm_loop(self) -> None:
+        """Remove what the log holds; send again what the log does not get."""
+        while True:
+            await asyncio.sleep(self.confirm_interval)
+            try:
+                await self._confirm_once()
+            except Exception as exc:  # the database is down: keep everything, ask again
+                log.warning("outbox: could not ask the crisis log: %r", exc)
+
+    async def _confirm_once(self) -> None:
+        assert self._confirm is not None
+        now = time.monotonic()
+        if not self._sent:
+            self._progress_at = now
+            return
+        pending = list(self._sent.items())[:5000]
+        found = await self._confirm([ident for _, ident in pending])
+        done = [seq for seq, ident in pending if ident in found]
+        if done and self._outbox is not None:
+            await asyncio.to_thread(self._outbox.remove, done)
+            for seq in done:
+                self._sent.pop(seq, None)
+            self._progress_at = time.monotonic()
+            self._replay_wait = self.replay_after
+        elif now - self._progress_at > self._replay_wait:
+            log.warning(
+                "outbox: %d sent events not in the crisis log after %.0f s: sending them again",
+                len(self._sent),
+                now - self._progress_at,
+            )
+            self._replay()
+            self._progress_at = now
+            self._replay_wait = min(self._replay_wait * 2, 300.0)
+
+    def _replay(self) -> None:
+        """Send everything still in the outbox again, in order (the broker may have lost it)."""
+        self.replays += 1
+        self._cursor = 0
+        self._sent.clear()
+        self._wake.set()
 
     async def _send(self, rows: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
         """Send in order and wait for acks; return the rows not confirmed, in order."""
@@ -287,6 +396,8 @@ class EventProducer:
         if ok:
             self._backoff = self.retry_min
             self._outage_logged = False
+            if self.until_logged and (self._sent or self._cursor):
+                self._replay()  # a broker that was away may have come back empty
             if self.outbox_depth():
                 log.info("Kafka is back: draining %d records from the outbox", self.outbox_depth())
         else:
@@ -333,6 +444,41 @@ class EventProducer:
         self._next_attempt = time.monotonic() + self._backoff
         with contextlib.suppress(Exception):
             await asyncio.wait_for(kafka.stop(), self.send_timeout + 2.0)
+
+
+def database_confirm(engine: Any) -> Confirm:
+    """``confirm`` for an EventProducer: which (source, id) the crisis log's database holds.
+
+    An event the ingest stored is in ``raw_events``; one it refused is in ``dead_letters``.
+    """
+    from sqlalchemy import select, tuple_
+
+    from crisis.models import RawEvent
+    from crisis.stream_models import DeadLetter
+
+    raw = RawEvent.__table__  # type: ignore[attr-defined]
+    dead = DeadLetter.__table__  # type: ignore[attr-defined]
+
+    async def confirm(keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        async with engine.connect() as conn:
+            for start in range(0, len(keys), 400):
+                chunk = list(keys[start : start + 400])
+                rows = await conn.execute(
+                    select(raw.c.source, raw.c.id).where(tuple_(raw.c.source, raw.c.id).in_(chunk))
+                )
+                found.update((r[0], r[1]) for r in rows)
+                missing = [k for k in chunk if k not in found]
+                if missing:
+                    rows = await conn.execute(
+                        select(dead.c.source, dead.c.event_id).where(
+                            tuple_(dead.c.source, dead.c.event_id).in_(missing)
+                        )
+                    )
+                    found.update((r[0], r[1]) for r in rows)
+        return found
+
+    return confirm
 
 
 def _swallow(fut: asyncio.Future[Any]) -> None:

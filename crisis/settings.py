@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port of a real Kafka; unset → the embedded broker."
     )
+    outbox_until_logged: bool = Field(
+        default=False,
+        description="Keep each accepted event in the local outbox until the crisis log holds it;"
+        " `crisis up` sets it for the embedded broker, which keeps nothing on disk.",
+    )
+    run_dir: Path | None = Field(
+        default=None, description="Heartbeats and the process tree's state; unset → data dir/run."
+    )
     organisation: Path | None = Field(default=None, description="Organisation YAML; unset → demo.")
     notify_config: Path | None = Field(default=None, description="Recipients/channels YAML.")
     sms_inbound_auth_token: str | None = Field(
@@ -117,6 +125,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'crisis.db').resolve()}"
+
+    @property
+    def effective_run_dir(self) -> Path:
+        return self.run_dir or self.data_dir / "run"
 
     @cached_property
     def session_secret(self) -> str:

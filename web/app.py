@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.sessions import SessionMiddleware
 
 from crisis import topics
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
-from crisis.producer import OUTBOX_FILE, EventProducer
+from crisis.producer import OUTBOX_FILE, EventProducer, database_confirm
 from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
 from web import (
@@ -33,7 +34,7 @@ from web import (
 from web.metrics import WebMetrics
 
 
-def _ingest_producer(settings: Settings) -> EventProducer | None:
+def _ingest_producer(settings: Settings, engine: AsyncEngine) -> EventProducer | None:
     """The durable producer of the ingest endpoints; None (→ 503) without a Kafka bootstrap."""
     if not settings.kafka_bootstrap:
         return None
@@ -42,6 +43,8 @@ def _ingest_producer(settings: Settings) -> EventProducer | None:
         outbox_path=settings.data_dir / OUTBOX_FILE,
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
+        until_logged=settings.outbox_until_logged,
+        confirm=database_confirm(engine),
     )
 
 
@@ -56,7 +59,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await migrate(engine)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
-        producer = _ingest_producer(settings)
+        producer = _ingest_producer(settings, engine)
         if producer is not None:
             await producer.start()
             app.state.producer = producer

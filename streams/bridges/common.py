@@ -6,12 +6,16 @@ import logging
 import sys
 
 from crisis import topics
-from crisis.producer import EventProducer
+from crisis.db import make_engine
+from crisis.producer import EventProducer, database_confirm
 from crisis.settings import Settings
 
 
 def bridge_producer(settings: Settings, name: str) -> EventProducer:
-    """A producer with the outbox ``outbox-bridge-<name>.db`` in the data dir."""
+    """A producer with the outbox ``outbox-bridge-<name>.db`` in the data dir.
+
+    With CRISIS_OUTBOX_UNTIL_LOGGED an event stays there until the crisis log's database holds it.
+    """
     if not settings.kafka_bootstrap:
         raise SystemExit(f"crisis bridge {name}: set CRISIS_KAFKA_BOOTSTRAP (host:port of Kafka)")
     return EventProducer(
@@ -20,6 +24,8 @@ def bridge_producer(settings: Settings, name: str) -> EventProducer:
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
         client_id=f"crisis-bridge-{name}",
+        until_logged=settings.outbox_until_logged,
+        confirm=database_confirm(make_engine(settings)) if settings.outbox_until_logged else None,
     )
 
 
