@@ -154,6 +154,12 @@ class EventProducer:
     def outbox_depth(self) -> int:
         return self._outbox.depth() if self._outbox is not None else 0
 
+    def stalled_for(self) -> float:
+        """until_logged: seconds the log has not taken any sent event while some wait (else 0)."""
+        if not self.until_logged or not self._sent:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
+
     async def start(self) -> None:
         """Open the outbox and try Kafka once; a broker that is down is not an error."""
         self._outbox = await asyncio.to_thread(Outbox, self.outbox_path)

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.heartbeat import beat_forever
 from crisis.settings import Settings
 from notifiers.config import NotifyConfigError, load_notify_config
 from notifiers.dispatcher import Dispatcher, freeze_startup_heap
@@ -34,9 +35,12 @@ async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
         f"notifiers: dispatcher {shard[0]}/{shard[1]} running, {warmed} targets from {source}",
         flush=True,
     )
+    part = "dispatcher" if shard == (0, 1) else f"dispatcher-{shard[0]}"
+    heart = asyncio.create_task(beat_forever(settings.effective_run_dir, part))
     try:
         await dispatcher.run(stop)
     finally:
+        heart.cancel()
         await dispatcher.aclose()
         await engine.dispose()
     return 0

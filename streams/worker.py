@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -15,6 +16,7 @@ from crisis import topics
 from crisis.broker import ensure_topics
 from crisis.correlation import CorrelationConfig, Correlator
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.heartbeat import beat
 from crisis.organisation import load_organisation
 from crisis.settings import WORKER_ROLES, Settings
 from streams.agents import attach_agents
@@ -130,6 +132,15 @@ def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
             start_http_server(
                 settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry
             )
+    run_dir = settings.effective_run_dir
+    beats = ("ingest", "reactions") if role == "all" else (role,)
+
+    @app.timer(interval=1.0)
+    async def _heartbeat() -> None:  # /healthz tells a live worker from a stuck or dead one
+        for part in beats:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(beat, run_dir, part)
+
     if role in ("all", "reactions"):
         # In the loop's thread: a reaction's writes hold SQLite's one writer lock, and the
         # ingest waits on it (crisis.sqlite_inloop).

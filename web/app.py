@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -96,6 +96,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
+
+    @app.middleware("http")
+    async def _draining(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        refused = health.draining_guard(request)
+        return refused if refused is not None else await call_next(request)
+
     for module in (
         health,
         auth,
