@@ -83,6 +83,7 @@ class Supervisor:
         self.parts = {p.name: p for p in parts}
         self.env = env
         self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.logs = logs
         self.outbox = outbox
         self.broker = broker
