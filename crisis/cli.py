@@ -14,15 +14,17 @@ import getpass
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from crisis import accounts, privacy
+from crisis.anchor import AnchorLog, anchor_every, anchor_once, anchor_path
+from crisis.backup import backup, restore
 from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
 from crisis.log import verify_log
 from crisis.organisation import OrganisationError, load_organisation
@@ -42,19 +44,67 @@ def _settings(data_dir: str | None = None) -> Settings:
 
 
 async def _verify(settings: Settings) -> int:
+    # The anchor is read before the database: every head it names was committed before it
+    # was written, so the snapshot verify_log takes next holds them all.
+    path = anchor_path(settings)
+    try:
+        anchor = AnchorLog.load(path)
+    except OSError as exc:
+        print(f"crisis log verify: cannot read the log anchor {path}: {exc}", file=sys.stderr)
+        return 2
     engine = make_engine(settings)
     try:
         async with make_sessionmaker(engine)() as session:
-            report = await verify_log(session)
+            report = await verify_log(session, anchored=anchor.heads if anchor.lines else None)
     finally:
         await engine.dispose()
-    if report.ok:
-        print(f"OK: {report.incidents} incidents, {report.entries} entries, every chain intact")
-        return 0
-    print(f"BROKEN: first broken entry: {report.breaks[0]}", file=sys.stderr)
-    for brk in report.breaks[1:]:
-        print(f"  also: {brk}", file=sys.stderr)
-    return 1
+    print(f"heads: {report.heads_root}")
+    if not anchor.lines and anchor.problem is None:
+        print(
+            f"WARNING: no log anchor ({path}): a deleted incident or deleted newest entries "
+            "cannot be detected; run `crisis log anchor`",
+            file=sys.stderr,
+        )
+    if anchor.torn:
+        print(
+            f"WARNING: the log anchor's last line is torn ({anchor.torn} bytes, a write cut "
+            "short by a crash): ignored",
+            file=sys.stderr,
+        )
+    broken = False
+    if report.breaks:
+        broken = True
+        print(f"BROKEN: first broken entry: {report.breaks[0]}", file=sys.stderr)
+        for brk in report.breaks[1:]:
+            print(f"  also: {brk}", file=sys.stderr)
+    for anchor_break in report.anchor_breaks:
+        broken = True
+        print(f"BROKEN: {anchor_break}", file=sys.stderr)
+    if anchor.problem is not None:
+        broken = True
+        print(f"BROKEN: log anchor {path}: {anchor.problem}", file=sys.stderr)
+    if broken:
+        return 1
+    anchored = (
+        f"; {report.anchored} anchored heads present (anchor line {anchor.lines}, {anchor.last_at})"
+        if anchor.lines
+        else ""
+    )
+    print(
+        f"OK: {report.incidents} incidents, {report.entries} entries, every chain intact{anchored}"
+    )
+    return 0
+
+
+def _log(settings: Settings, args: argparse.Namespace) -> int:
+    if args.log_command == "anchor":
+        if args.every is None:
+            return asyncio.run(anchor_once(settings))
+        if args.every <= 0:
+            print("crisis log anchor: --every takes a positive number of seconds", file=sys.stderr)
+            return 2
+        return asyncio.run(anchor_every(settings, args.every))
+    return asyncio.run(_verify(settings))
 
 
 # --- access audit ---------------------------------------------------------------------
@@ -158,36 +208,22 @@ async def ensure_demo_login(settings: Settings) -> tuple[str, str] | None:
 # --- processes ------------------------------------------------------------------------
 
 
-def _wait_http(url: str, timeout: float, procs: Sequence[subprocess.Popen[bytes]]) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
         time.sleep(0.2)
-    return False
-
-
-def _stop(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return False
 
 
 def up(args: argparse.Namespace) -> int:
-    """Broker (unless CRISIS_KAFKA_BOOTSTRAP), worker and web as one tree; Ctrl-C stops all."""
+    """Broker (unless CRISIS_KAFKA_BOOTSTRAP), workers, dispatcher, web and the log anchor as
+    one supervised tree (crisis.supervisor): a dead part is restarted; Ctrl-C drains and stops."""
+    from crisis.heartbeat import DRAINING_FILE
+    from crisis.producer import OUTBOX_FILE
+    from crisis.supervisor import Part, Supervisor
+
     settings = _settings(args.data_dir)
     try:
         load_organisation(settings.organisation)
@@ -197,65 +233,79 @@ def up(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
-    stopping = False
+    run_dir = settings.effective_run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DRAINING_FILE).unlink(missing_ok=True)  # left by a tree that was killed
 
-    def _on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-
+    env = dict(
+        os.environ,
+        CRISIS_DATA_DIR=str(settings.data_dir.resolve()),
+        CRISIS_RUN_DIR=str(run_dir.resolve()),
+    )
     broker = None
-    env = dict(os.environ, CRISIS_DATA_DIR=str(settings.data_dir.resolve()))
+    parts: list[Part] = []
     if not settings.kafka_bootstrap:
         from crisis.broker import EmbeddedBroker
 
         broker = EmbeddedBroker(log_path=logs / "broker.log")
-        broker.start()
         env["CRISIS_KAFKA_BOOTSTRAP"] = broker.bootstrap
-        print(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}", flush=True)
-    procs: list[subprocess.Popen[bytes]] = []
+        # Memory storage: the broker's acknowledgement keeps nothing, the log must.
+        env["CRISIS_OUTBOX_UNTIL_LOGGED"] = "1"
+        parts.append(Part("broker", None))
+    py = sys.executable
+    parts += [
+        # Two worker processes: ingest never waits on the playbook engine, and both cores work.
+        Part("ingest", [py, "-m", "streams", "worker", "--role", "ingest"]),
+        Part("reactions", [py, "-m", "streams", "worker", "--role", "reactions"]),
+        Part("dispatcher", [py, "-m", "notifiers"]),
+        Part("web", [py, "-m", "web", "--host", args.host, "--port", str(args.port)]),
+        Part("anchor", [py, "-m", "crisis.cli", "log", "anchor", "--every", "5"]),
+    ]
+    supervisor = Supervisor(
+        parts=parts,
+        env=env,
+        run_dir=run_dir,
+        logs=logs,
+        outbox=settings.data_dir / OUTBOX_FILE,
+        broker=broker,
+        drain_seconds=args.drain_seconds,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        supervisor.signals += 1
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
+        if broker is not None:
+            supervisor.start(["broker"])
+            print(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}", flush=True)
         asyncio.run(migrate_database(settings))
         login = asyncio.run(ensure_demo_login(settings))
-        # Two worker processes: ingest never waits on the playbook engine, and both cores work.
-        for role in ("ingest", "reactions"):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "streams", "worker", "--role", role], env=env
-                )
-            )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "web", "--host", args.host, "--port", str(args.port)],
-                env=env,
-            )
-        )
-        # --- notifiers: the outbox dispatcher, its own process (never inside a consumer) ---
-        procs.append(subprocess.Popen([sys.executable, "-m", "notifiers"], env=env))
-        # --- end notifiers ---
+        supervisor.start([p.name for p in parts if p.argv is not None])
         url = f"http://{args.host}:{args.port}"
-        if not _wait_http(f"{url}/healthz", 60, procs):
+        healthy = False
+        deadline = time.monotonic() + 60
+        while not healthy and time.monotonic() < deadline and not supervisor.signals:
+            supervisor.tick()
+            healthy = _http_ok(f"{url}/healthz")
+        if supervisor.signals:
+            return 0
+        if not healthy:
             print("crisis up: the web server did not become healthy", file=sys.stderr)
             return 1
         print(f"\nSituasjonsbilde / board: {url}/", flush=True)
         if login:
             print(f"Innlogging / login: {login[0]} / {login[1]}", flush=True)
         print("Ctrl-C stopper alt / stops everything.", flush=True)
-        while not stopping:
-            for proc in procs:
-                if proc.poll() is not None:
-                    print(
-                        f"crisis up: {proc.args!r} exited with {proc.returncode}", file=sys.stderr
-                    )
-                    return 1
+        while not supervisor.signals:
+            supervisor.tick()
             time.sleep(0.2)
+        supervisor.drain()
         return 0
     finally:
-        _stop(procs)
-        if broker is not None:
-            broker.stop()
+        supervisor.stop()
         print("crisis up: stopped", flush=True)
 
 
@@ -272,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--host", default="127.0.0.1")
     p_up.add_argument("--port", type=int, default=8000)
     p_up.add_argument("--data-dir", default=None)
+    p_up.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="on Ctrl-C, how long to wait for the outbox to reach the crisis log",
+    )
 
     p_worker = sub.add_parser(
         "worker", help="the stream worker alone (needs CRISIS_KAFKA_BOOTSTRAP)"
@@ -285,7 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_log = sub.add_parser("log", help="crisis-log tools")
     log_sub = p_log.add_subparsers(dest="log_command", required=True)
-    log_sub.add_parser("verify", help="check every hash chain")
+    log_sub.add_parser("verify", help="check every hash chain and every anchored head")
+    p_anchor = log_sub.add_parser(
+        "anchor", help="checkpoint the incidents' heads into DATA_DIR/log-anchor.jsonl"
+    )
+    p_anchor.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep checkpointing until SIGTERM/SIGINT (then once more)",
+    )
+
+    p_backup = sub.add_parser("backup", help="database, log anchor, outbox and key → one archive")
+    p_backup.add_argument("-o", "--output", required=True, metavar="FILE", help="a new .tar.gz")
+    p_restore = sub.add_parser(
+        "restore", help="a backup archive → an empty data directory / empty database"
+    )
+    p_restore.add_argument("archive", metavar="FILE")
 
     p_user = sub.add_parser("user", help="accounts")
     user_sub = p_user.add_subparsers(dest="user_command", required=True)
@@ -354,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(migrate_database(settings))
         return 0
     if args.command == "log":
-        return asyncio.run(_verify(settings))
+        return _log(settings, args)
+    if args.command == "backup":
+        return backup(settings, Path(args.output))
+    if args.command == "restore":
+        return restore(settings, Path(args.archive))
     if args.command == "user":
         return asyncio.run(_user_add(settings, args))
     if args.command == "audit":

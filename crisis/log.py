@@ -383,15 +383,54 @@ class ChainBreak:
         return f"incident {self.incident_id}, entry seq {self.seq} ({where}): {self.reason}"
 
 
+def heads_root(heads: Mapping[str, tuple[int, str]]) -> str:
+    """The log-wide root: SHA-256 over every incident's head, sorted by incident id.
+
+    One line ``<incident_id> <seq> <hash>\n`` per incident; two databases holding the same
+    chains have the same root (``crisis log verify`` prints it, backups record it).
+    """
+    digest = hashlib.sha256()
+    for incident_id in sorted(heads):
+        seq, hash_ = heads[incident_id]
+        digest.update(f"{incident_id} {seq} {hash_}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class AnchoredHead:
+    """An incident's head as a checkpoint outside the database recorded it (``crisis.anchor``)."""
+
+    seq: int
+    hash: str
+    at: str = ""
+
+
+@dataclass(frozen=True)
+class AnchorBreak:
+    """An anchored head the database no longer holds: a deletion or a rewind."""
+
+    incident_id: str
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"incident {self.incident_id}: {self.reason}"
+
+
 @dataclass
 class VerifyReport:
     incidents: int = 0
     entries: int = 0
     breaks: list[ChainBreak] = field(default_factory=list)
+    #: ``heads_root`` over the heads recorded on the incidents (what two copies compare).
+    heads_root: str = ""
+    #: How many anchored heads were checked (0 when no anchor was given).
+    anchored: int = 0
+    anchor_breaks: list[AnchorBreak] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.breaks
+        return not self.breaks and not self.anchor_breaks
 
 
 @dataclass
@@ -424,19 +463,34 @@ async def _read_snapshot(session: AsyncSession) -> bool:
     return True
 
 
-async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyReport:
+async def verify_log(
+    session: AsyncSession,
+    *,
+    snapshot: bool = True,
+    anchored: Mapping[str, AnchoredHead] | None = None,
+) -> VerifyReport:
     """Recompute every chain from the stored bytes; report the first break of each incident.
 
     Columns are read raw (JSON as text, times unparsed), so a tampered value that no longer
     parses is reported as a break instead of crashing the check. ``snapshot`` reads in one
     consistent view (pass False when the session is already inside a transaction).
+
+    ``anchored`` (the newest anchored head of each incident, ``crisis.anchor``): every one
+    must still be there — the incident exists and its entry at the anchored seq has the
+    anchored hash; the chain walk then vouches for everything below it. Read the anchor
+    before calling: a head is anchored only after it was committed, so a snapshot taken
+    after reading the anchor holds every anchored head.
     """
     if snapshot and not await _read_snapshot(session):
         if not isinstance(session.bind, AsyncEngine):
             raise RuntimeError("verify_log(snapshot=True) needs a session bound to an engine")
         async with AsyncSession(session.bind) as fresh:
-            return await verify_log(fresh)
+            return await verify_log(fresh, anchored=anchored)
     report = VerifyReport()
+    wanted = dict(anchored or {})
+    report.anchored = len(wanted)
+    #: incident id → whether its entry at the anchored seq carried the anchored hash
+    found: dict[str, bool] = {}
     incidents = {
         i.id: i
         for i in (
@@ -482,6 +536,9 @@ async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyR
             prev,
             stored,
         ) = row
+        anchor = wanted.get(incident_id)
+        if anchor is not None and seq == anchor.seq:
+            found[incident_id] = stored == anchor.hash
         walk = walks.get(incident_id)
         if walk is None:
             walk = walks[incident_id] = _Walk(incidents.get(incident_id))
@@ -555,6 +612,23 @@ async def verify_log(session: AsyncSession, *, snapshot: bool = True) -> VerifyR
             )
     order = {iid: n for n, iid in enumerate(incidents)}
     report.breaks.sort(key=lambda b: (order.get(b.incident_id, -1), b.seq))
+    report.heads_root = heads_root({i.id: (i.head_seq, i.head_hash) for i in incidents.values()})
+    for incident_id in sorted(wanted):
+        anchor = wanted[incident_id]
+        where = f"anchored at seq {anchor.seq} (hash {anchor.hash[:16]}…, checkpoint {anchor.at})"
+        if incident_id not in incidents:
+            remains = " (the incident row is gone, entries remain)" if incident_id in walks else ""
+            report.anchor_breaks.append(
+                AnchorBreak(incident_id, anchor.seq, f"deleted{remains}; {where}")
+            )
+        elif not found.get(incident_id, False):
+            report.anchor_breaks.append(
+                AnchorBreak(
+                    incident_id,
+                    anchor.seq,
+                    f"entry seq {anchor.seq} missing or changed ({where})",
+                )
+            )
     return report
 
 
