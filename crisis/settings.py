@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     ingest_send_timeout: float = Field(
         default=5.0, gt=0, description="Seconds Kafka gets to ack before the outbox takes over."
     )
+    ingest_min_free_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Free bytes the data directory (the outbox) must have for ingest to accept"
+        " events; below it the API answers 507. 0 disables the check.",
+    )
     # --- stream worker (streams/) ---
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."

@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crisis import dberrors
 from crisis.chain import HASHED_FIELDS, entry_digest, format_time
 from crisis.correlation import (
     Action,
@@ -99,10 +100,11 @@ class BatchResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Database unreachable or locked: retry the batch, do not dead-letter its events."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    """Database unreachable, restarting, locked or full (``crisis.dberrors`` says which
+    errors, however wrapped): retry the whole batch with back-off, never dead-letter its
+    events. Anything else is the data's fault: the batch is retried event by event and only
+    the event that still fails on its own is dead-lettered."""
+    return dberrors.is_transient(exc)
 
 
 def lock_key(incident_id: str) -> int:

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from sqlalchemy import create_engine, func, text
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy import func, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ResourceClosedError,
+)
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import select
 
 from crisis import log
@@ -22,7 +35,7 @@ from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, RawEven
 from crisis.settings import Settings
 from crisis.stream_models import DeadLetter
 from streams.metrics import WorkerMetrics
-from streams.pipeline import Pipeline, Record
+from streams.pipeline import Pipeline, Record, is_transient
 from streams.relay import LogRelay
 from streams.worker import build_pipeline
 
@@ -502,3 +515,261 @@ async def test_stored_pairs_are_found_by_primary_key_lookups(
                 r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
             )
         assert "SEARCH r USING COVERING INDEX" in plan and "SCAN r" not in plan, plan
+
+
+# -- which database errors are transient (retry the batch) ---------------------------------
+
+
+def _raised(make: Any) -> BaseException:
+    """The exception ``make()`` raises (a real one, with its real chain)."""
+    try:
+        make()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def _sqlite_locked(tmp: Path) -> None:
+    holder = sqlite3.connect(tmp / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(tmp / "locked.db", timeout=0)
+    try:
+        other.execute("CREATE TABLE t (x)")
+    finally:
+        other.close()
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def _sqlite_full() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("PRAGMA max_page_count = 2")
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 5000,)] * 10)
+    finally:
+        conn.close()
+
+
+def _wrapped(orig: BaseException, cls: Any = OperationalError, **kw: Any) -> Any:
+    def make() -> None:
+        try:
+            raise orig
+        except BaseException as exc:
+            raise cls("SELECT 1", {}, exc, **kw) from exc
+
+    return make
+
+
+def _refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _asyncpg_refused() -> None:
+    asyncio.run(asyncpg.connect(f"postgresql://x@127.0.0.1:{_refused_port()}/x", timeout=5))
+
+
+def _sqlalchemy_asyncpg_refused() -> None:
+    async def run() -> None:
+        engine = create_async_engine(f"postgresql+asyncpg://x@127.0.0.1:{_refused_port()}/x")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _sqlalchemy_sqlite_locked(tmp: Path) -> None:
+    holder = sqlite3.connect(tmp / "sa-locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    engine = create_engine(f"sqlite:///{tmp / 'sa-locked.db'}", connect_args={"timeout": 0})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE TABLE t (x)"))
+    finally:
+        engine.dispose()
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def _during(first: BaseException, then: BaseException) -> Any:
+    def make() -> None:
+        try:
+            raise first
+        except BaseException:
+            raise then  # noqa: B904 (the implicit __context__ is the point)
+
+    return make
+
+
+def _raise(exc: BaseException) -> Any:
+    def make() -> None:
+        raise exc
+
+    return make
+
+
+TRANSIENT_CASES: list[tuple[str, Any]] = [
+    ("sqlite3 database is locked", lambda tmp: _raised(lambda: _sqlite_locked(tmp))),
+    ("sqlite3 database or disk is full", lambda tmp: _raised(_sqlite_full)),
+    ("sqlite3 disk I/O error", lambda tmp: sqlite3.OperationalError("disk I/O error")),
+    (
+        "SQLAlchemy + sqlite database is locked",
+        lambda tmp: _raised(lambda: _sqlalchemy_sqlite_locked(tmp)),
+    ),
+    ("SQLAlchemy + sqlite full", lambda tmp: _raised(_wrapped(_raised(_sqlite_full)))),
+    ("asyncpg connect refused", lambda tmp: _raised(_asyncpg_refused)),
+    ("SQLAlchemy + asyncpg connect refused", lambda tmp: _raised(_sqlalchemy_asyncpg_refused)),
+    ("ConnectionResetError", lambda tmp: ConnectionResetError(104, "Connection reset by peer")),
+    ("TimeoutError", lambda tmp: TimeoutError()),
+    ("BrokenPipeError", lambda tmp: BrokenPipeError(32, "Broken pipe")),
+    ("OSError ENETUNREACH", lambda tmp: OSError(errno.ENETUNREACH, "Network is unreachable")),
+    (
+        "asyncpg ConnectionDoesNotExistError",
+        lambda tmp: asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation"
+        ),
+    ),
+    (
+        "asyncpg InterfaceError connection is closed",
+        lambda tmp: asyncpg.exceptions.InterfaceError("connection is closed"),
+    ),
+    (
+        "asyncpg CannotConnectNowError",
+        lambda tmp: asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    ),
+    (
+        "asyncpg AdminShutdownError",
+        lambda tmp: asyncpg.exceptions.AdminShutdownError("terminating connection"),
+    ),
+    (
+        "asyncpg TooManyConnectionsError",
+        lambda tmp: asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+    ),
+    (
+        "asyncpg DeadlockDetectedError",
+        lambda tmp: asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+    ),
+    (
+        "SQLAlchemy InterfaceError (asyncpg closed)",
+        lambda tmp: _raised(
+            _wrapped(asyncpg.exceptions.InterfaceError("connection is closed"), InterfaceError)
+        ),
+    ),
+    (
+        "SQLAlchemy DBAPIError (asyncpg mid-operation)",
+        lambda tmp: _raised(
+            _wrapped(
+                asyncpg.exceptions.ConnectionDoesNotExistError(
+                    "connection was closed in the middle of operation"
+                ),
+                DBAPIError,
+            )
+        ),
+    ),
+    (
+        "SQLAlchemy DBAPIError connection_invalidated",
+        lambda tmp: DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+    ),
+    ("SQLAlchemy DisconnectionError", lambda tmp: DisconnectionError("ping failed")),
+    ("SQLAlchemy pool TimeoutError", lambda tmp: SATimeoutError("QueuePool limit reached")),
+    (
+        "RuntimeError from ConnectionRefusedError",
+        lambda tmp: _raised(_wrapped(ConnectionRefusedError(111, "refused"), RuntimeError)),
+    ),
+    (
+        "ResourceClosedError raised while handling a reset",
+        lambda tmp: _raised(
+            _during(
+                ConnectionResetError(104, "reset"), ResourceClosedError("This Connection is closed")
+            )
+        ),
+    ),
+    (
+        "ExceptionGroup with a refused connect",
+        lambda tmp: ExceptionGroup("tasks", [ConnectionRefusedError(111, "refused")]),
+    ),
+]
+
+NOT_TRANSIENT_CASES: list[tuple[str, Any]] = [
+    ("ValueError", lambda tmp: ValueError("bad")),
+    ("KeyError", lambda tmp: KeyError("x")),
+    ("FileNotFoundError", lambda tmp: FileNotFoundError(2, "No such file")),
+    (
+        "sqlite3 IntegrityError in SQLAlchemy",
+        lambda tmp: _raised(
+            _wrapped(sqlite3.IntegrityError("UNIQUE constraint failed"), IntegrityError)
+        ),
+    ),
+    (
+        "asyncpg UniqueViolationError in SQLAlchemy",
+        lambda tmp: _raised(
+            _wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key"), IntegrityError)
+        ),
+    ),
+    (
+        "asyncpg bad query argument (DataError) in SQLAlchemy InterfaceError",
+        lambda tmp: _raised(
+            _wrapped(
+                asyncpg.exceptions.DataError("invalid input for query argument $1"), InterfaceError
+            )
+        ),
+    ),
+    (
+        "asyncpg query cancelled (statement timeout) in SQLAlchemy DBAPIError",
+        lambda tmp: _raised(
+            _wrapped(
+                asyncpg.exceptions.QueryCanceledError(
+                    "canceling statement due to statement timeout"
+                ),
+                DBAPIError,
+            )
+        ),
+    ),
+    (
+        "asyncpg syntax error in SQLAlchemy DBAPIError",
+        lambda tmp: _raised(
+            _wrapped(asyncpg.exceptions.PostgresSyntaxError("syntax error"), DBAPIError)
+        ),
+    ),
+    (
+        "RuntimeError raised from ConnectionRefusedError with from None",
+        lambda tmp: _raised(_suppressed(ConnectionRefusedError(111, "refused"))),
+    ),
+]
+
+
+def _suppressed(first: BaseException) -> Any:
+    def make() -> None:
+        try:
+            raise first
+        except BaseException:
+            raise RuntimeError("not about the database") from None
+
+    return make
+
+
+@pytest.mark.parametrize(("name", "make"), TRANSIENT_CASES, ids=[c[0] for c in TRANSIENT_CASES])
+def test_connection_level_errors_are_transient(name: str, make: Any, tmp_path: Path) -> None:
+    exc = make(tmp_path)
+    assert is_transient(exc), f"{name}: {exc!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "make"), NOT_TRANSIENT_CASES, ids=[c[0] for c in NOT_TRANSIENT_CASES]
+)
+def test_errors_of_the_data_are_not_transient(name: str, make: Any, tmp_path: Path) -> None:
+    exc = make(tmp_path)
+    assert not is_transient(exc), f"{name}: {exc!r}"
+
+
+def test_real_outage_errors_are_what_the_table_says(tmp_path: Path) -> None:
+    """The table's real-world rows are what the drivers raise here (not made-up classes)."""
+    assert isinstance(_raised(_asyncpg_refused), ConnectionRefusedError)
+    locked = _raised(lambda: _sqlalchemy_sqlite_locked(tmp_path))
+    assert isinstance(locked, OperationalError) and "database is locked" in str(locked)
+    assert "database or disk is full" in str(_raised(_sqlite_full))

@@ -1,15 +1,58 @@
-"""One error shape for every refusal: ``{"errors": [{"index", "field", "message"}]}``."""
+"""One error shape for every refusal: ``{"errors": [{"index", "field", "message"}]}``.
+
+A database that is away, restarting, locked or full (``crisis.dberrors.is_transient``) answers
+503 with ``Retry-After`` on every endpoint, the ingest POSTs' token lookup included; any other
+database error stays a 500.
+"""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
+from crisis import dberrors
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.permissions import Forbidden
+
+logger = logging.getLogger("crisis.web")
+
+#: Seconds a client is asked to wait after a 503 for an unavailable database.
+RETRY_AFTER = 5
+
+#: The exception classes a database outage surfaces as (SQLAlchemy's wrappers, the drivers'
+#: own errors, a refused or reset socket, a group from a task group); each is answered 503
+#: only when ``crisis.dberrors`` calls it transient, else it is raised on (a 500).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    sqlite3.Error,
+    OSError,
+    ExceptionGroup,
+)
+
+
+def unavailable() -> JSONResponse:
+    """The 503 answer to a transient database error."""
+    message = (
+        "databasen er midlertidig utilgjengelig / the database is temporarily unavailable; "
+        f"retry after {RETRY_AFTER} s"
+    )
+    return JSONResponse(
+        {
+            "errors": [{"index": None, "field": "database", "message": message}],
+            "detail": message,
+        },
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> tuple[int | None, str]:
@@ -19,6 +62,17 @@ def _field(loc: tuple[Any, ...]) -> tuple[int | None, str]:
 
 
 def install(app: FastAPI) -> None:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if request.scope.get("type") != "http" or not dberrors.is_transient(exc):
+            raise exc
+        logger.warning(
+            "database unavailable: %s %s answered 503: %r", request.method, request.url.path, exc
+        )
+        return unavailable()
+
+    for cls in DATABASE_ERRORS:
+        app.add_exception_handler(cls, _database)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -20,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from crisis import cap
+from crisis.dberrors import is_disk_full
 from crisis.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.models import RawEvent, Role, User
 from crisis.permissions import Action, allowed
@@ -163,14 +167,68 @@ def _rate_limit(request: Request, envelopes: Iterable[Envelope]) -> None:
     )
 
 
+#: Seconds a 507 (full disk) or 503 (outbox unusable) asks the client to wait.
+STORAGE_RETRY_AFTER = 30
+#: Seconds one reading of the data directory's free space is reused.
+FREE_SPACE_TTL = 1.0
+_free_space: dict[str, tuple[float, int]] = {}
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Free bytes on ``path``'s file system, read at most once per ``FREE_SPACE_TTL``;
+    None when it cannot be read (the durable write then decides)."""
+    key = str(path)
+    now = time.monotonic()
+    cached = _free_space.get(key)
+    if cached is not None and now - cached[0] < FREE_SPACE_TTL:
+        return cached[1]
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    _free_space[key] = (now, free)
+    return free
+
+
+def _insufficient_storage(message: str) -> Refusal:
+    return Refusal(
+        507,
+        _err("storage", f"disken er full / {message}; nothing accepted"),
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER)},
+        reason="insufficient_storage",
+    )
+
+
+def _check_free_space(request: Request) -> None:
+    """Refuse up front (507) what could not be kept: the data directory (the outbox's disk)
+    has less than ``ingest_min_free_bytes`` free."""
+    settings = request.app.state.settings
+    minimum: int = settings.ingest_min_free_bytes
+    if minimum <= 0:
+        return
+    free = _free_bytes(settings.data_dir)
+    if free is not None and free < minimum:
+        raise _insufficient_storage(
+            f"the data directory has {free} bytes free, less than the "
+            f"{minimum} required (CRISIS_INGEST_MIN_FREE_BYTES)"
+        )
+
+
 async def _accept(request: Request, envelopes: list[Envelope]) -> list[str]:
     producer = _producer(request)
+    _check_free_space(request)
     try:
         ids = await producer.accept(envelopes)
     except Exception as exc:  # the outbox itself failed: say so, accept nothing
+        if is_disk_full(exc):
+            _free_space.pop(str(request.app.state.settings.data_dir), None)
+            raise _insufficient_storage(
+                f"the disk is full, the events could not be stored durably: {exc}"
+            ) from exc
         raise Refusal(
             503,
             _err("outbox", f"could not store the events durably, nothing accepted: {exc}"),
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER)},
             reason="unavailable",
         ) from exc
     metrics = _metrics(request)

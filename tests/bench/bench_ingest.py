@@ -4,7 +4,8 @@ Figures on the embedded Tansu broker (memory storage) on this machine:
 (a) ``EventProducer.accept`` in batches of 500, Kafka acks=all;
 (b) the same with Kafka down: fsynced outbox appends; then the in-order drain once it is up;
 (c) ``POST /api/v1/events`` in-process (httpx ASGI transport, token auth, validation, rate
-limiter): batches of 100, and single events with 8 concurrent clients (latency p50/p99).
+limiter): batches of 100, and single events with 8 concurrent clients (latency p50/p99);
+(d) the same with ``CRISIS_OUTBOX_UNTIL_LOGGED`` (what ``crisis up`` runs).
 Writes ``var/bench/ingest.json``.
 """
 
@@ -67,21 +68,36 @@ async def _run(tmp: Path) -> dict[str, Any]:
     results["kafka_accept_events_per_s"] = round(N_PRODUCER / secs)
     await producer.stop()
 
-    # (c) HTTP.
+    # (c) HTTP, Kafka's ack as durability; (d) the same with the outbox waiting for the log
+    # (what `crisis up` runs): fsynced outbox before the 202, no worker confirms meanwhile.
+    for prefix, until_logged in (("http", False), ("http_until_logged", True)):
+        results.update(await _http(tmp / prefix, broker.bootstrap, prefix, until_logged))
+    broker.stop()
+    return results
+
+
+async def _http(tmp: Path, bootstrap: str, prefix: str, until_logged: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     settings = ingest_settings(
-        tmp / "http", broker.bootstrap, ingest_rate_per_source=1e9, ingest_burst_per_source=10_000
+        tmp,
+        bootstrap,
+        ingest_rate_per_source=1e9,
+        ingest_burst_per_source=10_000,
+        outbox_until_logged=until_logged,
     )
-    (tmp / "http").mkdir()
+    await asyncio.to_thread(tmp.mkdir)
     async with ingest_api(settings) as api:
         headers = await api.user("bench", "kdi")
-        raws = [event(i, source=f"/bench/h{i % 50}") for i in range(N_HTTP_BATCH)]
+        raws = [event(i, source=f"/bench/{prefix}/h{i % 50}") for i in range(N_HTTP_BATCH)]
         start = time.perf_counter()
         for i in range(0, len(raws), 100):
             r = await api.client.post("/api/v1/events", json=raws[i : i + 100], headers=headers)
             assert r.status_code == 202, r.text
-        results["http_batch100_events_per_s"] = round(N_HTTP_BATCH / (time.perf_counter() - start))
+        results[f"{prefix}_batch100_events_per_s"] = round(
+            N_HTTP_BATCH / (time.perf_counter() - start)
+        )
 
-        singles = [event(i, source=f"/bench/x{i % 50}") for i in range(N_HTTP_SINGLE)]
+        singles = [event(i, source=f"/bench/{prefix}/x{i % 50}") for i in range(N_HTTP_SINGLE)]
         latencies: list[float] = []
 
         async def client(part: list[dict[str, Any]]) -> None:
@@ -93,13 +109,12 @@ async def _run(tmp: Path) -> dict[str, Any]:
 
         start = time.perf_counter()
         await asyncio.gather(*(client(singles[k::8]) for k in range(8)))
-        results["http_single_c8_events_per_s"] = round(
+        results[f"{prefix}_single_c8_events_per_s"] = round(
             N_HTTP_SINGLE / (time.perf_counter() - start)
         )
         q = statistics.quantiles(latencies, n=100)
-        results["http_single_c8_latency_ms_p50"] = round(q[49] * 1000, 1)
-        results["http_single_c8_latency_ms_p99"] = round(q[98] * 1000, 1)
-    broker.stop()
+        results[f"{prefix}_single_c8_latency_ms_p50"] = round(q[49] * 1000, 1)
+        results[f"{prefix}_single_c8_latency_ms_p99"] = round(q[98] * 1000, 1)
     return results
 
 
