@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint format bench properties clean
+.PHONY: venv run test lint format bench properties faults clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "crisis needs Python 3.11 or newer")'
@@ -42,6 +42,10 @@ bench: venv
 ## properties: the safety-rule property test at full size (200 random runs per database)
 properties: venv
 	CRISIS_PROPERTY_EXAMPLES=200 $(BIN)/python -m pytest tests/test_safety_properties.py
+
+## faults: issue 14's fault scenarios through `crisis up` at full size (also part of `make test`, smaller)
+faults: venv
+	CRISIS_FAULT_EVENTS=20000 $(BIN)/python -m pytest -m faults tests/test_faults.py -s
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -46,6 +46,15 @@ class BrokerError(RuntimeError):
     """The embedded broker failed to start, died, or could not be reached."""
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: on Linux the child gets SIGTERM when its parent dies, even by SIGKILL,
+    so a killed ``crisis up`` leaves no orphans holding ports and files."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that was free a moment ago (the OS picks it).
 
@@ -132,7 +141,12 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_path: Path | None = None,
+        *,
+        die_with_parent: bool = False,
     ) -> None:
+        # Only for a launcher whose starting thread lives as long as the broker should (the
+        # kernel signals the child when that *thread* ends): crisis up's main thread.
+        self.die_with_parent = die_with_parent
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.log_path = log_path
@@ -206,6 +220,7 @@ class EmbeddedBroker:
                 stdout=stdout,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         except Exception as exc:
             self._close_log()

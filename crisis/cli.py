@@ -247,7 +247,7 @@ def up(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         from crisis.broker import EmbeddedBroker
 
-        broker = EmbeddedBroker(log_path=logs / "broker.log")
+        broker = EmbeddedBroker(log_path=logs / "broker.log", die_with_parent=True)
         env["CRISIS_KAFKA_BOOTSTRAP"] = broker.bootstrap
         # Memory storage: the broker's acknowledgement keeps nothing, the log must.
         env["CRISIS_OUTBOX_UNTIL_LOGGED"] = "1"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from crisis.broker import BrokerError, EmbeddedBroker
+from crisis.broker import BrokerError, EmbeddedBroker, die_with_parent
 from crisis.heartbeat import DRAINING_FILE, TREE_FILE, write_json
 
 #: Parts that read the broker: restarted with it, because an empty broker lost their offsets.
@@ -130,8 +130,15 @@ class Supervisor:
         else:
             if part.log_file is None:
                 part.log_file = open(self.logs / f"{part.name}.log", "ab")
+            # Their own process group: a Ctrl-C in the terminal reaches the supervisor only,
+            # which drains before it stops them in order.
             part.proc = subprocess.Popen(
-                part.argv, env=self.env, stdout=part.log_file, stderr=subprocess.STDOUT
+                part.argv,
+                env=self.env,
+                stdout=part.log_file,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                preexec_fn=die_with_parent,
             )
         part.state = "running"
         part.started_at = time.monotonic()

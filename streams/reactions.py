@@ -42,6 +42,7 @@ from streams.app import CrisisFaustApp
 from streams.batches import BatchConsumer
 from streams.notification_flow import is_plan, queue_plan
 from streams.playbook_agent import attach_playbook_clock, react_to
+from streams.replay import save_reacted
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,11 @@ class Reactions:
                 self.urgent.add(incident_id)
         await self.flush()
 
+    def reacted_up_to(self, last_id: int) -> int:
+        """The entry id up to which everything is reacted to: before any still pending."""
+        waiting = [int(t["id"]) for t in self.pending.values() if "id" in t]
+        return min([last_id, *(i - 1 for i in waiting)])
+
     async def flush(self) -> int:
         """React to every pending incident whose interval has passed; returns how many."""
         async with self.lock:
@@ -216,9 +222,15 @@ def attach_reactions(
         max_interval=settings.reaction_max_interval,
     )
 
+    run_dir = settings.effective_run_dir
+
     async def handle(records: Sequence[Any]) -> None:
         # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
-        await reactions.handle(decode_entries(r.value for r in records))
+        entries = decode_entries(r.value for r in records)
+        await reactions.handle(entries)
+        if settings.outbox_until_logged and entries:  # a memory-only broker (streams.replay)
+            reacted = reactions.reacted_up_to(max(int(e["id"]) for e in entries))
+            await asyncio.to_thread(save_reacted, run_dir, reacted)
 
     assert settings.kafka_bootstrap
     consumer = BatchConsumer.in_app(

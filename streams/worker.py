@@ -25,6 +25,7 @@ from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline, incident_id_factory
 from streams.reactions import attach_reactions
 from streams.relay import LogRelay, Publish
+from streams.replay import rewind_relay_after_broker_loss
 
 #: Allocations between two young-generation collections in a worker process (Python: 700).
 GC_YOUNG_THRESHOLD = 10_000
@@ -167,6 +168,8 @@ def run_worker(role: str = "all") -> int:
         return 2
     asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_partitions(settings)))
     asyncio.run(_migrate(settings))
+    if role in ("all", "ingest"):
+        asyncio.run(rewind_relay_after_broker_loss(settings))
     logging.getLogger("crisis.streams").setLevel(logging.INFO)
     if role == "reactions" and settings.reactions_nice:
         # For operators who want the ingest first on a busy machine. Off by default: on
