@@ -234,6 +234,16 @@ def _backup(settings: Settings, output: Path) -> int:
             _progress("backup: log anchor copied")
         else:
             _progress(f"backup: no log anchor in {data_dir} (deletions cannot be detected)")
+        # The outbox before the database: an event logged (and removed from the outbox) in
+        # between is then in the database copy; one in both is stored once by (source, id).
+        outbox = data_dir / OUTBOX_FILE
+        if outbox.exists():
+            try:
+                _sqlite_copy(outbox, work / "data" / OUTBOX_FILE)
+            except sqlite3.Error as exc:
+                raise BackupError(f"cannot copy {outbox}: {exc}") from exc
+            members.append(f"data/{OUTBOX_FILE}")
+            _progress("backup: outbox copied")
         if kind == "sqlite":
             src = sqlite_file(settings)
             _progress(f"backup: copying SQLite database {src} ({_size(src)}) …")
@@ -247,14 +257,6 @@ def _backup(settings: Settings, output: Path) -> int:
             stats = asyncio.run(_pg_dump(settings, work / PG_MEMBER))
             members.append(PG_MEMBER)
         _progress(f"backup: database copied ({stats.incidents} incidents, {stats.entries} entries)")
-        outbox = data_dir / OUTBOX_FILE
-        if outbox.exists():
-            try:
-                _sqlite_copy(outbox, work / "data" / OUTBOX_FILE)
-            except sqlite3.Error as exc:
-                raise BackupError(f"cannot copy {outbox}: {exc}") from exc
-            members.append(f"data/{OUTBOX_FILE}")
-            _progress("backup: outbox copied")
         secret = data_dir / SECRET_FILE
         if secret.exists():
             shutil.copyfile(secret, work / "data" / SECRET_FILE)

@@ -20,6 +20,8 @@ from typing import Any
 STALE_AFTER = 10.0
 TREE_FILE = "up.json"
 DRAINING_FILE = "draining"
+#: Written at every start of the embedded broker: which (empty) broker is the current one.
+BROKER_FILE = "broker.json"
 
 
 def write_json(path: Path, value: Mapping[str, Any]) -> None:
@@ -85,4 +87,9 @@ def tree(run_dir: Path) -> dict[str, Any] | None:
 
 
 def draining(run_dir: Path) -> bool:
-    return (run_dir / DRAINING_FILE).exists()
+    """The tree is stopping: the file exists and names a live supervisor (or no one)."""
+    try:
+        text = (run_dir / DRAINING_FILE).read_text().strip()
+    except OSError:
+        return False
+    return not text.isdigit() or pid_alive(int(text))

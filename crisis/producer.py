@@ -138,10 +138,11 @@ class EventProducer:
         self.confirm_interval = confirm_interval
         self.replay_after = replay_after
         #: until_logged: the newest outbox seq handed to Kafka, and what was sent but is not
-        #: yet confirmed in the log (seq → (source, id)), oldest first.
+        #: yet confirmed in the log, oldest first.
         self._cursor = 0
-        self._sent: dict[int, tuple[str, str]] = {}
-        self._progress_at = time.monotonic()
+        self._sent: dict[int, tuple[tuple[str, str], float]] = {}  # seq → (ident, sent at)
+        self._confirmed_at = time.monotonic()
+        self._stuck_seq = 0
         self._replay_wait = replay_after
         self._confirmer: asyncio.Task[None] | None = None
         self.replays = 0
@@ -158,7 +159,8 @@ class EventProducer:
         """until_logged: seconds the log has not taken any sent event while some wait (else 0)."""
         if not self.until_logged or not self._sent:
             return 0.0
-        return max(0.0, time.monotonic() - self._progress_at)
+        oldest_at = next(iter(self._sent.values()))[1]
+        return max(0.0, time.monotonic() - max(self._confirmed_at, oldest_at))
 
     async def start(self) -> None:
         """Open the outbox and try Kafka once; a broker that is down is not an error."""
@@ -299,11 +301,17 @@ class EventProducer:
     async def _send_unsent(self) -> None:
         """Send the next records behind the cursor; they stay in the outbox until logged."""
         assert self._outbox is not None
+        replays = self.replays
         rows = await asyncio.to_thread(self._outbox.peek, self.drain_chunk, after=self._cursor)
         if not rows:  # the rows behind the cursor were confirmed and removed meanwhile
             self._cursor = max(self._cursor, self._outbox.last_seq())
             return
         failed = await self._send(rows)
+        if self.replays != replays:  # replayed meanwhile: everything goes again from the start
+            if failed:
+                await self._disconnect()
+            return
+        sent_at = time.monotonic()
         failed_seqs = {seq for seq, _ in failed}
         acked_untracked = []
         for seq, record in rows:
@@ -312,7 +320,7 @@ class EventProducer:
             if record.ident is None:  # a dead letter: nothing in the log to wait for
                 acked_untracked.append(seq)
             else:
-                self._sent[seq] = record.ident
+                self._sent[seq] = (record.ident, sent_at)
             self._cursor = seq
         if acked_untracked:
             await asyncio.to_thread(self._outbox.remove, acked_untracked)
@@ -330,27 +338,33 @@ class EventProducer:
 
     async def _confirm_once(self) -> None:
         assert self._confirm is not None
-        now = time.monotonic()
         if not self._sent:
-            self._progress_at = now
             return
         pending = list(self._sent.items())[:5000]
-        found = await self._confirm([ident for _, ident in pending])
-        done = [seq for seq, ident in pending if ident in found]
+        found = await self._confirm([ident for _, (ident, _at) in pending])
+        done = [seq for seq, (ident, _at) in pending if ident in found]
         if done and self._outbox is not None:
             await asyncio.to_thread(self._outbox.remove, done)
             for seq in done:
                 self._sent.pop(seq, None)
-            self._progress_at = time.monotonic()
+            self._confirmed_at = time.monotonic()
+        if not self._sent:
+            return
+        # The oldest unconfirmed event decides, whatever newer ones do: a broker that lost
+        # it can come back without any send failing, and traffic goes on being confirmed.
+        oldest_seq, (_ident, oldest_at) = next(iter(self._sent.items()))
+        if oldest_seq != self._stuck_seq:
+            self._stuck_seq = oldest_seq
             self._replay_wait = self.replay_after
-        elif now - self._progress_at > self._replay_wait:
+        waited = time.monotonic() - oldest_at
+        if waited > self._replay_wait:
             log.warning(
-                "outbox: %d sent events not in the crisis log after %.0f s: sending them again",
+                "outbox: %d sent events not in the crisis log, the oldest after %.0f s:"
+                " sending them again",
                 len(self._sent),
-                now - self._progress_at,
+                waited,
             )
             self._replay()
-            self._progress_at = now
             self._replay_wait = min(self._replay_wait * 2, 300.0)
 
     def _replay(self) -> None:

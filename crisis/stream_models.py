@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from crisis.sqltypes import UTCDateTime, utcnow
@@ -19,6 +19,8 @@ class DeadLetter(SQLModel, table=True):
     """An event the worker refused, with the reason; the raw bytes are kept as text."""
 
     __tablename__ = "dead_letters"
+    #: The outbox asks whether an event was dead-lettered by (source, id) (crisis.producer).
+    __table_args__ = (Index("ix_dead_letters_source_event_id", "source", "event_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source: str | None = Field(default=None, max_length=500)

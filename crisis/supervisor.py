@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from crisis.broker import BrokerError, EmbeddedBroker, die_with_parent
-from crisis.heartbeat import DRAINING_FILE, TREE_FILE, write_json
+from crisis.heartbeat import BROKER_FILE, DRAINING_FILE, TREE_FILE, write_json
 
 #: Parts that read the broker: restarted with it, because an empty broker lost their offsets.
 BROKER_READERS = ("ingest", "reactions")
@@ -120,13 +121,23 @@ class Supervisor:
 
     # ---------------------------------------------------------------- running
     def _spawn(self, part: Part) -> bool:
+        try:
+            self._launch(part)
+        except (BrokerError, OSError, subprocess.SubprocessError) as exc:
+            self.say(
+                f"{part.name} did not start: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            )
+            return False
+        part.state = "running"
+        part.started_at = time.monotonic()
+        return True
+
+    def _launch(self, part: Part) -> None:
         if part.argv is None:
             assert self.broker is not None
-            try:
-                self.broker.start()
-            except BrokerError as exc:
-                self.say(f"broker did not start: {str(exc).splitlines()[0]}")
-                return False
+            self.broker.start()
+            # Every start is a new, empty broker: what was read from the last one is gone.
+            write_json(self.run_dir / BROKER_FILE, {"incarnation": uuid.uuid4().hex})
         else:
             if part.log_file is None:
                 part.log_file = open(self.logs / f"{part.name}.log", "ab")
@@ -140,9 +151,6 @@ class Supervisor:
                 process_group=0,
                 preexec_fn=die_with_parent,
             )
-        part.state = "running"
-        part.started_at = time.monotonic()
-        return True
 
     def start(self, names: Sequence[str] | None = None) -> None:
         for name in names or list(self.parts):
@@ -183,30 +191,42 @@ class Supervisor:
     def tick(self) -> None:
         """One round: notice deaths, start what is due. Called every ~0.2 s."""
         changed = False
-        broker_restarted = False
         now = time.monotonic()
         for part in self.parts.values():
             if part.state == "running" and not self._alive(part):
                 self._schedule(part, f"died ({self._reap(part)})")
+                if part.argv is None:
+                    self._stop_readers()
                 changed = True
             elif part.state == "backoff" and now >= part.next_start:
                 if self._spawn(part):
                     part.restarts += 1
                     self.say(f"{part.name} restarted (pid {self._pid(part)})")
-                    broker_restarted |= part.argv is None
                 else:
                     self._schedule(part, "did not start")
                 changed = True
-        if broker_restarted:
-            for name in BROKER_READERS:  # an empty broker: they must join it afresh
-                reader = self.parts.get(name)
-                if reader is not None and reader.state == "running" and reader.proc is not None:
-                    self.say(f"{name} restarted with the broker")
-                    self._terminate([reader])
-                    self._spawn(reader)
-                    reader.restarts += 1
+        broker = self.parts.get("broker")
+        if broker is None or broker.state == "running":
+            for part in self.parts.values():
+                if part.state == "waiting" and self._spawn(part):
+                    part.restarts += 1
+                    self.say(f"{part.name} restarted with the broker (pid {part.pid})")
+                    changed = True
         if changed:
             self.write_state()
+
+    def _stop_readers(self) -> None:
+        """The broker died empty-handed: its readers wait for the next one, and join it afresh.
+
+        Stopped before the broker is back, so nothing of theirs reaches the new broker first.
+        """
+        for name in BROKER_READERS:
+            reader = self.parts.get(name)
+            if reader is not None and reader.state == "running":
+                self._terminate([reader])
+                reader.state = "waiting"
+                reader.last_exit = "stopped with the broker"
+                self.say(f"{name} stopped until the broker is back")
 
     def _pid(self, part: Part) -> int | None:
         return self.broker.pid if part.argv is None and self.broker else part.pid
@@ -224,8 +244,8 @@ class Supervisor:
 
     def drain(self) -> None:
         """Refuse new events, then wait (still supervising) until the outbox is empty."""
-        with contextlib.suppress(OSError):
-            (self.run_dir / DRAINING_FILE).touch()
+        with contextlib.suppress(OSError):  # with our pid: a killed tree's file is ignored
+            (self.run_dir / DRAINING_FILE).write_text(str(os.getpid()))
         self.write_state()
         deadline = time.monotonic() + self.drain_seconds
         said = 0.0

@@ -42,7 +42,7 @@ from streams.app import CrisisFaustApp
 from streams.batches import BatchConsumer
 from streams.notification_flow import is_plan, queue_plan
 from streams.playbook_agent import attach_playbook_clock, react_to
-from streams.replay import save_reacted
+from streams.replay import broker_incarnation, keeps_position, save_reacted
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,16 @@ def attach_reactions(
     )
 
     run_dir = settings.effective_run_dir
+    keep = keeps_position(settings)
+    incarnation = broker_incarnation(run_dir)  # the broker this process reads (streams.replay)
 
     async def handle(records: Sequence[Any]) -> None:
         # Raw bytes, decoded here: a record that is not JSON is logged and skipped, never fatal.
         entries = decode_entries(r.value for r in records)
         await reactions.handle(entries)
-        if settings.outbox_until_logged and entries:  # a memory-only broker (streams.replay)
+        if keep and entries:
             reacted = reactions.reacted_up_to(max(int(e["id"]) for e in entries))
-            await asyncio.to_thread(save_reacted, run_dir, reacted)
+            await asyncio.to_thread(save_reacted, run_dir, reacted, incarnation)
 
     assert settings.kafka_bootstrap
     consumer = BatchConsumer.in_app(

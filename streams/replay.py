@@ -3,26 +3,24 @@
 The relay publishes ``crisis.log`` from the database and keeps its position there; the
 reactions consumer's offsets live in the broker. A memory-only broker that dies takes with it
 every entry published but not yet reacted to, so an incident opened just before could get no
-owner and no staff alarm. The reactions therefore note, in the run directory, the entry id up
-to which everything has been reacted to; an ingest worker that starts against an empty
-``crisis.log`` (a fresh broker) moves the relay back to it, and those entries are published
-again. Reacting twice is harmless: the playbook engine evaluates the whole timeline and the
+owner and no staff alarm. So the reactions note, in the run directory, the entry id up to which
+everything has been reacted to and which broker they read it from (the incarnation ``crisis up``
+writes at each broker start, ``crisis.heartbeat.BROKER_FILE``). An ingest worker that starts
+against another broker moves the relay back to that id, and those entries are published again.
+Reacting twice is harmless: the playbook engine evaluates the whole timeline and the
 notification flow queues a plan once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import select, update
 
-from crisis import topics
 from crisis.db import make_engine
-from crisis.heartbeat import read_json, write_json
+from crisis.heartbeat import BROKER_FILE, read_json, write_json
 from crisis.settings import Settings
 from crisis.stream_models import FeedPosition
 
@@ -33,41 +31,45 @@ RELAY_NAME = "crisis.log"
 POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]
 
 
-def save_reacted(run_dir: Path, entry_id: int) -> None:
-    """Everything up to ``entry_id`` has been reacted to (a lost write only means more again)."""
+def broker_incarnation(run_dir: Path) -> str | None:
+    value = read_json(run_dir / BROKER_FILE)
+    incarnation = value.get("incarnation") if value else None
+    return incarnation if isinstance(incarnation, str) else None
+
+
+def save_reacted(run_dir: Path, entry_id: int, incarnation: str | None) -> None:
+    """Everything up to ``entry_id`` is reacted to (a lost write only means more again)."""
     with contextlib.suppress(OSError):
-        write_json(run_dir / POSITION_FILE, {"reacted": entry_id})
+        write_json(run_dir / POSITION_FILE, {"reacted": entry_id, "broker": incarnation})
 
 
-def load_reacted(run_dir: Path) -> int | None:
+def load_reacted(run_dir: Path) -> tuple[int, str | None] | None:
     value = read_json(run_dir / POSITION_FILE)
     reacted = value.get("reacted") if value else None
-    return reacted if isinstance(reacted, int) else None
+    if not isinstance(reacted, int) or value is None:
+        return None
+    broker = value.get("broker")
+    return reacted, broker if isinstance(broker, str) else None
 
 
-async def log_topic_is_empty(bootstrap: str) -> bool:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await asyncio.wait_for(consumer.start(), 10.0)
-    try:
-        partitions = consumer.partitions_for_topic(topics.LOG) or set()
-        if not partitions:
-            return True
-        ends = await consumer.end_offsets([TopicPartition(topics.LOG, p) for p in partitions])
-        return all(offset == 0 for offset in ends.values())
-    finally:
-        await consumer.stop()
+def keeps_position(settings: Settings) -> bool:
+    """Only for a memory-only broker, and one ``crisis.log`` partition (ids then arrive in
+    order, so "everything up to" is one number)."""
+    return settings.outbox_until_logged and settings.log_partitions == 1
 
 
 async def rewind_relay_after_broker_loss(settings: Settings) -> int | None:
-    """Move the relay back to what the reactions saw when ``crisis.log`` came back empty.
+    """Move the relay back to what the reactions saw if they saw it on another broker.
 
-    Only with a memory-only broker (``outbox_until_logged``); returns the new position or None.
+    Returns the new position, or None when nothing moved.
     """
-    if not settings.outbox_until_logged or not settings.kafka_bootstrap:
+    if not keeps_position(settings):
         return None
-    reacted = load_reacted(settings.effective_run_dir)
-    if reacted is None or not await log_topic_is_empty(settings.kafka_bootstrap):
+    run_dir = settings.effective_run_dir
+    saved = load_reacted(run_dir)
+    if saved is None or saved[1] == broker_incarnation(run_dir):
         return None
+    reacted = saved[0]
     engine = make_engine(settings)
     try:
         async with engine.begin() as conn:
@@ -84,8 +86,8 @@ async def rewind_relay_after_broker_loss(settings: Settings) -> int | None:
     finally:
         await engine.dispose()
     logger.warning(
-        "crisis.log is empty (the broker restarted): publishing again from entry %d, "
-        "where the reactions had got to (the relay was at %d)",
+        "a new broker: publishing crisis.log again from entry %d, where the reactions had got"
+        " to on the last one (the relay was at %d)",
         reacted,
         row[0],
     )

@@ -105,3 +105,12 @@ async def test_a_broker_that_does_not_answer_is_named(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.json()["broker"] == "down"
     assert response.json()["failing"] == ["broker"]
+
+
+def test_a_draining_file_left_by_a_killed_tree_is_ignored(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / heartbeat.DRAINING_FILE).write_text(str(2**22 + 12345))
+    assert not heartbeat.draining(run_dir)
+    (run_dir / heartbeat.DRAINING_FILE).write_text(str(os.getpid()))
+    assert heartbeat.draining(run_dir)

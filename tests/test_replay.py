@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from crisis import topics
-from crisis.broker import EmbeddedBroker, ensure_topics, free_port
+from crisis import heartbeat
 from crisis.db import make_engine, migrate
 from crisis.settings import Settings
 from streams.reactions import Reactions
-from streams.replay import load_reacted, rewind_relay_after_broker_loss, save_reacted
-
-pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    b.start()
-    yield b
-    b.stop()
+from streams.replay import (
+    broker_incarnation,
+    load_reacted,
+    rewind_relay_after_broker_loss,
+    save_reacted,
+)
 
 
 async def _relay_at(settings: Settings, position: int | None = None) -> int:
@@ -51,11 +42,11 @@ async def _relay_at(settings: Settings, position: int | None = None) -> int:
     return int(row[0])
 
 
-def _settings(tmp_path: Path, database_url: str, bootstrap: str, **over: object) -> Settings:
+def _settings(tmp_path: Path, database_url: str, **over: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": tmp_path / "var",
         "database_url": database_url,
-        "kafka_bootstrap": bootstrap,
+        "kafka_bootstrap": "127.0.0.1:9",
         "outbox_until_logged": True,
     }
     values.update(over)
@@ -64,8 +55,8 @@ def _settings(tmp_path: Path, database_url: str, bootstrap: str, **over: object)
 
 def test_the_reacted_position_survives_and_stops_before_anything_pending(tmp_path: Path) -> None:
     assert load_reacted(tmp_path) is None
-    save_reacted(tmp_path, 17)
-    assert load_reacted(tmp_path) == 17
+    save_reacted(tmp_path, 17, "b1")
+    assert load_reacted(tmp_path) == (17, "b1")
     reactions = Reactions.__new__(Reactions)
     reactions.pending = {"a": {"id": 12, "incident_id": "a"}, "b": {"id": 15, "incident_id": "b"}}
     assert reactions.reacted_up_to(20) == 11
@@ -73,41 +64,37 @@ def test_the_reacted_position_survives_and_stops_before_anything_pending(tmp_pat
     assert reactions.reacted_up_to(20) == 20
 
 
-async def test_an_empty_log_topic_moves_the_relay_back(
-    tmp_path: Path, database_url: str, broker: EmbeddedBroker
+def _broker_started(run_dir: Path, incarnation: str) -> None:
+    heartbeat.write_json(run_dir / heartbeat.BROKER_FILE, {"incarnation": incarnation})
+
+
+async def test_a_new_broker_moves_the_relay_back_to_what_the_reactions_saw(
+    tmp_path: Path, database_url: str
 ) -> None:
-    settings = _settings(tmp_path, database_url, broker.bootstrap)
-    await ensure_topics(broker.bootstrap, {topics.LOG: 1})
+    settings = _settings(tmp_path, database_url)
+    run_dir = settings.effective_run_dir
     assert await _relay_at(settings, 100) == 100
-    save_reacted(settings.effective_run_dir, 40)
+    _broker_started(run_dir, "first")
+    save_reacted(run_dir, 40, broker_incarnation(run_dir))
+    # The same broker: an ingest restart changes nothing (the reactions' offsets are there).
+    assert await rewind_relay_after_broker_loss(settings) is None
+    assert await _relay_at(settings) == 100
+
+    _broker_started(run_dir, "second")
     assert await rewind_relay_after_broker_loss(settings) == 40
     assert await _relay_at(settings) == 40
-    # Once moved back, a second start changes nothing.
+    # Behind the reactions' position already: nothing to move.
     assert await rewind_relay_after_broker_loss(settings) is None
 
 
-async def test_a_log_topic_that_kept_its_records_is_left_alone(
-    tmp_path: Path, database_url: str, broker: EmbeddedBroker
+async def test_no_rewind_without_a_memory_only_broker_or_with_several_partitions(
+    tmp_path: Path, database_url: str
 ) -> None:
-    settings = _settings(tmp_path, database_url, broker.bootstrap)
-    await ensure_topics(broker.bootstrap, {topics.LOG: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.LOG, b"{}")
-    finally:
-        await producer.stop()
-    await _relay_at(settings, 100)
-    save_reacted(settings.effective_run_dir, 40)
-    assert await rewind_relay_after_broker_loss(settings) is None
-    assert await _relay_at(settings) == 100
-
-
-async def test_an_external_kafka_is_never_rewound(
-    tmp_path: Path, database_url: str, broker: EmbeddedBroker
-) -> None:
-    settings = _settings(tmp_path, database_url, broker.bootstrap, outbox_until_logged=False)
-    await _relay_at(settings, 100)
-    save_reacted(settings.effective_run_dir, 40)
-    assert await rewind_relay_after_broker_loss(settings) is None
-    assert await _relay_at(settings) == 100
+    await _relay_at(_settings(tmp_path, database_url), 100)
+    for over in ({"outbox_until_logged": False}, {"log_partitions": 2}):
+        settings = _settings(tmp_path, database_url, **over)
+        run_dir = settings.effective_run_dir
+        save_reacted(run_dir, 40, "old")
+        _broker_started(run_dir, "new")
+        assert await rewind_relay_after_broker_loss(settings) is None
+        assert await _relay_at(settings) == 100

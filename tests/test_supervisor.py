@@ -9,7 +9,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from crisis import supervisor as sup
+from crisis.broker import EmbeddedBroker, free_port
 from crisis.outbox import Outbox, Record
 from crisis.supervisor import Part, Supervisor
 
@@ -141,3 +144,38 @@ def test_the_web_stops_first(tmp_path: Path) -> None:
     order = [line.split()[0] for line in record.read_text().splitlines()]
     assert order[0] == "web"
     assert sorted(order) == ["dispatcher", "ingest", "web"]
+
+
+@pytest.mark.broker
+def test_a_dead_broker_stops_its_readers_until_it_is_back_empty(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "logs" / "broker.log")
+    parts = [Part("broker", None), Part("ingest", SLEEPER), Part("web", SLEEPER)]
+    (tmp_path / "logs").mkdir()
+    lines: list[str] = []
+    s = Supervisor(
+        parts=parts,
+        env={},
+        run_dir=tmp_path / "run",
+        logs=tmp_path / "logs",
+        outbox=None,
+        broker=broker,
+        say=lines.append,
+    )
+    s.start()
+    try:
+        first = json.loads((tmp_path / "run" / "broker.json").read_text())["incarnation"]
+        ingest_pid, web_pid = s.parts["ingest"].pid, s.parts["web"].pid
+        broker.kill()
+        s.tick()  # notices the death: the reader stops before any new broker exists
+        assert s.parts["ingest"].state == "waiting" and s.parts["ingest"].proc is None
+        _run(s, 3.0)
+        assert s.parts["broker"].state == "running" and broker.running
+        assert s.parts["ingest"].state == "running" and s.parts["ingest"].pid != ingest_pid
+        assert s.parts["web"].pid == web_pid  # not a reader: untouched
+        second = json.loads((tmp_path / "run" / "broker.json").read_text())["incarnation"]
+        assert second != first
+        said = "\n".join(lines)
+        assert "ingest stopped until the broker is back" in said
+        assert "ingest restarted with the broker" in said
+    finally:
+        s.stop()
