@@ -142,6 +142,7 @@ class EventProducer:
         self._cursor = 0
         self._sent: dict[int, tuple[tuple[str, str], float]] = {}  # seq → (ident, sent at)
         self._confirmed_at = time.monotonic()
+        self._pending_since: float | None = None  # since when some sent event waits (replays too)
         self._stuck_seq = 0
         self._replay_wait = replay_after
         self._confirmer: asyncio.Task[None] | None = None
@@ -157,10 +158,9 @@ class EventProducer:
 
     def stalled_for(self) -> float:
         """until_logged: seconds the log has not taken any sent event while some wait (else 0)."""
-        if not self.until_logged or not self._sent:
+        if not self.until_logged or self._pending_since is None:
             return 0.0
-        oldest_at = next(iter(self._sent.values()))[1]
-        return max(0.0, time.monotonic() - max(self._confirmed_at, oldest_at))
+        return max(0.0, time.monotonic() - max(self._confirmed_at, self._pending_since))
 
     async def start(self) -> None:
         """Open the outbox and try Kafka once; a broker that is down is not an error."""
@@ -321,6 +321,8 @@ class EventProducer:
                 acked_untracked.append(seq)
             else:
                 self._sent[seq] = (record.ident, sent_at)
+                if self._pending_since is None:
+                    self._pending_since = sent_at
             self._cursor = seq
         if acked_untracked:
             await asyncio.to_thread(self._outbox.remove, acked_untracked)
@@ -348,6 +350,8 @@ class EventProducer:
             for seq in done:
                 self._sent.pop(seq, None)
             self._confirmed_at = time.monotonic()
+            if self.outbox_depth() == 0:
+                self._pending_since = None
         if not self._sent:
             return
         # The oldest unconfirmed event decides, whatever newer ones do: a broker that lost

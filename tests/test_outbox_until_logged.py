@@ -148,3 +148,21 @@ async def test_accepted_while_the_broker_is_away(tmp_path: Path) -> None:
     finally:
         await producer.stop()
         broker.stop()
+
+
+async def test_a_stall_is_reported_through_replays_and_ends_when_the_log_takes_them(
+    tmp_path: Path, broker: EmbeddedBroker
+) -> None:
+    log = FakeLog()
+    producer = _producer(tmp_path, broker.bootstrap, log, replay_after=0.3)
+    await producer.start()
+    try:
+        envs = [envelope(i) for i in range(5)]
+        await producer.accept(envs)
+        await wait_until(lambda: producer.replays >= 2, what="two replays")
+        assert producer.stalled_for() > 0.6  # replays do not restart the clock
+        log.held |= {e.key for e in envs}
+        await wait_until(lambda: producer.outbox_depth() == 0, what="all confirmed")
+        assert producer.stalled_for() == 0.0
+    finally:
+        await producer.stop()
