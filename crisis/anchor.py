@@ -40,8 +40,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis.chain import format_time
-from crisis.db import make_engine
-from crisis.log import AnchoredHead, heads_root
+from crisis.db import make_engine, make_sessionmaker
+from crisis.log import AnchoredHead, VerifyReport, heads_root, verify_log
 from crisis.models import Incident, LogEntry
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow
@@ -406,3 +406,13 @@ def describe_last(log: AnchorLog) -> str:
     if not log.lines:
         return "no checkpoint written"
     return f"last checkpoint line {log.lines} at {log.last_at}, root {log.last_root}"
+
+
+async def verify_anchored(settings: Settings, anchor: AnchorLog) -> VerifyReport:
+    """``verify_log`` over the database, against the heads of an anchor read beforehand."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await verify_log(session, anchored=anchor.heads if anchor.lines else None)
+    finally:
+        await engine.dispose()

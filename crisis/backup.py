@@ -37,10 +37,9 @@ from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
-from crisis.anchor import ANCHOR_FILE, AnchorLog
+from crisis.anchor import ANCHOR_FILE, AnchorLog, verify_anchored
 from crisis.chain import format_time
-from crisis.db import make_engine, make_sessionmaker
-from crisis.log import heads_root, verify_log
+from crisis.log import heads_root
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow
 
@@ -476,12 +475,7 @@ async def _check(settings: Settings, manifest: dict[str, Any]) -> int:
     """The restored log must verify, with the heads root the backup recorded."""
     _progress("restore: verifying the log …")
     anchor = AnchorLog.load(settings.data_dir / ANCHOR_FILE)
-    engine = make_engine(settings)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            report = await verify_log(session, anchored=anchor.heads if anchor.lines else None)
-    finally:
-        await engine.dispose()
+    report = await verify_anchored(settings, anchor)
     expected = manifest.get("heads_root")
     problems = [str(b) for b in report.breaks] + [str(b) for b in report.anchor_breaks]
     if anchor.problem:

@@ -23,10 +23,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from crisis import accounts, privacy
-from crisis.anchor import AnchorLog, anchor_every, anchor_once, anchor_path
+from crisis.anchor import AnchorLog, anchor_every, anchor_once, anchor_path, verify_anchored
 from crisis.backup import backup, restore
 from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
-from crisis.log import verify_log
 from crisis.organisation import OrganisationError, load_organisation
 from crisis.settings import WORKER_ROLE_HELP, WORKER_ROLES, Settings
 
@@ -52,12 +51,7 @@ async def _verify(settings: Settings) -> int:
     except OSError as exc:
         print(f"crisis log verify: cannot read the log anchor {path}: {exc}", file=sys.stderr)
         return 2
-    engine = make_engine(settings)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            report = await verify_log(session, anchored=anchor.heads if anchor.lines else None)
-    finally:
-        await engine.dispose()
+    report = await verify_anchored(settings, anchor)
     print(f"heads: {report.heads_root}")
     if not anchor.lines and anchor.problem is None:
         print(

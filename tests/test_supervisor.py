@@ -29,7 +29,12 @@ RECORDER = (
 )
 
 
-def _supervisor(tmp_path: Path, parts: list[Part], outbox: Path | None = None) -> Supervisor:
+def _supervisor(
+    tmp_path: Path,
+    parts: list[Part],
+    outbox: Path | None = None,
+    broker: EmbeddedBroker | None = None,
+) -> Supervisor:
     (tmp_path / "logs").mkdir(exist_ok=True)
     lines: list[str] = []
     s = Supervisor(
@@ -38,6 +43,7 @@ def _supervisor(tmp_path: Path, parts: list[Part], outbox: Path | None = None) -
         run_dir=tmp_path / "run",
         logs=tmp_path / "logs",
         outbox=outbox,
+        broker=broker,
         drain_seconds=10.0,
         say=lines.append,
     )
@@ -150,17 +156,8 @@ def test_the_web_stops_first(tmp_path: Path) -> None:
 def test_a_dead_broker_stops_its_readers_until_it_is_back_empty(tmp_path: Path) -> None:
     broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "logs" / "broker.log")
     parts = [Part("broker", None), Part("ingest", SLEEPER), Part("web", SLEEPER)]
-    (tmp_path / "logs").mkdir()
-    lines: list[str] = []
-    s = Supervisor(
-        parts=parts,
-        env={},
-        run_dir=tmp_path / "run",
-        logs=tmp_path / "logs",
-        outbox=None,
-        broker=broker,
-        say=lines.append,
-    )
+    s = _supervisor(tmp_path, parts, broker=broker)
+    lines: list[str] = s.lines  # type: ignore[attr-defined]
     s.start()
     try:
         first = json.loads((tmp_path / "run" / "broker.json").read_text())["incarnation"]

@@ -14,24 +14,7 @@ from pathlib import Path
 import pytest
 
 from crisis.broker import free_port, kafka_api_versions_ok
-
-
-def _children(pid: int) -> set[int]:
-    """All descendants of ``pid``, read from /proc (no psutil needed)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found |= frontier
-    return found
+from tests.faults import descendants
 
 
 @pytest.mark.broker
@@ -74,7 +57,7 @@ def test_crisis_up_serves_healthz_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         assert broker, joined
         broker_port = int(broker.group(1))
         assert kafka_api_versions_ok("127.0.0.1", broker_port)
-        tree = _children(proc.pid)
+        tree = descendants(proc.pid)
         assert len(tree) >= 3, "broker, worker and web run as children"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
