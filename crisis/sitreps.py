@@ -33,6 +33,13 @@ from crisis.sqltypes import utcnow
 OSLO = ZoneInfo("Europe/Oslo")
 DEFAULT_UPDATE_INTERVAL = timedelta(hours=1)
 TASK_STATUS_NB = {"not_started": "ikke startet", "started": "startet", "done": "utført"}
+#: A report field's length limit (``SitRepFields``, the ``sitrep_versions`` columns).
+FIELD_LIMIT = 20_000
+#: The last line of a composed field that was cut to fit ``FIELD_LIMIT``.
+SHORTENED = "… (forkortet: teksten var for lang, se loggen for resten)"
+NO_NEEDS = "Ingen behov meldt."
+#: Needs lines the draft composes from the log itself (not carried from an earlier report).
+_COMPOSED_NEEDS = ("- Støtte fra ", "- Gjenstår: ")
 
 
 class SitRepError(Exception):
@@ -79,6 +86,54 @@ def _next_slot(now: datetime) -> datetime:
     return (at + timedelta(minutes=extra)).replace(second=0, microsecond=0)
 
 
+def _carried_needs(entries: Sequence[LogEntry], *, composed: Sequence[str]) -> list[str]:
+    """The needs staff wrote into the newest report, for the next draft to carry forward.
+
+    Only the newest version of a report counts (the latest state). Its lines that the
+    log yields afresh — support asked for, needs from entries, open tasks, "none" — are
+    left out: the draft composes those from the log as it is now, so a task done since is
+    no longer a need and nothing is counted twice.
+    """
+    newest = next(
+        (
+            e
+            for e in reversed(entries)
+            if e.kind == EntryKind.SITUATION_REPORT and e.data.get("action") == "version"
+        ),
+        None,
+    )
+    if newest is None or not isinstance(newest.data.get("needs"), str):
+        return []
+    fresh = {line.strip() for item in composed for line in item.splitlines()}
+    carried: list[str] = []
+    for line in newest.data["needs"].splitlines():
+        bare = line.strip()
+        if (
+            not bare
+            or bare in fresh
+            or bare in (NO_NEEDS, SHORTENED)
+            or bare.startswith(_COMPOSED_NEEDS)
+            or line in carried
+        ):
+            continue
+        carried.append(line)
+    return carried
+
+
+def _fit(text: str, limit: int = FIELD_LIMIT) -> str:
+    """``text`` within a field's limit: the tail is cut at a line break, with a visible note.
+
+    A draft is for staff to edit, so a long one is shortened rather than refused; what is
+    first (the log's own state) is kept, what is last (carried forward) goes.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(SHORTENED) - 1]
+    if "\n" in head:
+        head = head[: head.rindex("\n")]
+    return f"{head}\n{SHORTENED}"
+
+
 def compose_draft(
     incident: Incident, entries: Sequence[LogEntry], *, now: datetime
 ) -> SitRepFields:
@@ -100,9 +155,18 @@ def compose_draft(
         actions.append(f"- Tiltak: {t.title} ({t.responsible_role}) — {status}")
     for c in projection.contacts(entries):
         actions.append(f"- Samvirke: {c.name} ({c.kind}) — {c.status}")
+    # One line per group, summed over its updates: every approved report sends one to the
+    # ministry, so a line per update would make each report longer than the last.
+    per_group: dict[str, tuple[int, dict[str, int]]] = {}
     for g in projection.notifications(entries):
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(g.counts.items()))
-        actions.append(f"- Varsling {g.group}: {counts}")
+        updates, totals = per_group.get(g.group, (0, {}))
+        for k, v in g.counts.items():
+            totals[k] = totals.get(k, 0) + v
+        per_group[g.group] = (updates + 1, totals)
+    for group, (updates, totals) in per_group.items():
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(totals.items()))
+        sent = f" ({updates} utsendelser)" if updates > 1 else ""
+        actions.append(f"- Varsling {group}{sent}: {counts}")
     for e in projection.escalations(entries):
         actions.append(f"- {_oslo(e.at)}: {e.text}")
 
@@ -124,20 +188,25 @@ def compose_draft(
             + (f" (kriterier: {criteria})" if criteria else "")
         )
     for e in entries:
-        if e.data.get("needs"):
-            needs.append(f"- {e.data['needs']}")
+        # A report's own needs are in its log entry too; those are carried forward below,
+        # from the newest report only — never copied from every earlier one (issue 15).
+        if e.kind != EntryKind.SITUATION_REPORT and e.data.get("needs"):
+            line = f"- {e.data['needs']}"
+            if line not in needs:
+                needs.append(line)
     open_tasks = [t for t in projection.tasks(entries) if not t.done]
     for t in open_tasks:
         due = f", frist {_oslo(t.deadline)}" if t.deadline else ""
         needs.append(f"- Gjenstår: {t.title} ({t.responsible_role}{due})")
+    needs.extend(_carried_needs(entries, composed=needs))
 
     promised = incident.next_update_at
     next_update = promised if promised is not None and promised > now else _next_slot(now)
     return SitRepFields(
-        situation="\n".join(lines),
-        actions="\n".join(actions) or "Ingen tiltak registrert ennå.",
-        decisions="\n".join(decided) or "Ingen beslutninger registrert ennå.",
-        needs="\n".join(needs) or "Ingen behov meldt.",
+        situation=_fit("\n".join(lines)),
+        actions=_fit("\n".join(actions) or "Ingen tiltak registrert ennå."),
+        decisions=_fit("\n".join(decided) or "Ingen beslutninger registrert ennå."),
+        needs=_fit("\n".join(needs) or NO_NEEDS),
         next_update_at=next_update,
     )
 

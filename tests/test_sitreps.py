@@ -253,3 +253,84 @@ async def test_an_approved_report_is_queued_for_the_ministry(api: ApiHarness) ->
         assert "Under kontroll." in update.facts["known"]
         results.append(update.approved_by)
     assert results == ["user:leder", None]
+
+
+async def test_hourly_reports_do_not_grow_with_the_report_number(api: ApiHarness) -> None:
+    """Issue 15: each draft copied the needs of every earlier report (18, 20, 43, 89 … 500).
+
+    A draft carries forward only the newest report's state: the needs staff wrote by hand
+    once, the needs from the log once, and nothing copied from copies.
+    """
+    op = await api.user("op", "operator", unit="agder-froland")
+    iid = (await _open(api, op))["id"]
+    await _entry(api, op, iid, kind="observation", text="Røyk i avdeling B", needs="Brannvesen")
+    await _entry(api, op, iid, kind="task", title="Evakuer avdeling B", responsible_role="on_duty")
+    lengths: list[dict[str, int]] = []
+    for n in range(1, 101):
+        r = await api.client.post(f"/api/v1/incidents/{iid}/sitreps", headers=op)
+        assert r.status_code == 201, f"report {n}: {r.status_code} {r.text[:200]}"
+        sitrep = r.json()
+        version = sitrep["current"]["version"]
+        if n == 1:  # the staff add a need by hand; later drafts carry it forward
+            edit = {**sitrep["current"], "note": "behov lagt til"}
+            edit["needs"] += "\n- Ekstra bemanning fra Arendal"
+            r = await api.client.post(
+                f"/api/v1/sitreps/{sitrep['id']}/versions", json=edit, headers=op
+            )
+            assert r.status_code == 201, r.text
+            version = r.json()["current"]["version"]
+        r = await api.client.post(
+            f"/api/v1/sitreps/{sitrep['id']}/approve", json={"version": version}, headers=op
+        )
+        assert r.status_code == 200, f"report {n}: {r.status_code} {r.text[:200]}"
+        current = r.json()["current"]
+        lengths.append({k: len(current[k]) for k in ("situation", "actions", "decisions", "needs")})
+        if n > 1:
+            needs = current["needs"]
+            assert needs.count("Ekstra bemanning fra Arendal") == 1, needs
+            assert needs.count("Brannvesen") == 1, needs
+            assert needs.count("Gjenstår: Evakuer avdeling B") == 1, needs
+            assert "- - " not in needs, needs
+    # bounded: from report 3 on only counters grow a digit ("(9 utsendelser)" → "(100 …)")
+    for field in ("situation", "decisions", "needs"):
+        assert {row[field] for row in lengths[1:]} == {lengths[1][field]}, field
+    actions = [row["actions"] for row in lengths[2:]]
+    assert max(actions) - min(actions) <= 6, (lengths[:4], lengths[-1])
+    assert max(sum(row.values()) for row in lengths) < 2_000
+
+
+def test_a_draft_over_the_field_limit_is_shortened_with_a_note() -> None:
+    """A composed field never exceeds the 20,000-character limit: the tail is cut, visibly."""
+    from crisis.models import LogEntry
+
+    now = datetime(2026, 11, 22, 2, 41, tzinfo=UTC)
+    incident = Incident(id="x", type="fire", title="Brann", unit="u", severity=5, opened_at=now)
+    carried = "\n".join(f"- Behov {i}: {'x' * 80}" for i in range(400))  # ~36,000 characters
+    entries = [
+        LogEntry(
+            incident_id="x",
+            seq=1,
+            kind="situation_report",
+            at=now,
+            actor="user:op",
+            data={"sitrep": 1, "version": 2, "action": "version", "needs": carried},
+            prev_hash="",
+            hash="",
+        ),
+        LogEntry(
+            incident_id="x",
+            seq=2,
+            kind="observation",
+            at=now,
+            actor="user:op",
+            text="Røyk",
+            data={"needs": "Brannvesen"},
+            prev_hash="",
+            hash="",
+        ),
+    ]
+    draft = sitreps.compose_draft(incident, entries, now=now)
+    assert len(draft.needs) <= sitreps.FIELD_LIMIT
+    assert draft.needs.startswith("- Brannvesen\n- Behov 0:")  # the log's needs come first
+    assert draft.needs.endswith(sitreps.SHORTENED)
+    assert "(forkortet" in draft.needs
