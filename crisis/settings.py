@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=0, le=65535)
     timezone: str = "Europe/Oslo"
+    api_max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Request body cap of every write but ingest's (which has its own); past it"
+        " the API answers 413 and keeps nothing.",
+    )
     # --- ingest (POST /api/v1/events, /cap, /reports) ---
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body cap.")
     ingest_max_events: int = Field(default=1000, ge=1, description="Events per request.")

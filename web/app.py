@@ -26,6 +26,7 @@ from web import (
     health,
     incidents,
     ingest,
+    limits,
     notifications,
     sitreps,
     units,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         max_age=12 * 3600,
     )
     errors.install(app)
+    limits.install(app, settings.api_max_body_bytes)
 
     @app.middleware("http")
     async def _draining(

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from crisis import privacy
 from crisis.board_models import DataAccess
 from crisis.models import Role
-from web.deps import CurrentUser, SessionDep
+from web.deps import BeforeId, CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -46,7 +46,7 @@ async def list_accesses(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="id to page backwards from")] = None,
+    before: BeforeId = None,
 ) -> Any:
     if user.role != Role.ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "bare for administrator / admin only")

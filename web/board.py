@@ -27,7 +27,7 @@ from crisis.rules import COERCIVE_MEASURES
 from crisis.sqltypes import utcnow
 from web import boardmap, i18n
 from web.board_feed import head
-from web.deps import SessionDep, scope_of
+from web.deps import RowId, SessionDep, scope_of
 from web.sitreps import readable
 
 router = APIRouter(tags=["board"], include_in_schema=False)
@@ -309,7 +309,7 @@ async def incident_panels(incident_id: str, request: Request, session: SessionDe
 
 
 @router.get("/sitreps/{sitrep_id}", response_class=HTMLResponse, response_model=None)
-async def sitrep_page(sitrep_id: int, request: Request, session: SessionDep) -> Response:
+async def sitrep_page(sitrep_id: RowId, request: Request, session: SessionDep) -> Response:
     user = await page_user(request, session)
     if user is None:
         return to_login(request)

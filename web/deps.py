@@ -1,16 +1,25 @@
-"""Annotated dependencies: ``SessionDep``, ``CurrentUser``, ``Org``."""
+"""Annotated dependencies: ``SessionDep``, ``CurrentUser``, ``Org``; ``RowId``, ``BeforeId``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import accounts
 from crisis.models import User
 from crisis.organisation import Organisation
+
+#: The largest row id or seq: the tables' ids are INTEGER, a 32-bit integer on PostgreSQL
+#: (SQLite's reach 2**63 - 1). A larger id in a path or query is a 422, not a driver's 500.
+MAX_ID = 2**31 - 1
+
+#: An integer row id in a path, within what the database can hold.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: The ``before`` cursor of a paged list: a row id to page backwards from.
+BeforeId = Annotated[int | None, Query(ge=1, le=MAX_ID, description="id to page backwards from")]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from crisis import privacy
 from crisis.models import Role
 from crisis.stream_models import DeadLetter, DeadLetterPublic
-from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.deps import BeforeId, CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
@@ -30,7 +30,7 @@ async def list_dead_letters(
     type_: Annotated[str | None, Query(alias="type")] = None,
     unit: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="id to page backwards from")] = None,
+    before: BeforeId = None,
 ) -> Any:
     scope = scope_of(user, org)
     if scope.exercises_only or scope.min_level:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import log, privacy
+from crisis import jsonlimits, log, privacy
 from crisis.models import (
     USER_ENTRY_KINDS,
     Impact,
@@ -23,7 +23,7 @@ from crisis.models import (
 )
 from crisis.organisation import Organisation
 from crisis.permissions import Action, entry_action, require
-from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.deps import MAX_ID, CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -37,7 +37,7 @@ class EntryCreate(BaseModel):
 
     kind: UserKind  # type: ignore[valid-type]
     text: str = Field(default="", max_length=20_000)
-    corrects: int | None = None
+    corrects: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
 class Escalation(BaseModel):
@@ -175,6 +175,10 @@ async def add_entry(
     request: Request,
 ) -> Any:
     data = dict(body.model_extra or {})
+    try:
+        jsonlimits.check(data)
+    except jsonlimits.JsonLimitError as exc:
+        raise log.RuleViolation([log.rules.Violation(exc.field, str(exc))]) from None
     require(user, entry_action(body.kind, data))
     await _visible(session, user, org, incident_id)
     try:

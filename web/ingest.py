@@ -7,7 +7,6 @@ Every refusal uses the one error shape; a request is accepted whole or not at al
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -22,7 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from crisis import cap
+from crisis import cap, jsonlimits
 from crisis.dberrors import is_disk_full
 from crisis.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.models import RawEvent, Role, User
@@ -113,6 +112,16 @@ async def _body(request: Request) -> bytes:
     if body is None:
         raise too_big
     return body
+
+
+def _json(body: bytes) -> Any:
+    """The parsed body: 422 past the JSON depth limit (never a RecursionError), 400 if not JSON."""
+    try:
+        return jsonlimits.loads(body)
+    except jsonlimits.JsonLimitError as exc:
+        raise Refusal(422, _err("body", str(exc))) from None
+    except ValueError as exc:
+        raise Refusal(400, _err("body", f"not valid JSON: {exc}"), reason="bad_request") from None
 
 
 def _require(user: User, action: Action) -> None:
@@ -284,12 +293,7 @@ async def post_events(request: Request, user: CurrentUser, org: Org) -> JSONResp
                 reason="bad_request",
             )
         body = await _body(request)
-        try:
-            parsed = json.loads(body)
-        except ValueError as exc:
-            raise Refusal(
-                400, _err("body", f"not valid JSON: {exc}"), reason="bad_request"
-            ) from None
+        parsed = _json(body)
         raws = parsed if isinstance(parsed, list) else [parsed]
         limit: int = request.app.state.settings.ingest_max_events
         if not raws:
@@ -336,12 +340,7 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
                 k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""
             }
         elif media in JSON_TYPES:
-            try:
-                fields = json.loads(await _body(request))
-            except ValueError as exc:
-                raise Refusal(
-                    400, _err("body", f"not valid JSON: {exc}"), reason="bad_request"
-                ) from None
+            fields = _json(await _body(request))
             if not isinstance(fields, dict):
                 raise Refusal(422, _err("body", "a report is a JSON object"))
         else:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import col, select
 
+from crisis import jsonlimits
 from crisis.log import RuleViolation
 from crisis.models import Incident
 from crisis.permissions import Action, require
@@ -21,7 +22,7 @@ from notifiers import service
 from notifiers.config import NotifyConfig, load_notify_config
 from notifiers.models import NotifyUpdate, OutboxMessage
 from notifiers.rendering import MissingNextUpdate, TemplateError
-from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.deps import CurrentUser, Org, RowId, SessionDep, scope_of
 from web.incidents import actor_of
 
 logger = logging.getLogger(__name__)
@@ -50,18 +51,22 @@ def _refusal(code: int, field: str, message: str, principle: str | None = None) 
     return RuleViolation([Violation(field, message, principle)], status=code)
 
 
+#: Free JSON the API stores: within crisis.jsonlimits' depth, member and string limits.
+FreeJson = Annotated[dict[str, Any], AfterValidator(jsonlimits.validated)]
+
+
 class UpdateRequest(BaseModel):
     incident_id: str
     groups: list[str] = Field(min_length=1)
     template: str = "update"
     kind: Literal["update", "alarm"] = "update"
-    facts: dict[str, Any]
+    facts: FreeJson
     next_update_at: datetime | None = None
     send_at: datetime | None = None
 
 
 class CorrectionRequest(BaseModel):
-    facts: dict[str, Any]
+    facts: FreeJson
     next_update_at: datetime | None = None
     cancel: bool = False
 
@@ -227,7 +232,7 @@ async def correct_update(
     "/messages/{message_id}/correct", status_code=status.HTTP_201_CREATED, response_model=UpdateOut
 )
 async def correct_message(
-    message_id: int,
+    message_id: RowId,
     body: CorrectionRequest,
     user: CurrentUser,
     org: Org,

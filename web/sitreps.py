@@ -23,7 +23,7 @@ from notifiers import service as notify_service
 from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
 from notifiers.rendering import MissingNextUpdate
-from web.deps import CurrentUser, Org, SessionDep, scope_of
+from web.deps import MAX_ID, CurrentUser, Org, RowId, SessionDep, scope_of
 from web.incidents import actor_of
 from web.notifications import notify_config
 
@@ -40,7 +40,7 @@ class SitRepEdit(BaseModel):
 
 
 class Approval(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
 
 
 class VersionPublic(BaseModel):
@@ -176,7 +176,7 @@ async def create(
 
 
 @router.get("/sitreps/{sitrep_id}", response_model=SitRepPublic)
-async def get_one(sitrep_id: int, user: CurrentUser, org: Org, session: SessionDep) -> Any:
+async def get_one(sitrep_id: RowId, user: CurrentUser, org: Org, session: SessionDep) -> Any:
     view = await readable(session, user, org, sitrep_id)
     return _public(view.report, view)
 
@@ -187,7 +187,7 @@ async def get_one(sitrep_id: int, user: CurrentUser, org: Org, session: SessionD
     status_code=status.HTTP_201_CREATED,
 )
 async def add_version(
-    sitrep_id: int, body: SitRepEdit, user: CurrentUser, org: Org, session: SessionDep
+    sitrep_id: RowId, body: SitRepEdit, user: CurrentUser, org: Org, session: SessionDep
 ) -> Any:
     require(user, Action.WRITE_ENTRY)
     view = await readable(session, user, org, sitrep_id)
@@ -209,7 +209,7 @@ async def add_version(
 
 @router.post("/sitreps/{sitrep_id}/approve", response_model=SitRepPublic)
 async def approve(
-    sitrep_id: int,
+    sitrep_id: RowId,
     body: Approval,
     user: CurrentUser,
     org: Org,
