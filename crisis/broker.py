@@ -165,6 +165,11 @@ class EmbeddedBroker:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def returncode(self) -> int | None:
+        """The exit status of a broker process that has ended; None while it runs (or never ran)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """True while the broker child process is alive."""
         return self._proc is not None and self._proc.poll() is None

@@ -207,7 +207,6 @@ def _http_ok(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
-        time.sleep(0.2)
         return False
 
 
@@ -284,6 +283,8 @@ def up(args: argparse.Namespace) -> int:
         while not healthy and time.monotonic() < deadline and not supervisor.signals:
             supervisor.tick()
             healthy = _http_ok(f"{url}/healthz")
+            if not healthy:
+                time.sleep(0.2)
         if supervisor.signals:
             return 0
         if not healthy:

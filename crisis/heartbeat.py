@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def beat(run_dir: Path, part: str, **info: Any) -> None:
-    write_json(run_dir / f"{part}.beat", {"pid": os.getpid(), "at": time.time(), **info})
+def beat(run_dir: Path, part: str) -> None:
+    write_json(run_dir / f"{part}.beat", {"pid": os.getpid(), "at": time.time()})
 
 
 def age(run_dir: Path, part: str, *, now: float | None = None) -> float | None:
@@ -57,12 +57,11 @@ async def beat_forever(
     part: str,
     *,
     interval: float = 1.0,
-    info: Callable[[], Mapping[str, Any]] | None = None,
 ) -> None:
     """Beat every ``interval`` seconds until cancelled; a full disk only skips a beat."""
     while True:
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(beat, run_dir, part, **(info() if info else {}))
+            await asyncio.to_thread(beat, run_dir, part)
         await asyncio.sleep(interval)
 
 

@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import topics
 from crisis.broker import ensure_topics, kafka_api_versions_ok
 from crisis.events import Envelope
+from crisis.models import RawEvent
 from crisis.outbox import Outbox, Record
+from crisis.stream_models import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -470,16 +474,11 @@ class EventProducer:
             await asyncio.wait_for(kafka.stop(), self.send_timeout + 2.0)
 
 
-def database_confirm(engine: Any) -> Confirm:
+def database_confirm(engine: AsyncEngine) -> Confirm:
     """``confirm`` for an EventProducer: which (source, id) the crisis log's database holds.
 
     An event the ingest stored is in ``raw_events``; one it refused is in ``dead_letters``.
     """
-    from sqlalchemy import select, tuple_
-
-    from crisis.models import RawEvent
-    from crisis.stream_models import DeadLetter
-
     raw = RawEvent.__table__  # type: ignore[attr-defined]
     dead = DeadLetter.__table__  # type: ignore[attr-defined]
 

@@ -103,7 +103,7 @@ class Supervisor:
         parts: dict[str, Any] = {}
         for part in self.parts.values():
             parts[part.name] = {
-                "pid": self.broker.pid if part.argv is None and self.broker else part.pid,
+                "pid": self._pid(part),
                 "state": part.state,
                 "restarts": part.restarts,
                 "last_exit": part.last_exit,
@@ -166,8 +166,7 @@ class Supervisor:
 
     def _exit_text(self, part: Part) -> str:
         if part.argv is None:
-            proc = getattr(self.broker, "_proc", None)
-            code = proc.poll() if proc is not None else None
+            code = self.broker.returncode if self.broker is not None else None
         else:
             code = part.proc.poll() if part.proc is not None else None
         return _describe(code) if code is not None else "gone"

@@ -20,6 +20,8 @@ from sqlalchemy import text
 from crisis import heartbeat
 from crisis.broker import kafka_api_versions_ok
 from crisis.settings import Settings
+from web.errors import RETRY_AFTER
+from web.limits import INGEST_PATHS
 
 router = APIRouter(tags=["health"])
 
@@ -27,8 +29,6 @@ router = APIRouter(tags=["health"])
 BLOCKING = ("database", "broker", "ingest")
 #: Seconds the outbox may wait for the log to take any sent event before ingest counts as stuck.
 STALL_AFTER = 60.0
-RETRY_AFTER = "5"
-INGEST_PATHS = ("/api/v1/events", "/api/v1/reports", "/api/v1/cap")
 
 
 async def _database(request: Request) -> str:
@@ -84,7 +84,7 @@ async def healthz(request: Request) -> JSONResponse:
     if failing or draining:
         status = "draining" if draining else "unavailable"
         body = {"status": status, "failing": failing, **parts}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER})
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
     degraded = [p for p in ("reactions", "dispatcher") if parts[p] not in ("ok", "absent")]
     return JSONResponse({"status": "degraded" if degraded else "ok", **parts})
 
@@ -98,7 +98,7 @@ async def metrics(request: Request) -> Response:
 
 def draining_guard(request: Request) -> Response | None:
     """While the tree drains for a stop, new events are refused with 503 and Retry-After."""
-    if request.method != "POST" or not request.url.path.startswith(INGEST_PATHS):
+    if request.method != "POST" or request.url.path.rstrip("/") not in INGEST_PATHS:
         return None
     settings: Settings = request.app.state.settings
     if not heartbeat.draining(settings.effective_run_dir):
@@ -114,5 +114,5 @@ def draining_guard(request: Request) -> Response | None:
             ]
         },
         status_code=503,
-        headers={"Retry-After": RETRY_AFTER},
+        headers={"Retry-After": str(RETRY_AFTER)},
     )
