@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: What a stream worker process runs (``crisis worker --role``): ``ingest`` (crisis.events →
 #: the crisis log → crisis.log), ``reactions`` (crisis.log → playbooks and notification
@@ -114,6 +115,20 @@ class Settings(BaseSettings):
         default=None,
         description="Board map tiles, e.g. https://host/{z}/{x}/{y}.png; unset → offline outline.",
     )
+    # --- headers, origins, metrics and API docs (docs/security.md) ---
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], comma-separated) besides the request's own"
+        " Host that may send cookie-authenticated writes: the public address behind a proxy.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a scraper sends to /metrics; unset → only an admin's login.",
+    )
+    production: bool = Field(
+        default=False,
+        description="Production mode: /docs, /redoc and /openapi.json need a login.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -126,6 +141,23 @@ class Settings(BaseSettings):
         if value.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
         return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        """A comma-separated list from the environment; each a bare origin, no path."""
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        origins = []
+        for item in (str(i).strip().rstrip("/").lower() for i in items):
+            if not item:
+                continue
+            scheme, sep, host = item.partition("://")
+            if scheme not in ("http", "https") or not sep or not host or "/" in host:
+                raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
+            origins.append(item)
+        return origins
 
     @field_validator("kafka_bootstrap")
     @classmethod

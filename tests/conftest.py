@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from crisis.db import make_engine, migrate
 from crisis.settings import Settings
 
 PG_ENV = "CRISIS_TEST_DATABASE_URL"
+#: The test clients' base URL, and the Origin a browser on it sends with each write: cookie
+#: writes without it are refused (web/security.py).
+BASE_URL = "http://testserver"
 
 
 def _pg_dsn(url: str) -> str:
@@ -75,12 +79,20 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(data_dir=tmp_path / "var", database_url=database_url, secret_key="test-secret")
 
 
+def browser_client(app: Any) -> httpx.AsyncClient:
+    """An httpx client on the app that sends the Origin header as a browser does."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers={"Origin": BASE_URL}
+    )
+
+
 class ApiHarness:
     """An httpx client on the app plus helpers to make users with tokens."""
 
     def __init__(self, app: Any, client: httpx.AsyncClient) -> None:
         self.app = app
         self.client = client
+        self._scraper: dict[str, str] | None = None
 
     async def user(
         self, name: str, role: str, *, unit: str | None = None, region: str | None = None
@@ -93,13 +105,34 @@ class ApiHarness:
             await session.commit()
         return {"Authorization": f"Bearer {token}"}
 
+    @asynccontextmanager
+    async def login(self, name: str) -> AsyncIterator[httpx.AsyncClient]:
+        """A new browser-like client logged in as ``name`` (made by :meth:`user`)."""
+        async with browser_client(self.app) as client:
+            r = await client.post("/login", data={"username": name, "password": "correct horse"})
+            assert r.status_code == 303, r.text
+            yield client
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    async def metrics(self) -> str:
+        """The ``/metrics`` text, read as an admin (made on first use)."""
+        if self._scraper is None:
+            self._scraper = await self.user("metrics-admin", "admin")
+        r = await self.client.get("/metrics", headers=self._scraper)
+        assert r.status_code == 200, r.text
+        return r.text
+
+
+@asynccontextmanager
+async def api_for(settings: Settings) -> AsyncIterator[ApiHarness]:
+    """The web app of ``settings``, started, with a browser-like client on it."""
     from web.app import create_app
 
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield ApiHarness(app, client)
+    async with app.router.lifespan_context(app), browser_client(app) as client:
+        yield ApiHarness(app, client)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    async with api_for(settings) as harness:
+        yield harness

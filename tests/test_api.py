@@ -216,7 +216,7 @@ async def test_session_login_for_the_browser(api: ApiHarness) -> None:
 async def test_metrics_in_prometheus_text(api: ApiHarness) -> None:
     headers = await api.user("kdi", "kdi")
     await _open(api, headers)
-    body = (await api.client.get("/metrics")).text
+    body = await api.metrics()
     assert "crisis_incidents_opened_total 1.0" in body
 
 

@@ -23,14 +23,7 @@ async def _login(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     """A browser-like client with the session cookie of a new user, and that user's token."""
     headers = await api.user(name, role, **kw)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api.app), base_url="http://testserver"
-    )
-    async with client:
-        r = await client.post(
-            "/login", data={"username": name, "password": "correct horse", "next": "/"}
-        )
-        assert r.status_code == 303
+    async with api.login(name) as client:
         yield client, headers
 
 

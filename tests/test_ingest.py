@@ -101,7 +101,7 @@ async def test_invalid_event_in_a_batch_rejects_the_whole_batch(
         await api.client.post("/api/v1/events", json=marker, headers=headers)
     ).status_code == 202
     assert await _ids_on_topic(broker, 1) == [marker["id"]]  # nothing of the bad batch
-    text = (await api.client.get("/metrics")).text
+    text = await api.metrics()
     assert metric(text, "crisis_events_rejected_total", type="unknown", reason="invalid") == 1
     assert (
         metric(text, "crisis_events_rejected_total", type="sensor.personal_alarm", reason="invalid")
@@ -186,7 +186,7 @@ async def test_broker_down_100_events_get_202_and_all_reach_kafka_in_order(
         producer = api.app.state.producer
         assert producer.outbox_depth() == 100
         assert (tmp_path / "var" / "outbox.db").exists()
-        text = (await api.client.get("/metrics")).text
+        text = await api.metrics()
         assert metric(text, "crisis_outbox_depth") == 100
 
         await asyncio.to_thread(broker.restart)
@@ -194,7 +194,7 @@ async def test_broker_down_100_events_get_202_and_all_reach_kafka_in_order(
         await wait_until(lambda: producer.outbox_depth() == 0, within=60, what="outbox drained")
         got = await read_topic(broker.bootstrap, topics.EVENTS, count=100)
         assert [v["id"] for _, v in got] == [e["id"] for e in events]
-        assert metric((await api.client.get("/metrics")).text, "crisis_outbox_depth") == 0
+        assert metric(await api.metrics(), "crisis_outbox_depth") == 0
 
 
 async def test_without_kafka_ingest_answers_503(tmp_path: Path) -> None:

@@ -534,14 +534,7 @@ async def test_the_cli_prints_the_access_audit_in_oslo_time(
 
 @asynccontextmanager
 async def _browser(api: ApiHarness, name: str) -> AsyncIterator[httpx.AsyncClient]:
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api.app), base_url="http://testserver"
-    )
-    async with client:
-        r = await client.post(
-            "/login", data={"username": name, "password": "correct horse", "next": "/"}
-        )
-        assert r.status_code == 303
+    async with api.login(name) as client:
         yield client
 
 

@@ -17,6 +17,7 @@ from crisis.ratelimit import TokenBuckets
 from crisis.settings import Settings
 from web import (
     acknowledgements,
+    apidocs,
     audit,
     auth,
     board,
@@ -28,6 +29,7 @@ from web import (
     ingest,
     limits,
     notifications,
+    security,
     sitreps,
     units,
     violations,
@@ -75,11 +77,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 await feed.close()
             await engine.dispose()
 
-    app = FastAPI(
+    app = security.App(
         title="crisis — Kriminalomsorgen",
         description="Hendelses- og krisehåndtering: kriselogg, hendelser og varsling.",
         version="0.1.0",
         lifespan=lifespan,
+        # web.apidocs serves them: behind a login in production mode, viewers fit for the CSP
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.organisation = organisation
@@ -106,7 +112,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         refused = health.draining_guard(request)
         return refused if refused is not None else await call_next(request)
 
+    security.install(app, settings)  # outermost: a forged write is refused before it is read
+
     for module in (
+        apidocs,
         health,
         auth,
         units,

@@ -4,22 +4,28 @@
 ``dispatcher`` -- and answers 503 when accepted events cannot reach the crisis log: the
 database or the broker does not answer, the ingest worker's heartbeat stopped, the log has
 taken nothing the outbox sent for a while, or the tree is draining for a stop. Parts that this
-machine's ``crisis up`` does not run are reported ``absent`` and do not count.
+machine's ``crisis up`` does not run are reported ``absent`` and do not count. It answers
+anyone; ``/metrics`` only a scraper sending ``CRISIS_METRICS_TOKEN`` as its bearer token, or an
+admin (token or browser login).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import heartbeat
 from crisis.broker import kafka_api_versions_ok
+from crisis.models import Role
 from crisis.settings import Settings
+from web.deps import SessionDep, get_current_user
 from web.errors import RETRY_AFTER
 from web.limits import INGEST_PATHS
 
@@ -89,8 +95,25 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "degraded" if degraded else "ok", **parts})
 
 
+async def _may_scrape(request: Request, session: AsyncSession) -> None:
+    """``CRISIS_METRICS_TOKEN`` as a bearer token, or an admin's login; else 401/403."""
+    token = request.app.state.settings.metrics_token
+    header = request.headers.get("authorization", "")
+    if token is not None and header.lower().startswith("bearer "):
+        given = header[7:].strip().encode()
+        if hmac.compare_digest(given, token.get_secret_value().encode()):
+            return
+    user = await get_current_user(request, session)
+    if user.role != Role.ADMIN:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "målinger krever metrikk-token eller admin / metrics need the metrics token or admin",
+        )
+
+
 @router.get("/metrics")
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, session: SessionDep) -> Response:
+    await _may_scrape(request, session)
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
