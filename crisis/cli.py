@@ -18,9 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import accounts, privacy
 from crisis.anchor import AnchorLog, anchor_every, anchor_once, anchor_path, verify_anchored
@@ -136,43 +139,123 @@ async def _audit_access(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _user_add(settings: Settings, args: argparse.Namespace) -> int:
     password = args.password or getpass.getpass(f"Passord for {args.name}: ")
+
+    async def add(session: AsyncSession) -> int:
+        user = await accounts.add_user(
+            session,
+            name=args.name,
+            role=args.role,
+            password=password,
+            unit=args.unit,
+            region=args.region,
+        )
+        print(f"user {user.name} ({user.role}) created")
+        return 0
+
+    return await _accounts(settings, "user add", add)
+
+
+async def _accounts(
+    settings: Settings, command: str, work: Callable[[AsyncSession], Awaitable[int]]
+) -> int:
+    """Run ``work`` in one committed transaction; an AccountError is exit 2 with its text."""
     engine = make_engine(settings)
     try:
         await migrate(engine)
         async with make_sessionmaker(engine)() as session:
-            user = await accounts.add_user(
-                session,
-                name=args.name,
-                role=args.role,
-                password=password,
-                unit=args.unit,
-                region=args.region,
+            code = await work(session)
+            await session.commit()
+            return code
+    except accounts.AccountError as exc:
+        print(f"crisis {command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await engine.dispose()
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"Nytt passord for {args.name}: ")
+    if getpass.getpass("Gjenta / repeat: ") != first:
+        raise accounts.AccountError("the two passwords differ")
+    return first
+
+
+async def _user(settings: Settings, args: argparse.Namespace) -> int:
+    if args.user_command == "add":
+        return await _user_add(settings, args)
+    command = f"user {args.user_command}"
+    if args.user_command == "passwd":
+        try:
+            password = _new_password(args)
+        except accounts.AccountError as exc:
+            print(f"crisis {command}: {exc}", file=sys.stderr)
+            return 2
+
+        async def passwd(session: AsyncSession) -> int:
+            ended = await accounts.set_password(session, name=args.name, password=password)
+            print(f"password of {args.name} changed; {ended} browser sessions ended")
+            return 0
+
+        return await _accounts(settings, command, passwd)
+    active = args.user_command == "enable"
+
+    async def toggle(session: AsyncSession) -> int:
+        ended = await accounts.set_active(session, name=args.name, active=active)
+        if active:
+            print(f"user {args.name} enabled")
+        else:
+            print(
+                f"user {args.name} disabled: {ended} browser sessions ended, its tokens are refused"
             )
-            await session.commit()
-            print(f"user {user.name} ({user.role}) created")
-    except accounts.AccountError as exc:
-        print(f"crisis user add: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        await engine.dispose()
-    return 0
+        return 0
+
+    return await _accounts(settings, command, toggle)
 
 
-async def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    engine = make_engine(settings)
-    try:
-        await migrate(engine)
-        async with make_sessionmaker(engine)() as session:
-            token = await accounts.create_token(session, name=args.name, label=args.label)
-            await session.commit()
-    except accounts.AccountError as exc:
-        print(f"crisis token create: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        await engine.dispose()
-    print(f"token for {args.name} (shown once, store it now):")
-    print(token)
-    return 0
+def _oslo(at: datetime | None) -> str:
+    return at.astimezone(OSLO).strftime("%Y-%m-%d %H:%M %Z") if at else "-"
+
+
+async def _token(settings: Settings, args: argparse.Namespace) -> int:
+    command = f"token {args.token_command}"
+
+    async def create(session: AsyncSession) -> int:
+        days = settings.token_expires_days if args.expires_days is None else args.expires_days
+        token = await accounts.create_token(
+            session, name=args.name, label=args.label, expires_days=days
+        )
+        expiry = f"expires in {days} days" if days else "no expiry"
+        print(f"token for {args.name} ({expiry}; shown once, store it now):")
+        print(token)
+        return 0
+
+    async def listing(session: AsyncSession) -> int:
+        now = datetime.now(UTC)
+        rows = await accounts.list_tokens(session, user=args.user)
+        for t in rows:
+            print(
+                f"{t.id:>6}  {t.user:<20} {t.state(now):<8} created {_oslo(t.created_at)}  "
+                f"expires {_oslo(t.expires_at) if t.expires_at else 'never'}  "
+                f"last used {_oslo(t.last_used_at)}  {t.label}".rstrip()
+            )
+        if not rows:
+            print("no tokens", file=sys.stderr)
+        return 0
+
+    async def revoke(session: AsyncSession) -> int:
+        name = await accounts.revoke_token(session, token_id=args.id)
+        print(f"token {args.id} of {name} revoked")
+        return 0
+
+    verb = args.token_command
+    if verb == "create":
+        if args.expires_days is not None and args.expires_days < 0:
+            print(f"crisis {command}: --expires-days is 0 (no expiry) or more", file=sys.stderr)
+            return 2
+        return await _accounts(settings, command, create)
+    return await _accounts(settings, command, listing if verb == "list" else revoke)
 
 
 async def ensure_demo_login(settings: Settings) -> tuple[str, str] | None:
@@ -363,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("--unit", default=None)
     p_add.add_argument("--region", default=None)
     p_add.add_argument("--password", default=None)
+    for verb, text in (
+        ("disable", "refuse a user's logins and tokens and end their sessions"),
+        ("enable", "let a disabled user in again"),
+    ):
+        user_sub.add_parser(verb, help=text).add_argument("name")
+    p_passwd = user_sub.add_parser("passwd", help="set a new password; ends the user's sessions")
+    p_passwd.add_argument("name")
+    p_passwd.add_argument(
+        "--password-stdin", action="store_true", help="read it from the first line of stdin"
+    )
 
     p_audit = sub.add_parser("audit", help="audits")
     audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
@@ -376,6 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_create = token_sub.add_parser("create", help="create a bearer token for a user")
     p_create.add_argument("name")
     p_create.add_argument("--label", default="")
+    p_create.add_argument(
+        "--expires-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="days until it expires; 0: never (default: CRISIS_TOKEN_EXPIRES_DAYS, 365)",
+    )
+    p_tlist = token_sub.add_parser("list", help="tokens (never their secrets)")
+    p_tlist.add_argument("--user", default=None, help="only this user's")
+    p_revoke = token_sub.add_parser("revoke", help="revoke a token for good")
+    p_revoke.add_argument("id", type=int, help="the id `crisis token list` shows")
     # --- bridges (ingest): run streams/bridges/*.py as their own process ---------------
     p_bridge = sub.add_parser("bridge", help="bridges: MQTT sensors and media feeds → events")
     bridge_sub = p_bridge.add_subparsers(dest="bridge_command", required=True)
@@ -428,11 +532,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "restore":
         return restore(settings, Path(args.archive))
     if args.command == "user":
-        return asyncio.run(_user_add(settings, args))
+        return asyncio.run(_user(settings, args))
     if args.command == "audit":
         return asyncio.run(_audit_access(settings, args))
     if args.command == "token":
-        return asyncio.run(_token_create(settings, args))
+        return asyncio.run(_token(settings, args))
     return 2  # pragma: no cover
 
 

@@ -63,6 +63,64 @@ class Settings(BaseSettings):
         description="Request body cap of every write but ingest's (which has its own); past it"
         " the API answers 413 and keeps nothing.",
     )
+    # --- login, sessions, tokens (web/auth.py, crisis/accounts.py) ---
+    login_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Password checks (argon2) one web process runs at once, in threads off the"
+        " event loop.",
+    )
+    login_max_pending: int = Field(
+        default=16,
+        ge=1,
+        description="Logins one web process checks or holds waiting for a check; past it a login"
+        " is answered 503 with Retry-After at once.",
+    )
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins of one account name before it must wait (429, Retry-After).",
+    )
+    login_address_max_failures: int = Field(
+        default=50,
+        ge=1,
+        description="Failed logins from one client address (any account) before it must wait.",
+    )
+    login_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="The first wait; it doubles with each further failure."
+    )
+    login_backoff_max_seconds: float = Field(
+        default=900.0, gt=0, description="The longest wait after failed logins."
+    )
+    login_failure_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Failures are forgotten after this long without one (counted from the end of"
+        " the last wait).",
+    )
+    session_max_age_seconds: int = Field(
+        default=12 * 3600,
+        ge=60,
+        description="A browser session ends after this long without a request (and at logout, a"
+        " password change or `crisis user disable`).",
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie only over HTTPS (Secure); set it when served over"
+        " HTTPS.",
+    )
+    board_recheck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often an open board websocket checks that its session or token is"
+        " still live; a logout, revoked token or disabled user closes it (4401).",
+    )
+    token_expires_days: int = Field(
+        default=365,
+        ge=0,
+        description="Lifetime of a token from `crisis token create` without --expires-days;"
+        " 0: no expiry.",
+    )
     # --- ingest (POST /api/v1/events, /cap, /reports) ---
     ingest_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Request body cap.")
     ingest_max_events: int = Field(default=1000, ge=1, description="Events per request.")

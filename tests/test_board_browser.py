@@ -441,3 +441,31 @@ def test_an_event_posted_to_the_api_appears_on_the_open_board(
         finally:
             stop(worker)
             board.stop()
+
+
+def test_the_login_form_shows_a_throttled_login_in_norwegian_and_english(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The page's script and a browser without script both show the 429, never raw JSON."""
+    server = start_board_server(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'board.db'}", CRISIS_LOGIN_MAX_FAILURES="1"
+    )
+    try:
+        for script in (True, False):
+            context = browser.new_context(locale="nb-NO", java_script_enabled=script)
+            page = context.new_page()
+            page.goto(server.base + "/login")
+            errors = page.locator("#login-form .form-errors")
+            for password, shown in (
+                ("wrong password", "feil brukernavn eller passord / wrong username"),
+                (PASSWORD, "for mange mislykkede innlogginger"),
+            ):
+                page.fill("input[name=username]", "op" if script else "kdi")
+                page.fill("input[name=password]", password)
+                page.click("button[type=submit]")
+                errors.filter(has_text=shown).wait_for()
+            assert "too many failed logins; try again in" in errors.inner_text()
+            assert "{" not in page.locator("body").inner_text()
+            context.close()
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.sessions import SessionMiddleware
 
-from crisis import topics
+from crisis import accounts, topics
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.organisation import load_organisation
 from crisis.producer import OUTBOX_FILE, EventProducer, database_confirm
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             if feed is not None:
                 await feed.close()
             await engine.dispose()
+            app.state.login_gate.close()
 
     app = security.App(
         title="crisis — Kriminalomsorgen",
@@ -94,13 +95,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.rate_limiter = TokenBuckets(
         rate=settings.ingest_rate_per_source, burst=settings.ingest_burst_per_source
     )
+    app.state.login_gate = accounts.PasswordGate(
+        concurrency=settings.login_concurrency, max_pending=settings.login_max_pending
+    )
+    # The cookie names a server-side session (crisis.accounts.WebSession), nothing else.
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.session_secret,
         session_cookie="crisis_session",
         same_site="strict",
-        https_only=False,
-        max_age=12 * 3600,
+        https_only=settings.cookie_secure,
+        max_age=settings.session_max_age_seconds,
     )
     errors.install(app)
     limits.install(app, settings.api_max_body_bytes)

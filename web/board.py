@@ -27,7 +27,7 @@ from crisis.rules import COERCIVE_MEASURES
 from crisis.sqltypes import utcnow
 from web import boardmap, i18n
 from web.board_feed import head
-from web.deps import RowId, SessionDep, scope_of
+from web.deps import RowId, SessionDep, scope_of, user_of
 from web.sitreps import readable
 
 router = APIRouter(tags=["board"], include_in_schema=False)
@@ -85,9 +85,7 @@ def environment(app: Any) -> Environment:
 
 
 async def page_user(request: Request, session: Any) -> User | None:
-    user_id = request.session.get("user_id")
-    user = await session.get(User, user_id) if isinstance(user_id, int) else None
-    return user if user is not None and user.active else None
+    return await user_of(request, session, token=None)
 
 
 def to_login(request: Request) -> RedirectResponse:

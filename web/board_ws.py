@@ -1,8 +1,9 @@
 """``/ws/board``: the live feed for one user, filtered to what they may see.
 
-Authenticated by the session cookie or ``?token=``. A client sends ``?since=N`` (the
-``resume`` of the last message it saw) and first gets everything after N from the
-database, then the live feed. Messages are JSON::
+Authenticated by the session cookie or ``?token=``, checked again every
+``CRISIS_BOARD_RECHECK_SECONDS`` (a logout or a revoked token closes it with 4401). A client
+sends ``?since=N`` (the ``resume`` of the last message it saw) and first gets everything after
+N from the database, then the live feed. Messages are JSON::
 
     {"seq": 42, "resume": 42, "type": "entry", "topic": "task",
      "incident": {...}, "entry": {...}}
@@ -17,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import accounts, privacy
+from crisis import privacy
 from crisis.accounts import Scope
 from crisis.models import EntryKind, Role, User
 from web.board_feed import RESYNC, BoardFeed, Change, entry_json, fetch, incident_json, topic_of
-from web.deps import scope_of
+from web.deps import scope_of, user_of
 
 router = APIRouter(tags=["board"])
 
@@ -73,12 +75,15 @@ def present(user: User, scope: Scope, change: Change) -> tuple[dict[str, Any] | 
 
 
 async def _user(ws: WebSocket, session: AsyncSession) -> User | None:
-    token = ws.query_params.get("token")
-    if token:
-        return await accounts.user_for_token(session, token)
-    user_id = ws.session.get("user_id") if "session" in ws.scope else None
-    user = await session.get(User, user_id) if isinstance(user_id, int) else None
-    return user if user is not None and user.active else None
+    return await user_of(ws, session, token=ws.query_params.get("token") or None)
+
+
+async def _still_signed_in(ws: WebSocket, user: User) -> bool:
+    """Whether the socket's session or token still names ``user`` (not logged out, revoked,
+    expired or disabled since it opened)."""
+    async with ws.app.state.sessions() as session:
+        again = await _user(ws, session)
+    return again is not None and again.id == user.id
 
 
 class _Client:
@@ -155,12 +160,25 @@ async def board_socket(ws: WebSocket) -> None:
         await ws.send_text(json.dumps({"type": "hello", "resume": client.resume}))
         if since is not None:
             await client.backfill(since)
+        every = ws.app.state.settings.board_recheck_seconds
+        recheck_at = time.monotonic() + every
         while not receiver.done():
+            if time.monotonic() >= recheck_at:
+                if not await _still_signed_in(ws, user):
+                    await ws.close(code=4401, reason="innlogging kreves / authentication required")
+                    break
+                recheck_at = time.monotonic() + every
             getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                break
+            await asyncio.wait(
+                {getter, receiver},
+                timeout=max(0.0, recheck_at - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not getter.done():
+                getter.cancel()  # the queue keeps the item of a cancelled get
+                if receiver.done():
+                    break
+                continue
             item = getter.result()
             if item is RESYNC:
                 sub.overflowed = False

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import HTTPConnection
 
 from crisis import accounts
 from crisis.models import User
@@ -38,16 +40,33 @@ def get_organisation(request: Request) -> Organisation:
 Org = Annotated[Organisation, Depends(get_organisation)]
 
 
-async def get_current_user(request: Request, session: SessionDep) -> User:
-    """Bearer token for machines, the signed session cookie for the browser; else 401."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        user = await accounts.user_for_token(session, header[7:].strip())
+async def user_of(conn: HTTPConnection, session: AsyncSession, *, token: str | None) -> User | None:
+    """The user of a bearer ``token`` if one is given, else of the session cookie; None when
+    it is unknown, revoked, expired, logged out or disabled. A recorded use is committed."""
+    if token is not None:
+        user = await accounts.user_for_token(session, token)
     else:
-        user_id = request.session.get("user_id") if "session" in request.scope else None
-        user = await session.get(User, user_id) if isinstance(user_id, int) else None
-        if user is not None and not user.active:
-            user = None
+        session_id = conn.session.get("sid") if "session" in conn.scope else None
+        settings = conn.app.state.settings
+        user = (
+            await accounts.user_for_session(
+                session,
+                session_id=session_id,
+                lifetime=timedelta(seconds=settings.session_max_age_seconds),
+            )
+            if isinstance(session_id, str)
+            else None
+        )
+    if session.dirty:
+        await session.commit()
+    return user
+
+
+async def get_current_user(request: Request, session: SessionDep) -> User:
+    """Bearer token for machines, the session cookie for the browser; else 401."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    user = await user_of(request, session, token=token)
     if user is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
