@@ -3,7 +3,8 @@
 Starts the embedded broker and the web server (uvicorn, SQLite) in subprocesses, posts one
 alert at a time to ``POST /api/v1/cap`` and probes ``/healthz`` one request after another
 until the answer comes: the 1 MB alert of 13,000 polygons of issue 15, then one as heavy as
-the default limits let through. Run: ``.venv/bin/python -m tests.bench cap``.
+the default limits let through. A small alert goes first (what a server does once is not
+measured), and /healthz is probed idle for comparison. Run: ``.venv/bin/python -m tests.bench cap``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from crisis.broker import EmbeddedBroker
 from tests import cap_load
 from tests.boardserver import start_board_server
+from tests.test_cap import cap_xml
 
 RUNS = 3
 
@@ -51,11 +53,22 @@ def main() -> int:
                 CRISIS_KAFKA_BOOTSTRAP=broker.bootstrap,
             )
             try:
+                base, token = server.base, server.tokens["kdi"]
+                _post_and_probe(base, token, cap_xml(identifier="oppvarming"))  # first use
+                with httpx.Client(base_url=base, timeout=30) as client:
+                    idle = []
+                    for _ in range(50):
+                        start = time.perf_counter()
+                        client.get("/healthz")
+                        idle.append(time.perf_counter() - start)
+                        time.sleep(0.02)
+                print(
+                    f"/healthz idle: median {statistics.median(idle) * 1000:.1f} ms, "
+                    f"max {max(idle) * 1000:.1f} ms"
+                )
                 for name, body in alerts.items():
                     for run in range(RUNS):
-                        status, took, probes = _post_and_probe(
-                            server.base, server.tokens["kdi"], body
-                        )
+                        status, took, probes = _post_and_probe(base, token, body)
                         print(
                             f"{name}, {len(body):,} bytes, run {run + 1}: answer {status} "
                             f"after {took * 1000:.0f} ms; /healthz meanwhile: {len(probes)} "
