@@ -9,10 +9,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -38,6 +38,7 @@ from streams.bridges.media import (
 from tests.ingest_support import partitions, read_topic
 
 DATA = Path(__file__).parent / "data" / "media"
+T = TypeVar("T")
 ORG = load_organisation(None)
 
 
@@ -218,10 +219,11 @@ async def test_crisis_bridge_media_command_once(
 # --- heavy and hostile feeds (issue 15) -------------------------------------------------------
 
 
-def _big_feed(items: int) -> bytes:
-    """An RSS feed of ``items`` articles about Froland fengsel (about 1 kB each)."""
+def _big_feed(items: int, every: int = 1) -> bytes:
+    """An RSS feed of ``items`` articles (about 1 kB each), every ``every``th about Froland
+    fengsel, the others naming no unit."""
     body = "".join(
-        f"<item><title>Sak {i}: uro ved Froland fengsel</title>"
+        f"<item><title>Sak {i}: {'uro ved Froland fengsel' if i % every == 0 else 'ras'}</title>"
         f"<link>https://www.fvn.example.invalid/sak-{i}</link><guid>stor-{i}</guid>"
         f"<description>{'Lang tekst om fengselet. ' * 30}</description>"
         "<pubDate>Sun, 22 Nov 2026 06:15:00 +0000</pubDate></item>"
@@ -233,10 +235,10 @@ def _big_feed(items: int) -> bytes:
     ).encode()
 
 
-async def _bridge_once(url: str, settings: Settings, producer: EventProducer) -> float:
-    """Run the bridge once over ``url``; the longest its event loop was held meanwhile."""
+async def _held_during(work: Awaitable[T]) -> tuple[T, float]:
+    """(what ``work`` returns, the longest the event loop was held while it ran)."""
     done = asyncio.Event()
-    gaps: list[float] = []
+    gaps: list[float] = [0.0]
 
     async def tick() -> None:
         while not done.is_set():
@@ -246,15 +248,38 @@ async def _bridge_once(url: str, settings: Settings, producer: EventProducer) ->
 
     ticker = asyncio.create_task(tick())
     try:
-        await run_bridge([url], settings=settings, producer=producer, interval=60, once=True)
+        result = await work
     finally:
         done.set()
         await ticker
-    return max(gaps)
+    return result, max(gaps)
+
+
+async def _bridge_once(url: str, settings: Settings, producer: EventProducer) -> None:
+    await run_bridge([url], settings=settings, producer=producer, interval=60, once=True)
 
 
 @pytest.mark.broker
-async def test_a_big_feed_is_parsed_off_the_loop_and_read_up_to_the_item_limit(
+async def test_a_big_feed_is_parsed_and_matched_off_the_loop(
+    feed_server: tuple[str, Path], producer: EventProducer
+) -> None:
+    base, root = feed_server
+    (root / "stor.rss").write_bytes(_big_feed(1500, every=10))  # what is sent is not measured
+    matcher = UnitMatcher(ORG.units.values())
+    async with httpx.AsyncClient(timeout=30) as client:
+        poll = poll_once(
+            client, f"{base}/stor.rss", producer=producer, matcher=matcher,
+            incidents=[], known_units=set(ORG.units), state=FeedState(),
+        )  # fmt: skip
+        result, held = await _held_during(poll)
+    print(f"\nmedia bridge: 1,500-item feed, event loop held at most {held * 1000:.0f} ms")
+    assert held < 0.5, "parsing and matching (seconds of CPU) ran in the loop"
+    assert result.not_read == 1000  # the default item limit: 500
+    assert len(result.produced) == 50 and result.skipped == 450
+
+
+@pytest.mark.broker
+async def test_the_item_limit_is_a_setting(
     feed_server: tuple[str, Path],
     kafka: EmbeddedBroker,
     producer: EventProducer,
@@ -265,9 +290,7 @@ async def test_a_big_feed_is_parsed_off_the_loop_and_read_up_to_the_item_limit(
     (root / "stor.rss").write_bytes(_big_feed(1500))
     limited = settings.model_copy(update={"media_feed_max_items": 100})
     with caplog.at_level(logging.INFO, logger="crisis.bridge.media"):
-        held = await _bridge_once(f"{base}/stor.rss", limited, producer)
-    print(f"\nmedia bridge: 1,500-item feed, event loop held at most {held * 1000:.0f} ms")
-    assert held < 0.5, "parsing (seconds of feedparser) ran in the loop"
+        await _bridge_once(f"{base}/stor.rss", limited, producer)
     assert "1500 items, the first 100 read (CRISIS_MEDIA_FEED_MAX_ITEMS)" in caplog.text
     got = await read_topic(kafka.bootstrap, topics.EVENTS, count=101, within=5)
     assert sorted(v["id"] for _, v in got) == sorted(f"stor-{i}" for i in range(100))
