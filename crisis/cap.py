@@ -1,21 +1,26 @@
 """OASIS CAP 1.2: parse safely, validate by the standard's rules, match areas against units.
 
-Pure functions (no I/O): the web layer feeds XML bytes in and gets envelopes out. Parsing is
-hardened (no DTD, no entities, no network); an XML error is ``CapError(malformed=True)`` and a
-rule violation ``CapError`` with ``{index, field, message}`` per problem, fields as paths like
-``info[0].area[1].polygon[0]``. Polygons are "lat,lon" pairs (shapely works in lon/lat);
-circles are "lat,lon radius_km", matched by great-circle (haversine) distance.
+Pure functions (no I/O): the web layer feeds XML bytes in and gets envelopes out (in a worker
+thread: parsing and matching are CPU work). Parsing is hardened (no DTD, no entities, no
+network); an XML error is ``CapError(malformed=True)`` and a rule violation ``CapError`` with
+``{index, field, message}`` per problem (the first :data:`MAX_ERRORS`), fields as paths like
+``info[0].area[1].polygon[0]``. What a document may hold (:class:`Limits`) is counted on the
+parsed tree before any of it is read. Polygons are "lat,lon" pairs, kept as shapely polygons
+(lon/lat) and matched against all units at once (an STR tree); circles are "lat,lon
+radius_km", matched by great-circle (haversine) distance.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import numpy as np
+import shapely
 from lxml import etree
 from shapely.geometry import Point, Polygon
 
@@ -110,6 +115,25 @@ _AREA_ELEMENTS = {
 }
 
 
+#: Problems reported for one document; a hostile one could otherwise name one per element.
+MAX_ERRORS = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one alert may hold (the settings ``CRISIS_CAP_MAX_*``); past one, a 422 naming it.
+
+    ``elements`` bounds the whole document (any namespace), so that the checks and the walk
+    after them are bounded too; the body size itself is the web layer's.
+    """
+
+    infos: int = 10
+    areas: int = 100
+    shapes: int = 1000  # <polygon> and <circle> elements
+    polygon_points: int = 5000
+    elements: int = 20_000
+
+
 class CapError(ValueError):
     """The document is not valid CAP 1.2; ``malformed`` when it is not even XML."""
 
@@ -122,16 +146,28 @@ class CapError(ValueError):
 @dataclass(frozen=True)
 class Area:
     desc: str
-    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()  # (lat, lon) rings
+    polygons: tuple[Polygon, ...] = ()  # shapely polygons: x = lon, y = lat
     circles: tuple[tuple[float, float, float], ...] = ()  # (lat, lon, radius_km)
     geocodes: tuple[tuple[str, str], ...] = ()
 
     def contains(self, lat: float, lon: float) -> bool:
-        point = Point(lon, lat)
-        for ring in self.polygons:
-            if Polygon([(lo, la) for la, lo in ring]).covers(point):
-                return True
-        return any(haversine_km(lat, lon, c_lat, c_lon) <= r for c_lat, c_lon, r in self.circles)
+        return bool(self.inside([(lat, lon)]))
+
+    def inside(self, positions: Sequence[tuple[float, float]]) -> set[int]:
+        """Indexes of the (lat, lon) positions inside (or on the edge of) the area."""
+        hits: set[int] = set()
+        if self.polygons and positions:
+            tree = shapely.STRtree(self.polygons)
+            points = [Point(lon, lat) for lat, lon in positions]
+            found, _ = tree.query(points, predicate="covered_by")
+            hits.update(int(i) for i in found)
+        for c_lat, c_lon, radius in self.circles:
+            hits.update(
+                i
+                for i, (lat, lon) in enumerate(positions)
+                if haversine_km(lat, lon, c_lat, c_lon) <= radius
+            )
+        return hits
 
 
 @dataclass(frozen=True)
@@ -209,6 +245,11 @@ class _Collector:
         self.errors: list[dict[str, Any]] = []
 
     def add(self, field_: str, message: str) -> None:
+        if len(self.errors) == MAX_ERRORS:
+            message = f"flere feil er ikke listet / further problems not listed ({MAX_ERRORS})"
+            self.errors.append({"index": None, "field": "body", "message": message})
+        if len(self.errors) > MAX_ERRORS:
+            return
         self.errors.append({"index": None, "field": field_, "message": message})
 
 
@@ -290,22 +331,38 @@ def _pair(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def _polygon(value: str, path: str, errs: _Collector) -> tuple[tuple[float, float], ...] | None:
+_PAIRS = re.compile(r"\s*[^\s,]+,[^\s,]+(?:\s+[^\s,]+,[^\s,]+)*\s*")
+
+
+def _pairs(text: str) -> np.ndarray[Any, Any]:
+    """The "lat,lon" pairs of a polygon as an (n, 2) array, checked as :func:`_pair` checks
+    one. An array, not tuples: a heavy alert's points would be ~10^5 objects for the
+    collector, whose passes hold the interpreter lock the event loop needs too."""
+    if not _PAIRS.fullmatch(text):
+        raise ValueError("not lat,lon pairs")
+    coords = np.array(text.replace(",", " ").split(), dtype=float).reshape(-1, 2)
+    if not (np.all(np.abs(coords[:, 0]) <= 90) and np.all(np.abs(coords[:, 1]) <= 180)):
+        raise ValueError("coordinate out of range")  # NaN compares false: out of range too
+    return coords
+
+
+def _polygon(value: str, path: str, errs: _Collector) -> Polygon | None:
     try:
-        points = tuple(_pair(p) for p in value.split())
+        coords = _pairs(value)
     except ValueError:
         errs.add(path, "a polygon is space-separated 'lat,lon' pairs (WGS 84 degrees)")
         return None
-    if len(points) < 4:
+    if len(coords) < 4:
         errs.add(path, "a polygon needs at least 4 points")
         return None
-    if points[0] != points[-1]:
+    if not np.array_equal(coords[0], coords[-1]):
         errs.add(path, "a polygon must be closed: the first and last point must be the same")
         return None
-    if not Polygon([(lo, la) for la, lo in points]).is_valid:
+    shape = shapely.polygons(coords[:, ::-1])
+    if not shape.is_valid:
         errs.add(path, "the polygon crosses itself")
         return None
-    return points
+    return shape
 
 
 def _circle(value: str, path: str, errs: _Collector) -> tuple[float, float, float] | None:
@@ -325,9 +382,9 @@ def _area(el: etree._Element, path: str, errs: _Collector) -> Area:
     found = _children(el, _AREA_ELEMENTS, path + ".", errs)
     polygons = []
     for i, text in enumerate(_texts(found, "polygon")):
-        ring = _polygon(text, f"{path}.polygon[{i}]", errs)
-        if ring is not None:
-            polygons.append(ring)
+        parsed = _polygon(text, f"{path}.polygon[{i}]", errs)
+        if parsed is not None:
+            polygons.append(parsed)
     circles = []
     for i, text in enumerate(_texts(found, "circle")):
         circle = _circle(text, f"{path}.circle[{i}]", errs)
@@ -403,8 +460,59 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse_alert(data: bytes) -> Alert:
-    """Parse and validate one CAP 1.2 alert or raise CapError listing every problem."""
+def _too_many(
+    field_: str, what: tuple[str, str], count: int, limit: int, setting: str | None = None
+) -> CapError:
+    message = f"for mange {what[0]} / too many {what[1]}: {count}, the limit is {limit}"
+    if setting:
+        message += f" ({setting})"
+    return CapError([{"index": None, "field": field_, "message": message}])
+
+
+def check_limits(root: etree._Element, limits: Limits) -> None:
+    """Raise CapError (one problem, naming the limit) when the document holds more than
+    ``limits`` allow; counted by XPath on the parsed tree, before anything is walked."""
+    ns = {"c": NS}
+
+    def count(xpath: str) -> int:
+        return int(root.xpath(f"count({xpath})", namespaces=ns))  # type: ignore[arg-type]
+
+    elements = count("//*")
+    if elements > limits.elements:
+        raise _too_many("body", ("elementer", "elements"), elements, limits.elements)
+    checks = (
+        ("info", ("info-blokker", "<info> blocks"), "/c:alert/c:info", limits.infos, "INFOS"),
+        ("area", ("områder", "<area> elements"), "//c:area", limits.areas, "AREAS"),
+        (
+            "polygon",
+            ("polygoner og sirkler", "<polygon> and <circle> elements"),
+            "//c:polygon | //c:circle",
+            limits.shapes,
+            "SHAPES",
+        ),
+    )
+    for field_, what, xpath, limit, setting in checks:
+        found = count(xpath)
+        if found > limit:
+            raise _too_many(field_, what, found, limit, f"CRISIS_CAP_MAX_{setting}")
+    tag = "{" + NS + "}"
+    for i, info in enumerate(root.iterchildren(tag + "info")):
+        for j, area in enumerate(info.iterchildren(tag + "area")):
+            for k, polygon in enumerate(area.iterchildren(tag + "polygon")):
+                points = len((polygon.text or "").split())
+                if points > limits.polygon_points:
+                    raise _too_many(
+                        f"info[{i}].area[{j}].polygon[{k}]",
+                        ("punkter", "points"),
+                        points,
+                        limits.polygon_points,
+                        "CRISIS_CAP_MAX_POLYGON_POINTS",
+                    )
+
+
+def parse_alert(data: bytes, limits: Limits | None = None) -> Alert:
+    """Parse and validate one CAP 1.2 alert or raise CapError listing its problems; within
+    ``limits`` (the defaults when None)."""
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
@@ -417,6 +525,7 @@ def parse_alert(data: bytes) -> Alert:
             [{"index": None, "field": "body", "message": "a DOCTYPE/DTD is not accepted"}],
             malformed=True,
         )
+    check_limits(root, limits or Limits())
     errs = _Collector()
     if root.tag != "{" + NS + "}alert":
         errs.add("alert", f"the root element must be <alert> in the namespace {NS}")
@@ -475,17 +584,18 @@ def language_pair(alert: Alert) -> tuple[Info | None, Info | None]:
 
 
 def affected_units(alert: Alert, units: Iterable[HasPosition]) -> dict[str, str]:
-    """Unit id → the description of the first area (of any info block) containing it."""
+    """Unit id → the description of the first area (of any info block, the primary first)
+    containing it; in the order of ``units``."""
     primary, _ = language_pair(alert)
     ordered = ([primary] if primary else []) + [i for i in alert.infos if i is not primary]
-    out: dict[str, str] = {}
-    for unit in units:
-        for info in ordered:
-            area = next((a for a in info.areas if a.contains(unit.lat, unit.lon)), None)
-            if area is not None:
-                out[unit.id] = area.desc
-                break
-    return out
+    listed = list(units)
+    positions = [(u.lat, u.lon) for u in listed]
+    first: dict[int, str] = {}
+    for info in ordered:
+        for area in info.areas:
+            for i in area.inside(positions):
+                first.setdefault(i, area.desc)
+    return {listed[i].id: first[i] for i in sorted(first)}
 
 
 def has_geometry(alert: Alert) -> bool:

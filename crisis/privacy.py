@@ -9,14 +9,19 @@ exercise controllers see :data:`MASK`. Each read that shows references unmasked 
 role's stated need — in a table of its own, so reading never changes the log being read.
 Free text (``text``, titles, ``what``/``affected`` of a report) is not scanned: staff are
 trained to put identities in the reference fields.
+
+Operational data (:func:`has_operational_duty`): dead letters, and who a message went to
+(:data:`RECIPIENT_FIELDS` of a delivery receipt, the names in its text, the recipient of each
+message of an update), are for the same roles, within their units; the others see neither.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -68,6 +73,74 @@ NEED_TO_KNOW: Final = frozenset(NEED)
 
 def sees_identities(user: User) -> bool:
     return user.role in NEED_TO_KNOW
+
+
+# --- operational data: dead letters and who was notified ----------------------------------
+
+#: Fields of a delivery receipt (a ``message`` entry of the notifiers) that name who was
+#: notified: a person or an endpoint of the recipients file.
+RECIPIENT_FIELDS: Final[tuple[str, ...]] = (
+    "recipient",
+    "escalated_to",
+    "escalated_from",
+    "acknowledged_by",
+)
+
+
+def has_operational_duty(user: User) -> bool:
+    """The one rule for operational data: dead letters and recipient lists are read by the
+    roles with operational duty (those of :data:`NEED`), each within its scope of units.
+    Communication staff, the ministry and exercise controllers read no dead letters and see
+    each message without who it went to."""
+    return user.role in NEED_TO_KNOW
+
+
+def _recipient_names(record: Mapping[str, Any]) -> list[str]:
+    names = {str(record[f]) for f in RECIPIENT_FIELDS if record.get(f) not in (None, "")}
+    for name in list(names):
+        names.add(name.partition(":")[2] or name)  # acknowledged_by: "recipient:<id>"
+    return sorted(names, key=len, reverse=True)
+
+
+def _scrub(text: str, names: Sequence[str]) -> str:
+    for name in names:
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", MASK, text)
+    return text
+
+
+def without_recipients(record: Mapping[str, Any], text: str = "") -> tuple[dict[str, Any], str]:
+    """(``record`` with its recipient fields masked and the names they held masked in its
+    other strings, ``text`` likewise): a receipt's data and text, or a message of an update."""
+    names = _recipient_names(record)
+    if not names:
+        return dict(record), text
+    out = {
+        key: MASK
+        if key in RECIPIENT_FIELDS and value not in (None, "")
+        else _scrub(value, names)
+        if isinstance(value, str)
+        else value
+        for key, value in record.items()
+    }
+    return out, _scrub(text, names)
+
+
+class Shown(NamedTuple):
+    """An entry as one reader may see it: its text and data masked as need be."""
+
+    entry: LogEntry
+    text: str
+    data: dict[str, Any]
+
+
+def entry_for_viewer(user: User, entry: LogEntry) -> tuple[Shown, list[str]]:
+    """The entry as this user may see it (personal references and, in a delivery receipt,
+    recipients masked by need-to-know) and the references shown unmasked."""
+    data, refs = for_viewer(user, entry.data)
+    text = entry.text
+    if entry.kind == EntryKind.MESSAGE and not has_operational_duty(user):
+        data, text = without_recipients(data, text)
+    return Shown(entry, text, data), refs
 
 
 def _leaves(value: Any) -> list[str]:
@@ -195,20 +268,20 @@ async def read_entries(
     incident_id: str,
     entries: Iterable[LogEntry],
     channel: str,
-) -> list[tuple[LogEntry, dict[str, Any]]]:
-    """(entry, its data as this user may see it) for the entries the user may read; one
+) -> list[Shown]:
+    """The entries the user may read, as :func:`entry_for_viewer` shows them; one
     ``data_access`` row when any reference was shown unmasked (flushes; the caller commits)."""
-    out: list[tuple[LogEntry, dict[str, Any]]] = []
+    out: list[Shown] = []
     ids: list[int] = []
     refs: list[str] = []
     for entry in entries:
         if not entry_readable(user, entry):
             continue
-        data, shown = for_viewer(user, entry.data)
+        item, shown = entry_for_viewer(user, entry)
         if shown:
             ids.append(entry.id or 0)
             refs += shown
-        out.append((entry, data))
+        out.append(item)
     await record_access(
         session, user=user, incident_id=incident_id, entry_ids=ids, refs=refs, channel=channel
     )

@@ -137,6 +137,18 @@ class Settings(BaseSettings):
         description="Free bytes the data directory (the outbox) must have for ingest to accept"
         " events; below it the API answers 507. 0 disables the check.",
     )
+    # --- CAP warnings (POST /api/v1/cap); parsed off the event loop within these limits ---
+    cap_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Body cap of a CAP alert; past it 413."
+    )
+    cap_max_infos: int = Field(default=10, ge=1, description="<info> blocks per alert (422).")
+    cap_max_areas: int = Field(default=100, ge=1, description="<area> elements per alert (422).")
+    cap_max_shapes: int = Field(
+        default=1000, ge=1, description="<polygon> and <circle> elements per alert (422)."
+    )
+    cap_max_polygon_points: int = Field(
+        default=5000, ge=4, description="Points of one <polygon> (422)."
+    )
     # --- stream worker (streams/) ---
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."
@@ -169,6 +181,16 @@ class Settings(BaseSettings):
     heartbeat_factor: float = Field(default=3.0, gt=0)
     media_window_seconds: float = Field(default=1800.0, gt=0)
     media_threshold: int = Field(default=5, ge=1)
+    media_feed_max_bytes: int = Field(
+        default=4 * 1_048_576,
+        ge=1024,
+        description="Media bridge: a feed body past it is not parsed (logged, the feed skipped).",
+    )
+    media_feed_max_items: int = Field(
+        default=500,
+        ge=1,
+        description="Media bridge: items read per feed and poll; the rest are logged.",
+    )
     map_tile_url: str | None = Field(
         default=None,
         description="Board map tiles, e.g. https://host/{z}/{x}/{y}.png; unset → offline outline.",

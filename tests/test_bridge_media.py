@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -31,10 +33,12 @@ from streams.bridges.media import (
     open_incidents,
     parse_feed,
     poll_once,
+    run_bridge,
 )
 from tests.ingest_support import partitions, read_topic
 
 DATA = Path(__file__).parent / "data" / "media"
+T = TypeVar("T")
 ORG = load_organisation(None)
 
 
@@ -210,3 +214,114 @@ async def test_crisis_bridge_media_command_once(
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     got = await read_topic(kafka.bootstrap, topics.EVENTS, count=2)
     assert sorted(v["id"] for _, v in got) == ["fvn-2026-11-22-0001", "nrk-2026-11-22-0002"]
+
+
+# --- heavy and hostile feeds (issue 15) -------------------------------------------------------
+
+
+def _big_feed(items: int, every: int = 1) -> bytes:
+    """An RSS feed of ``items`` articles (about 1 kB each), every ``every``th about Froland
+    fengsel, the others naming no unit."""
+    body = "".join(
+        f"<item><title>Sak {i}: {'uro ved Froland fengsel' if i % every == 0 else 'ras'}</title>"
+        f"<link>https://www.fvn.example.invalid/sak-{i}</link><guid>stor-{i}</guid>"
+        f"<description>{'Lang tekst om fengselet. ' * 30}</description>"
+        "<pubDate>Sun, 22 Nov 2026 06:15:00 +0000</pubDate></item>"
+        for i in range(items)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Stor</title>'
+        f"{body}</channel></rss>"
+    ).encode()
+
+
+async def _held_during(work: Awaitable[T]) -> tuple[T, float]:
+    """(what ``work`` returns, the longest the event loop was held while it ran)."""
+    done = asyncio.Event()
+    gaps: list[float] = [0.0]
+
+    async def tick() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            gaps.append(time.perf_counter() - start - 0.01)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        result = await work
+    finally:
+        done.set()
+        await ticker
+    return result, max(gaps)
+
+
+async def _bridge_once(url: str, settings: Settings, producer: EventProducer) -> None:
+    await run_bridge([url], settings=settings, producer=producer, interval=60, once=True)
+
+
+@pytest.mark.broker
+async def test_a_big_feed_is_parsed_and_matched_off_the_loop(
+    feed_server: tuple[str, Path], producer: EventProducer
+) -> None:
+    base, root = feed_server
+    (root / "stor.rss").write_bytes(_big_feed(1500, every=10))  # what is sent is not measured
+    matcher = UnitMatcher(ORG.units.values())
+    async with httpx.AsyncClient(timeout=30) as client:
+        poll = poll_once(
+            client, f"{base}/stor.rss", producer=producer, matcher=matcher,
+            incidents=[], known_units=set(ORG.units), state=FeedState(),
+        )  # fmt: skip
+        result, held = await _held_during(poll)
+    print(f"\nmedia bridge: 1,500-item feed, event loop held at most {held * 1000:.0f} ms")
+    assert held < 0.5, "parsing and matching (seconds of CPU) ran in the loop"
+    assert result.not_read == 1000  # the default item limit: 500
+    assert len(result.produced) == 50 and result.skipped == 450
+
+
+@pytest.mark.broker
+async def test_the_item_limit_is_a_setting(
+    feed_server: tuple[str, Path],
+    kafka: EmbeddedBroker,
+    producer: EventProducer,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base, root = feed_server
+    (root / "stor.rss").write_bytes(_big_feed(1500))
+    limited = settings.model_copy(update={"media_feed_max_items": 100})
+    with caplog.at_level(logging.INFO, logger="crisis.bridge.media"):
+        await _bridge_once(f"{base}/stor.rss", limited, producer)
+    assert "1500 items, the first 100 read (CRISIS_MEDIA_FEED_MAX_ITEMS)" in caplog.text
+    got = await read_topic(kafka.bootstrap, topics.EVENTS, count=101, within=5)
+    assert sorted(v["id"] for _, v in got) == sorted(f"stor-{i}" for i in range(100))
+
+
+@pytest.mark.broker
+async def test_a_feed_past_the_size_limit_is_not_parsed_and_nothing_sent(
+    feed_server: tuple[str, Path],
+    kafka: EmbeddedBroker,
+    producer: EventProducer,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base, root = feed_server
+    (root / "stor.rss").write_bytes(_big_feed(1500))  # about 1.4 MB
+    small = settings.model_copy(update={"media_feed_max_bytes": 1_048_576})
+    with caplog.at_level(logging.INFO, logger="crisis.bridge.media"):
+        await _bridge_once(f"{base}/stor.rss", small, producer)
+    assert "larger than the limit of 1048576 bytes (CRISIS_MEDIA_FEED_MAX_BYTES)" in caplog.text
+    assert await read_topic(kafka.bootstrap, topics.EVENTS, count=1, within=3) == []
+
+
+def test_feeds_expand_no_entities_and_deep_json_is_refused() -> None:
+    lol = "".join(f'<!ENTITY l{i} "{(f"&l{i - 1};" if i else "lol") * 10}">' for i in range(10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{lol}'
+        '<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel><title>t</title>'
+        "<item><title>&l9; &x; Froland fengsel</title><link>https://x.invalid/1</link></item>"
+        "</channel></rss>"
+    ).encode()
+    items = parse_feed(bomb)
+    assert all(len(i.title) < 200 and "root:" not in i.title for i in items)
+    with pytest.raises(ValueError, match="deeper than the limit"):
+        parse_feed(b'{"items": ' + b"[" * 5000 + b"]" * 5000 + b"}")

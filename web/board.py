@@ -235,7 +235,15 @@ async def _shown_entries(
         session, user=user, incident_id=incident.id, entries=entries, channel=channel
     )
     await session.commit()
-    return [{"e": e, "data": data, "refs": privacy.personal_items(data)} for e, data in shown]
+    return [
+        {
+            "e": item.entry,
+            "text": item.text,
+            "data": item.data,
+            "refs": privacy.personal_items(item.data),
+        }
+        for item in shown
+    ]
 
 
 async def _panels_context(

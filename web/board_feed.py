@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.models import EntryKind, Incident, LogEntry
+from crisis.privacy import Shown
 
 log = logging.getLogger("crisis.web.board_feed")
 
@@ -69,7 +70,9 @@ def incident_json(i: Incident) -> dict[str, Any]:
     }
 
 
-def entry_json(e: LogEntry, data: dict[str, Any]) -> dict[str, Any]:
+def entry_json(item: Shown) -> dict[str, Any]:
+    """An entry as one reader may see it (:func:`crisis.privacy.entry_for_viewer`), as JSON."""
+    e = item.entry
     return {
         "id": e.id,
         "incident_id": e.incident_id,
@@ -77,8 +80,8 @@ def entry_json(e: LogEntry, data: dict[str, Any]) -> dict[str, Any]:
         "kind": e.kind,
         "at": e.at.isoformat(),
         "actor": e.actor,
-        "text": e.text,
-        "data": data,
+        "text": item.text,
+        "data": item.data,
         "exercise": e.exercise,
         "corrects": e.corrects,
     }

@@ -63,14 +63,14 @@ def present(user: User, scope: Scope, change: Change) -> tuple[dict[str, Any] | 
         return None, []
     if not scope.allows(incident):
         return None, []
-    data, refs = privacy.for_viewer(user, entry.data)
+    item, refs = privacy.entry_for_viewer(user, entry)
     return {
         "seq": entry.id,
         "resume": change.resume,
         "type": "entry",
         "topic": topic_of(entry.kind),
         "incident": incident_json(incident),
-        "entry": entry_json(entry, data),
+        "entry": entry_json(item),
     }, refs
 
 

@@ -80,13 +80,14 @@ async def _as_read(
         session, user=user, incident_id=incident_id, entries=entries, channel="api"
     )
     await session.commit()
-    return [{**entry.model_dump(), "data": data} for entry, data in shown]
+    return [{**item.entry.model_dump(), "text": item.text, "data": item.data} for item in shown]
 
 
 def _echo(user: User, entry: LogEntry) -> dict[str, Any]:
     """The entry just written, masked by need-to-know like any read. Not audited: the writer
     gave these references, and the entry names its actor in the log itself."""
-    return {**entry.model_dump(), "data": privacy.for_viewer(user, entry.data)[0]}
+    item, _ = privacy.entry_for_viewer(user, entry)
+    return {**entry.model_dump(), "text": item.text, "data": item.data}
 
 
 @router.get("", response_model=list[IncidentPublic])

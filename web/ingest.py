@@ -2,11 +2,15 @@
 
 Thin views over ``crisis.events`` (validation), ``crisis.cap`` (CAP rules and geometry),
 ``crisis.ratelimit`` (per-source token buckets) and ``crisis.producer`` (Kafka or the outbox).
-Every refusal uses the one error shape; a request is accepted whole or not at all.
+Every refusal uses the one error shape; a request is accepted whole or not at all. A CAP
+alert is read against ``CRISIS_CAP_MAX_BODY_BYTES`` and parsed and matched in a worker thread
+(at most :data:`CAP_PARSERS` at once) within ``CRISIS_CAP_MAX_*``, so the event loop serves
+other requests meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import time
@@ -100,11 +104,17 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def _body(request: Request) -> bytes:
-    limit: int = request.app.state.settings.ingest_max_body_bytes
+async def _body(
+    request: Request, limit: int | None = None, setting: str = "CRISIS_INGEST_MAX_BODY_BYTES"
+) -> bytes:
+    """The body, read no further than ``limit`` (ingest's by default): 413 past it."""
+    if limit is None:
+        limit = request.app.state.settings.ingest_max_body_bytes
     declared = request.headers.get("content-length", "")
     too_big = Refusal(
-        413, _err("body", f"the body is larger than the limit of {limit} bytes"), reason="too_large"
+        413,
+        _err("body", f"the body is larger than the limit of {limit} bytes ({setting})"),
+        reason="too_large",
     )
     if declared.isdigit() and int(declared) > limit:
         raise too_big
@@ -385,6 +395,33 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
 
 # --- CAP 1.2 ------------------------------------------------------------------------------
 
+#: CAP documents parsed at once, each in a worker thread; more wait without holding the loop.
+CAP_PARSERS = 1
+
+
+def _cap_slots(request: Request) -> asyncio.Semaphore:
+    slots: asyncio.Semaphore | None = getattr(request.app.state, "cap_slots", None)
+    if slots is None:
+        slots = request.app.state.cap_slots = asyncio.Semaphore(CAP_PARSERS)
+    return slots
+
+
+def _cap_limits(settings: Any) -> cap.Limits:
+    return cap.Limits(
+        infos=settings.cap_max_infos,
+        areas=settings.cap_max_areas,
+        shapes=settings.cap_max_shapes,
+        polygon_points=settings.cap_max_polygon_points,
+    )
+
+
+def _read_alert(
+    body: bytes, limits: cap.Limits, units: list[Any]
+) -> tuple[cap.Alert, dict[str, str]]:
+    """Parse, validate and match (CPU work, run in a worker thread)."""
+    alert = cap.parse_alert(body, limits)
+    return alert, cap.affected_units(alert, units)
+
 
 async def _referenced_units(session: Any, alert: cap.Alert) -> list[str]:
     """Units that the alerts named in ``references`` reached (from the evidence store)."""
@@ -421,8 +458,13 @@ async def post_cap(
                 _err("content-type", f"send CAP XML ({', '.join(CAP_TYPES)})"),
                 reason="bad_request",
             )
+        settings = request.app.state.settings
+        body = await _body(request, settings.cap_max_body_bytes, "CRISIS_CAP_MAX_BODY_BYTES")
         try:
-            alert = cap.parse_alert(await _body(request))
+            async with _cap_slots(request):
+                alert, in_area = await asyncio.to_thread(
+                    _read_alert, body, _cap_limits(settings), list(org.units.values())
+                )
         except cap.CapError as exc:
             raise Refusal(
                 400 if exc.malformed else 422,
@@ -451,7 +493,6 @@ async def post_cap(
             raise Refusal(
                 403, _err("exercise", "rollen kan bare sende øvelseshendelser / exercise only")
             )
-        in_area = cap.affected_units(alert, org.units.values())
         dry = {"identifier": alert.identifier, "units": sorted(in_area)}
         if alert.status in ("Test", "Draft", "System") or alert.msg_type in ("Ack", "Error"):
             what = alert.status if alert.status in ("Test", "Draft", "System") else alert.msg_type

@@ -13,9 +13,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import AfterValidator, BaseModel, Field
 from sqlmodel import col, select
 
-from crisis import jsonlimits
+from crisis import jsonlimits, privacy
 from crisis.log import RuleViolation
-from crisis.models import Incident
+from crisis.models import Incident, User
 from crisis.permissions import Action, require
 from crisis.rules import Violation
 from notifiers import service
@@ -92,7 +92,8 @@ class UpdateOut(BaseModel):
     messages: list[dict[str, Any]] = []
 
 
-async def _out(session: Any, update: NotifyUpdate) -> UpdateOut:
+async def _out(session: Any, update: NotifyUpdate, user: User) -> UpdateOut:
+    """The update with its messages; who each went to only for roles with operational duty."""
     rows = (
         await session.exec(
             select(OutboxMessage)
@@ -100,21 +101,23 @@ async def _out(session: Any, update: NotifyUpdate) -> UpdateOut:
             .order_by(col(OutboxMessage.id))
         )
     ).all()
+    messages = [
+        {
+            "id": m.id,
+            "group": m.group,
+            "recipient": m.recipient,
+            "language": m.language,
+            "status": m.status,
+            "attempts": m.total_attempts,
+            "channel": m.channel,
+            "error": m.last_error,
+        }
+        for m in rows
+    ]
+    if not privacy.has_operational_duty(user):
+        messages = [privacy.without_recipients(m)[0] for m in messages]
     return UpdateOut(
-        **update.model_dump(exclude={"facts", "created_at", "approved_at"}),
-        messages=[
-            {
-                "id": m.id,
-                "group": m.group,
-                "recipient": m.recipient,
-                "language": m.language,
-                "status": m.status,
-                "attempts": m.total_attempts,
-                "channel": m.channel,
-                "error": m.last_error,
-            }
-            for m in rows
-        ],
+        **update.model_dump(exclude={"facts", "created_at", "approved_at"}), messages=messages
     )
 
 
@@ -150,7 +153,7 @@ async def request_update(
         await session.rollback()
         raise _refuse(exc) from None
     await session.commit()
-    return await _out(session, update)
+    return await _out(session, update, user)
 
 
 @router.get("/updates/{update_id}", response_model=UpdateOut)
@@ -159,7 +162,7 @@ async def get_update(update_id: str, user: CurrentUser, org: Org, session: Sessi
     if update is None:
         raise _refusal(404, "update_id", f"no notification update {update_id}")
     await _visible_incident(session, user, org, update.incident_id)
-    return await _out(session, update)
+    return await _out(session, update, user)
 
 
 @router.post("/updates/{update_id}/approve", response_model=UpdateOut)
@@ -178,7 +181,7 @@ async def approve_update(
         await session.rollback()
         raise _refuse(exc) from None
     await session.commit()
-    return await _out(session, update)
+    return await _out(session, update, user)
 
 
 async def _correct(
@@ -210,7 +213,7 @@ async def _correct(
         await session.rollback()
         raise _refuse(exc) from None
     await session.commit()
-    return await _out(session, update)
+    return await _out(session, update, user)
 
 
 @router.post(

@@ -7,6 +7,10 @@ the feed (``sentiment``: positive/neutral/negative, Norwegian words, or a number
 else from the bokmål lexicon. An article that names no unit and no open incident is skipped
 (logged): there is nobody to tell. Ids are the feed's guid/id/link, so re-polling the same feed
 re-sends nothing the bridge has sent (and the worker dedupes by source+id across restarts).
+
+A feed is read up to ``CRISIS_MEDIA_FEED_MAX_BYTES`` (past it the feed is skipped this poll,
+logged), then parsed and matched in a worker thread, so the bridge's loop goes on meanwhile; of
+its items the first ``CRISIS_MEDIA_FEED_MAX_ITEMS`` are read (the rest logged).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import asyncio
 import calendar
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import signal
@@ -30,6 +33,7 @@ import feedparser
 import httpx
 from sqlmodel import select
 
+from crisis import jsonlimits
 from crisis.db import make_engine, make_sessionmaker
 from crisis.events import PREFIX, Envelope, EventError, validate_event
 from crisis.models import Incident, Status
@@ -69,6 +73,29 @@ class PollResult:
     skipped: int = 0
     rejected: int = 0
     already_seen: int = 0
+    not_read: int = 0  # items past FeedLimits.max_items
+
+
+@dataclass(frozen=True)
+class FeedLimits:
+    """What one poll of one feed reads (the settings ``CRISIS_MEDIA_FEED_MAX_*``)."""
+
+    max_bytes: int = 4 * 1_048_576
+    max_items: int = 500
+
+    @classmethod
+    def of(cls, settings: Settings) -> FeedLimits:
+        return cls(settings.media_feed_max_bytes, settings.media_feed_max_items)
+
+
+class FeedTooLarge(ValueError):
+    """A feed body past ``FeedLimits.max_bytes``: not parsed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"feeden er for stor / the feed is larger than the limit of {limit} bytes "
+            "(CRISIS_MEDIA_FEED_MAX_BYTES)"
+        )
 
 
 # --- sentiment ----------------------------------------------------------------------------
@@ -244,7 +271,7 @@ def parse_feed(body: bytes, content_type: str = "") -> list[Item]:
     """Items of an RSS/Atom or JSON feed."""
     head = body.lstrip()[:1]
     if "json" in content_type or head in (b"[", b"{"):
-        return _json_items(json.loads(body))
+        return _json_items(jsonlimits.loads(body))
     return _feed_items(body)
 
 
@@ -293,6 +320,23 @@ def article_event(
     }
 
 
+def _articles(
+    body: bytes,
+    content_type: str,
+    feed_url: str,
+    matcher: UnitMatcher,
+    incidents: Sequence[OpenIncident],
+    max_items: int,
+) -> tuple[int, list[tuple[Item, dict[str, Any] | None]]]:
+    """(items in the feed, the first ``max_items`` with their raw events): parsing and
+    matching, the bridge's CPU work, run in a worker thread."""
+    items = parse_feed(body, content_type)
+    return len(items), [
+        (item, article_event(item, feed_url=feed_url, matcher=matcher, incidents=incidents))
+        for item in items[:max_items]
+    ]
+
+
 @dataclass
 class FeedState:
     """What the bridge remembers about one feed between polls."""
@@ -316,24 +360,44 @@ async def poll_once(
     incidents: Sequence[OpenIncident],
     known_units: set[str],
     state: FeedState,
+    limits: FeedLimits = FeedLimits(),
 ) -> PollResult:
-    """Fetch one feed and produce its new articles (durable on return)."""
+    """Fetch one feed and produce its new articles (durable on return); FeedTooLarge past
+    ``limits.max_bytes``, and only the first ``limits.max_items`` items are read."""
     headers = {}
     if state.etag:
         headers["If-None-Match"] = state.etag
     if state.modified:
         headers["If-Modified-Since"] = state.modified
-    response = await client.get(feed_url, headers=headers)
     result = PollResult()
-    if response.status_code == 304:
-        return result
-    response.raise_for_status()
+    async with client.stream("GET", feed_url, headers=headers) as response:
+        if response.status_code == 304:
+            return result
+        response.raise_for_status()
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_bytes:
+            raise FeedTooLarge(limits.max_bytes)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():  # decoded: a gzip bomb counts in full
+            body += chunk
+            if len(body) > limits.max_bytes:
+                raise FeedTooLarge(limits.max_bytes)
+    content_type = response.headers.get("content-type", "")
+    found, articles = await asyncio.to_thread(
+        _articles, bytes(body), content_type, feed_url, matcher, incidents, limits.max_items
+    )
     state.etag = response.headers.get("etag")
     state.modified = response.headers.get("last-modified")
-    items = parse_feed(response.content, response.headers.get("content-type", ""))
+    if found > limits.max_items:
+        result.not_read = found - limits.max_items
+        log.warning(
+            "feed %s: %d items, the first %d read (CRISIS_MEDIA_FEED_MAX_ITEMS)",
+            feed_url,
+            found,
+            limits.max_items,
+        )
     accepted: list[Envelope] = []
-    for item in items:
-        raw = article_event(item, feed_url=feed_url, matcher=matcher, incidents=incidents)
+    for item, raw in articles:
         if raw is None:
             result.skipped += 1
             log.info("skipped (names no unit or open incident): %s", item.title[:120])
@@ -366,8 +430,8 @@ async def run_bridge(
     stop: asyncio.Event | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
-    org = load_organisation(settings.organisation)
-    matcher = UnitMatcher(org.units.values())
+    org = await asyncio.to_thread(load_organisation, settings.organisation)
+    matcher = await asyncio.to_thread(UnitMatcher, org.units.values())
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     states = {url: FeedState() for url in feeds}
@@ -389,6 +453,7 @@ async def run_bridge(
                             incidents=incidents,
                             known_units=set(org.units),
                             state=states[url],
+                            limits=FeedLimits.of(settings),
                         )
                     except (httpx.HTTPError, ValueError) as exc:
                         log.warning("feed %s: %r", url, exc)
