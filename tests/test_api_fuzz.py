@@ -25,14 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import func, select
 
+from crisis import jsonlimits, topics
 from crisis.broker import EmbeddedBroker
 from crisis.db import make_engine, make_sessionmaker
 from crisis.events import event_json_schema
 from crisis.incident_types import INCIDENT_TYPE_LABELS, REPORT_CATEGORIES
+from crisis.models import Incident, LogEntry
 from notifiers.models import OutboxMessage
 from tests.boardserver import BoardServer, run_async, start_board_server
+from tests.conftest import ApiHarness
+from tests.ingest_support import event, ingest_api, ingest_settings, read_topic
 
 #: Cases per operation in each generating phase; ``make fuzz`` raises it.
 EXAMPLES = int(os.environ.get("CRISIS_FUZZ_EXAMPLES", "20"))
@@ -47,6 +51,10 @@ USERS: list[tuple[str, str, str | None, str | None]] = [
 ]
 AGDER = "57.95,7.0 57.95,8.3 58.4,9.3 58.9,9.2 58.9,7.0 57.95,7.0"
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+#: Drawn now and then into any string or integer the fuzzer makes: what broke this API before
+#: (a NUL, which PostgreSQL's text refuses; ids past the integer columns) and its neighbours.
+HOSTILE_STRINGS = ["\x00", "a\x00b", "\\u0000", "%00", "' OR '1'='1", "../../etc/passwd", "\u202e"]
+HOSTILE_INTEGERS = ["0", "-1", "2147483648", "9223372036854775808", "99999999999999999999"]
 
 
 # --- the schema the fuzzer reads ------------------------------------------------------------
@@ -225,20 +233,26 @@ async def _messages(url: str) -> list[tuple[int, str | None]]:
 
 
 def _toml(value: Any) -> str:
-    """A TOML value for strings, numbers and lists of them (JSON's escapes are TOML's)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A TOML value for strings, numbers and lists of them (JSON's ASCII escapes are TOML's)."""
+    return json.dumps(value)
 
 
 def fuzz_config(
     seeded: dict[str, list[Any]], units: list[str], *, events_coverage: bool = EVENTS_COVERAGE
 ) -> str:
     """schemathesis.toml: dictionaries of real values and where the fuzzer draws from them."""
-    dictionaries = {
+    real = {
         **seeded,
         "units": units,
         "incident_types": sorted(INCIDENT_TYPE_LABELS),
         "groups": ["staff", "leaders", "families", "ministry", "media", "public", "unions"],
     }
+    # The hostile values go with the real ones too: a bound parameter draws from its own only.
+    dictionaries = {
+        name: [*values, *(HOSTILE_INTEGERS if isinstance(values[0], int) else HOSTILE_STRINGS)]
+        for name, values in real.items()
+    }
+    dictionaries |= {"hostile_strings": HOSTILE_STRINGS, "hostile_integers": HOSTILE_INTEGERS}
     bindings = {
         "path.incident_id": "incidents",
         "body.incident_id": "incidents",
@@ -255,7 +269,10 @@ def fuzz_config(
     lines = []
     for name, values in dictionaries.items():
         lines += [f"[dictionaries.{name}]", f"values = {_toml(values)}", ""]
-    lines.append("[parameters]")
+    lines.append("[generation.dictionaries]")
+    lines.append('string = { dictionary = "hostile_strings", probability = 0.05 }')
+    lines.append('integer = { dictionary = "hostile_integers", probability = 0.05 }')
+    lines += ["", "[parameters]"]
     for key, name in bindings.items():
         lines.append(f'"{key}" = {{ dictionary = "{name}", probability = 0.5 }}')
     if not events_coverage:
@@ -350,3 +367,76 @@ def test_no_operation_answers_a_server_error(
         )
     # The server lived through it and still answers.
     assert server.api("GET", "/healthz", "admin").status_code == 200
+
+
+# --- the 5xx it found, one regression test each (through the API, SQLite and PostgreSQL) -----
+
+
+async def _stored(api: ApiHarness) -> tuple[int, int]:
+    async with api.app.state.sessions() as session:
+        entries = (await session.exec(select(func.count()).select_from(LogEntry))).one()
+        incidents = (await session.exec(select(func.count()).select_from(Incident))).one()
+    return int(entries), int(incidents)
+
+
+async def test_a_nul_character_is_refused_before_anything_is_stored(api: ApiHarness) -> None:
+    """PostgreSQL's text holds no U+0000: each of these answered 500 there (and stored it on
+    SQLite). Now 422 naming it on both, in a path, a query, a JSON body or a form."""
+    op = await api.user("op", "operator", unit=UNIT)
+    admin = await api.user("adm", "admin")
+    opened = {"type": "fire", "title": "Brann", "unit": UNIT, "severity": 3}
+    incident = (await api.client.post("/api/v1/incidents", json=opened, headers=op)).json()["id"]
+    sitrep = (await api.client.post(f"/api/v1/incidents/{incident}/sitreps", headers=op)).json()
+    before = await _stored(api)
+    soon = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    facts = {"title": "Brann\x00", "known": "Røyk.", "actions": "Evakuert."}
+    update = {"incident_id": incident, "groups": ["staff"], "facts": facts, "next_update_at": soon}
+    entries = f"/api/v1/incidents/{incident}/entries"
+    refused = [
+        ("POST", "/api/v1/incidents", op, {"json": {**opened, "title": "Br\x00ann"}}),
+        ("POST", entries, op, {"json": {"kind": "observation", "text": "\x00"}}),
+        ("POST", entries, op, {"json": {"kind": "observation", "k\x00": 1}}),
+        ("POST", f"/api/v1/sitreps/{sitrep['id']}/versions", op, {"json": {"situation": "a\x00"}}),
+        ("POST", "/api/v1/notifications/updates", op, {"json": update}),
+        ("GET", "/api/v1/incidents/a%00b", op, {}),
+        ("GET", "/api/v1/notifications/ack/a%00b", {}, {}),
+        ("GET", "/api/v1/incidents?unit=a%00", op, {}),
+        ("GET", "/api/v1/events/dlq?unit=a%00", admin, {}),
+        ("GET", "/api/v1/audit/access?actor=a%00", admin, {}),
+        ("POST", "/login", {}, {"data": {"username": "op\x00", "password": "correct horse"}}),
+    ]
+    for method, path, headers, body in refused:
+        r = await api.client.request(method, path, headers=headers, **body)
+        assert r.status_code == 422, (method, path, r.status_code, r.text)
+        assert [e["message"] for e in r.json()["errors"]] == [jsonlimits.NUL_MESSAGE], r.text
+    assert await _stored(api) == before
+    timeline = await api.client.get(f"/api/v1/incidents/{incident}/timeline", headers=op)
+    assert timeline.status_code == 200 and len(timeline.json()) == before[0]
+    # An escaped backslash before "u0000" is no NUL: kept as written.
+    r = await api.client.post(
+        entries,
+        content='{"kind": "observation", "text": "C:\\\\u0000"}',
+        headers={**op, "content-type": "application/json"},
+    )
+    assert r.status_code == 201 and r.json()["text"] == "C:\\u0000", r.text
+
+
+@pytest.mark.broker
+async def test_a_nul_character_on_ingest_is_refused_and_nothing_sent(tmp_path: Path) -> None:
+    """Events and reports carry text into incidents the worker writes: refused at the door."""
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        async with ingest_api(ingest_settings(tmp_path, broker.bootstrap)) as api:
+            op = await api.user("op", "operator", unit=UNIT)
+            for path, body in (
+                ("/api/v1/events", {"json": event(1, data={"area": "A\x00", "staff_id": "s1"})}),
+                ("/api/v1/reports", {"json": {"category": "brann", "what": "R\x00yk"}}),
+                ("/api/v1/reports", {"data": {"category": "brann", "what": "R\x00yk"}}),
+            ):
+                r = await api.client.post(path, headers=op, **body)
+                assert r.status_code == 422, (path, r.text)
+                assert jsonlimits.NUL_MESSAGE in r.text
+            marker = event(2)
+            r = await api.client.post("/api/v1/events", json=marker, headers=op)
+            assert r.status_code == 202, r.text
+            got = await read_topic(broker.bootstrap, topics.EVENTS, count=2, within=5.0)
+            assert [v["id"] for _, v in got] == [marker["id"]]
