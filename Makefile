@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint format bench properties faults clean
+.PHONY: venv run test lint format bench properties faults fuzz audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "crisis needs Python 3.11 or newer")'
@@ -46,6 +46,14 @@ properties: venv
 ## faults: issue 14's fault scenarios through `crisis up` at full size (also part of `make test`, smaller)
 faults: venv
 	CRISIS_FAULT_EVENTS=20000 $(BIN)/python -m pytest -m faults tests/test_faults.py -s
+
+## fuzz: schemathesis against the running server with a bigger budget than `make test` gives it
+fuzz: venv
+	CRISIS_FUZZ_EXAMPLES=200 CRISIS_FUZZ_EVENTS_COVERAGE=1 $(BIN)/python -m pytest -m fuzz tests/test_api_fuzz.py -s
+
+## audit: pip-audit over .venv's packages; exceptions with reasons in .ci/pip-audit-ignore.txt
+audit: venv
+	$(BIN)/python .ci/pip_audit.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""Limits on free JSON the API takes in and stores (issue 15): depth, members, string length.
+"""Limits on free JSON the API takes in and stores (issue 15): depth, members, string length,
+no NUL character.
 
 A log entry is kept for good, so what the API stores must also be readable for good: a value
 nested past what the serialisers manage (pydantic stops at 255 levels, ``json`` recurses) would
@@ -16,6 +17,9 @@ MAX_DEPTH = 32
 MAX_MEMBERS = 2_000
 #: Longest string (or object key) in a stored value, in characters.
 MAX_STRING = 20_000
+#: PostgreSQL's text cannot hold U+0000 (a 500 there, stored on SQLite): refused on both.
+NUL = "\x00"
+NUL_MESSAGE = "tegnet NUL (U+0000) kan ikke lagres / the NUL character (U+0000) cannot be stored"
 
 
 class JsonLimitError(ValueError):
@@ -54,7 +58,8 @@ def depth(value: Any) -> int:
 
 def loads(body: str | bytes) -> Any:
     """``json.loads`` of a body no deeper than MAX_DEPTH: JsonLimitError when deeper (however
-    deep: the parser's RecursionError is one), ValueError when it is not JSON."""
+    deep: the parser's RecursionError is one) or when a string or key holds U+0000, ValueError
+    when it is not JSON."""
     try:
         value = json.loads(body)
     except RecursionError:
@@ -62,7 +67,25 @@ def loads(body: str | bytes) -> Any:
     raw = body.encode() if isinstance(body, str) else body
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise JsonLimitError(_too_deep())
+    if b"\\u0000" in raw and _has_nul(value):
+        raise JsonLimitError(NUL_MESSAGE)
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether any string or key in ``value`` holds U+0000 (walked without recursing)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def check(value: Any, field: str = "") -> None:

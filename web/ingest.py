@@ -349,6 +349,8 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
             fields: dict[str, Any] = {
                 k: v for k, v in form.items() if isinstance(v, str) and v.strip() != ""
             }
+            if any(jsonlimits.NUL in k + v for k, v in fields.items()):
+                raise Refusal(422, _err("body", jsonlimits.NUL_MESSAGE))
         elif media in JSON_TYPES:
             fields = _json(await _body(request))
             if not isinstance(fields, dict):
