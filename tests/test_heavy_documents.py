@@ -170,7 +170,9 @@ def test_healthz_answers_during_logins_and_a_heavy_cap_alert(
 
         def cap(body: bytes) -> Any:
             def post() -> int:
-                with httpx.Client(base_url=server.base, timeout=60) as client:
+                with httpx.Client(
+                    base_url=server.base, timeout=60, headers={"Origin": server.base}
+                ) as client:
                     headers = {**cap_load.CAP_HEADERS, "Authorization": f"Bearer {token}"}
                     return client.post("/api/v1/cap", content=body, headers=headers).status_code
 
@@ -178,7 +180,9 @@ def test_healthz_answers_during_logins_and_a_heavy_cap_alert(
 
         def login(n: int) -> Any:
             def post() -> int:
-                with httpx.Client(base_url=server.base, timeout=60) as client:
+                with httpx.Client(
+                    base_url=server.base, timeout=60, headers={"Origin": server.base}
+                ) as client:
                     form = {"username": f"angriper-{n}", "password": "feil passord", "next": "/"}
                     headers = {"Origin": server.base}
                     return client.post("/login", data=form, headers=headers).status_code

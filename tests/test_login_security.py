@@ -48,14 +48,20 @@ async def _harness(settings: Settings, **overrides: Any) -> AsyncIterator[ApiHar
     app = create_app(settings.model_copy(update=overrides))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://testserver",
+            headers={"Origin": "http://testserver"},
+        ) as client:
             yield ApiHarness(app, client)
 
 
 def _client(api: ApiHarness, address: str = "127.0.0.1") -> httpx.AsyncClient:
     """A browser of its own (own cookies) at a client ``address``."""
     transport = httpx.ASGITransport(app=api.app, client=(address, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"Origin": "http://testserver"}
+    )
 
 
 async def _login(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
@@ -78,8 +84,12 @@ async def test_healthz_stays_fast_while_logins_are_checked(
     try:
         names = [u[0] for u in DEFAULT_USERS] + ["nobody-1", "nobody-2", "nobody-3"]
         async with (
-            httpx.AsyncClient(base_url=server.base, timeout=60) as client,
-            httpx.AsyncClient(base_url=server.base, timeout=60) as probe,
+            httpx.AsyncClient(
+                base_url=server.base, timeout=60, headers={"Origin": server.base}
+            ) as client,
+            httpx.AsyncClient(
+                base_url=server.base, timeout=60, headers={"Origin": server.base}
+            ) as probe,
         ):
             await probe.get("/healthz")
             started = time.perf_counter()
@@ -403,7 +413,7 @@ def board(tmp_path: Path, database_url: str) -> Iterator[BoardServer]:
 def _socket(board: BoardServer, *, token: str | None = None, cookie: str | None = None) -> Any:
     url = board.base.replace("http", "ws") + "/ws/board" + (f"?token={token}" if token else "")
     headers = {"Cookie": f"crisis_session={cookie}"} if cookie else None
-    return connect(url, additional_headers=headers, open_timeout=15)
+    return connect(url, additional_headers=headers, origin=board.base, open_timeout=15)
 
 
 def _closed_with(ws: ClientConnection) -> int | None:
@@ -417,7 +427,7 @@ def test_the_board_socket_follows_logout_and_revocation(
     board: BoardServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The websocket takes the same session and token check, and re-checks open sockets."""
-    with httpx.Client(base_url=board.base, timeout=15) as browser:
+    with httpx.Client(base_url=board.base, timeout=15, headers={"Origin": board.base}) as browser:
         r = browser.post("/login", data={"username": "op", "password": PASSWORD})
         assert r.status_code == 303
         cookie = browser.cookies["crisis_session"]
@@ -495,7 +505,7 @@ def test_the_access_log_never_shows_a_token(tmp_path: Path, database_url: str) -
         ws_url = f"ws://127.0.0.1:{port}/ws/board?since=0&token={token}"
         with connect(ws_url, open_timeout=15) as ws:
             assert '"hello"' in ws.recv(timeout=10)
-        with httpx.Client(base_url=base, timeout=15) as client:
+        with httpx.Client(base_url=base, timeout=15, headers={"Origin": base}) as client:
             assert client.get(f"/api/v1/me?access_token={token}").status_code == 401
     finally:
         proc.terminate()
