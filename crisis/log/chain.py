@@ -1,14 +1,19 @@
 """The hash chain: a canonical JSON form of an entry and its SHA-256 link to the previous one.
 
-Pure functions, so the writer, ``crisis log verify`` and any outside auditor compute the
-same bytes. Canonical form: UTF-8 JSON, keys sorted, no insignificant white space,
-timestamps as ISO 8601 UTC with microseconds and a ``Z``.
+Pure functions, no I/O, so the writer (``crisis.log.append``), ``crisis log verify`` and any
+outside auditor compute the same bytes. Canonical form: UTF-8 JSON, keys sorted, no
+insignificant white space, timestamps as ISO 8601 UTC with microseconds and a ``Z``.
+
+An incident's chain starts at ``Head(0, GENESIS)``; the entry after a head has seq
+``head.seq + 1`` and prev_hash ``head.hash``, and its digest is the next head's hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -29,6 +34,17 @@ HASHED_FIELDS = (
     "corrects",
     "prev_hash",
 )
+
+#: What an entry brings to its link: the hashed fields but those its head gives.
+LINKED_FIELDS = tuple(name for name in HASHED_FIELDS if name not in ("seq", "prev_hash"))
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where an incident's chain stands: its last entry's seq and hash."""
+
+    seq: int = 0
+    hash: str = GENESIS
 
 
 def format_time(value: datetime) -> str:
@@ -57,9 +73,24 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def entry_digest(fields: dict[str, Any]) -> str:
+def entry_digest(fields: Mapping[str, Any]) -> str:
     """SHA-256 over the canonical form of exactly the hashed fields."""
-    payload = {name: fields[name] for name in HASHED_FIELDS}
+    return _digest({name: fields[name] for name in HASHED_FIELDS})
+
+
+def next_head(head: Head, entry: Mapping[str, Any]) -> Head:
+    """The head after ``entry`` (its ``LINKED_FIELDS``) is appended at ``head``.
+
+    The new head's hash is the entry's digest with seq ``head.seq + 1`` and prev_hash
+    ``head.hash``; a writer stores both on the entry, a verifier compares the stored hash.
+    """
+    payload = {name: entry[name] for name in LINKED_FIELDS}
+    payload["seq"] = seq = head.seq + 1
+    payload["prev_hash"] = head.hash
+    return Head(seq, _digest(payload))
+
+
+def _digest(payload: dict[str, Any]) -> str:
     if isinstance(payload["at"], datetime):
         payload["at"] = format_time(payload["at"])
     return hashlib.sha256(canonical_json(payload)).hexdigest()
