@@ -23,9 +23,8 @@ import json
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection
@@ -132,8 +131,7 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not serialisable in the crisis log: {type(obj).__name__}")
 
 
-@dataclass(frozen=True, slots=True)
-class EntrySpec:
+class EntrySpec(NamedTuple):
     """One entry to append, without its incident and its place in the chain."""
 
     kind: str

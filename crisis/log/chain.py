@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = "0" * 64
 
@@ -39,8 +38,7 @@ HASHED_FIELDS = (
 LINKED_FIELDS = tuple(name for name in HASHED_FIELDS if name not in ("seq", "prev_hash"))
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """Where an incident's chain stands: its last entry's seq and hash."""
 
     seq: int = 0
@@ -84,9 +82,19 @@ def next_head(head: Head, entry: Mapping[str, Any]) -> Head:
     The new head's hash is the entry's digest with seq ``head.seq + 1`` and prev_hash
     ``head.hash``; a writer stores both on the entry, a verifier compares the stored hash.
     """
-    payload = {name: entry[name] for name in LINKED_FIELDS}
-    payload["seq"] = seq = head.seq + 1
-    payload["prev_hash"] = head.hash
+    seq = head.seq + 1
+    payload = {  # HASHED_FIELDS spelled out: a dict display is the cheapest per entry
+        "incident_id": entry["incident_id"],
+        "seq": seq,
+        "kind": entry["kind"],
+        "at": entry["at"],
+        "actor": entry["actor"],
+        "text": entry["text"],
+        "data": entry["data"],
+        "exercise": entry["exercise"],
+        "corrects": entry["corrects"],
+        "prev_hash": head.hash,
+    }
     return Head(seq, _digest(payload))
 
 
