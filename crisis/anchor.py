@@ -12,7 +12,7 @@ One line per checkpoint (UTF-8 JSON, keys sorted, no spaces, ``\\n``-terminated,
      "incidents":12,"n":3,"prev":"<sha256 of line 2's bytes>","root":"<sha256>","v":1}
 
 ``heads`` holds only the heads that moved since the previous line; ``root`` is
-``crisis.log.heads_root`` over all anchored heads after this line (equal to the ``heads:``
+``crisis.log.verify.heads_root`` over all anchored heads after this line (equal to the ``heads:``
 line of ``crisis log verify`` when nothing was appended since); ``prev`` is the SHA-256 of
 the previous line without its newline (64 zeros on line 1). Bytes after the last newline are
 a line torn by a crash: reported and ignored by verify, cut off by the next checkpoint.
@@ -39,9 +39,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis.chain import format_time
 from crisis.db import make_engine, make_sessionmaker
-from crisis.log import AnchoredHead, VerifyReport, heads_root, verify_log
+from crisis.log.chain import format_time
+from crisis.log.verify import AnchoredHead, VerifyReport, heads_root, verify_log
 from crisis.models import Incident, LogEntry
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow

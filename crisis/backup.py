@@ -38,8 +38,8 @@ from typing import IO, Any
 from sqlalchemy.engine import make_url
 
 from crisis.anchor import ANCHOR_FILE, AnchorLog, verify_anchored
-from crisis.chain import format_time
-from crisis.log import heads_root
+from crisis.log.chain import format_time
+from crisis.log.verify import heads_root
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow
 

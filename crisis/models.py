@@ -178,20 +178,6 @@ class LogEntry(SQLModel, table=True):
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
 
-    def hashed_fields(self) -> dict[str, Any]:
-        return {
-            "incident_id": self.incident_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "at": self.at,
-            "actor": self.actor,
-            "text": self.text,
-            "data": self.data,
-            "exercise": self.exercise,
-            "corrects": self.corrects,
-            "prev_hash": self.prev_hash,
-        }
-
 
 class LogEntryPublic(SQLModel):
     id: int

@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log, projection
 from crisis.board_models import SitRep, SitRepFields, SitRepStatus, SitRepVersion
+from crisis.log.append import append
 from crisis.models import EntryKind, Incident, Level, LogEntry, Role, User
 from crisis.sqltypes import utcnow
 
@@ -247,7 +248,7 @@ async def _append_version(
     note: str,
 ) -> SitRepVersion:
     assert report.id is not None
-    entry = await log.append_entry(
+    entry = await append(
         session,
         incident_id=report.incident_id,
         kind=EntryKind.SITUATION_REPORT.value,
@@ -370,7 +371,7 @@ async def approve(
             422,
         )
     actor = f"user:{user.name}"
-    entry = await log.append_entry(
+    entry = await append(
         session,
         incident_id=report.incident_id,
         kind=EntryKind.SITUATION_REPORT.value,

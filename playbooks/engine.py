@@ -22,8 +22,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log, rules
-from crisis.chain import format_time
 from crisis.incident_types import incident_type_for
+from crisis.log.append import EntrySpec, append, append_many, lock_incidents
+from crisis.log.chain import format_time
 from crisis.models import LEVEL_ORDER, EntryKind, Incident, Level, LogEntry, Status
 from crisis.organisation import Organisation, Person, Unit
 from crisis.sqltypes import as_utc, utcnow
@@ -167,15 +168,15 @@ async def _setup(
     dry: bool = False,
 ) -> list[LogEntry | None]:
     """The setup entries (owner, severity, tasks, contacts, plan) not written before, appended
-    in one go (``log.append_entries``); ``dry`` only counts them (``None`` for each)."""
-    specs: list[log.EntrySpec] = []
+    in one go (``append_many``); ``dry`` only counts them (``None`` for each)."""
+    specs: list[EntrySpec] = []
     done = _done_rules(entries, playbook)
     opening = entries[0].data if entries else {}
     base = {"playbook": playbook.id}
 
     def write(rule: str, entry_kind: str, text: str, data: dict[str, Any]) -> None:
         specs.append(
-            log.EntrySpec(
+            EntrySpec(
                 kind=entry_kind,
                 actor=playbook.rule(rule),
                 text=text,
@@ -286,7 +287,7 @@ async def _setup(
     if dry or not specs:
         return [None] * len(specs)
     return list(
-        await log.append_entries(
+        await append_many(
             session, incident_id=incident.id, specs=specs, known_units=org.units.keys()
         )
     )
@@ -327,8 +328,8 @@ async def _escalate(
         if dry:
             out.append(None)
             return
-        # The shape of crisis.log.escalate's entry, plus the playbook and rule that made it.
-        entry = await log.append_entry(
+        # The shape of crisis.log.append.escalate's entry, plus the playbook and rule behind it.
+        entry = await append(
             session,
             incident_id=incident.id,
             kind=EntryKind.ESCALATION.value,
@@ -435,9 +436,10 @@ async def react(
     try:
         # The incident's write lock first, so what the log already holds cannot change before
         # this transaction commits: a concurrent reaction (the clock) waits, then sees our work.
-        incident = await log._lock_incident(session, trigger.incident_id)
+        locked = await lock_incidents(session, incident_ids=[trigger.incident_id])
     except log.IncidentNotFound:
         return []
+    incident = locked[trigger.incident_id]
     written = await _evaluate(session, incident, org=org, library=library, now=when, seen=seen)
     return [e for e in written if e is not None]
 

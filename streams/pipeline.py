@@ -21,17 +21,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import dberrors
-from crisis.chain import HASHED_FIELDS, entry_digest, format_time
 from crisis.correlation import (
     Action,
     AddEntry,
@@ -43,7 +40,15 @@ from crisis.correlation import (
 )
 from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine
 from crisis.events import EventError, validate_event
-from crisis.log import new_incident_id
+from crisis.log.append import (
+    EntrySpec,
+    chain_rows,
+    json_safe,
+    new_incident_id,
+    take_incident_locks,
+    take_sqlite_writer,
+)
+from crisis.log.chain import GENESIS, HASHED_FIELDS, Head, format_time
 from crisis.models import EntryKind, Incident, LogEntry, RawEvent, Status
 from crisis.sqltypes import utcnow
 from crisis.stream_models import CorrelationState, DeadLetter
@@ -105,20 +110,6 @@ def is_transient(exc: BaseException) -> bool:
     events. Anything else is the data's fault: the batch is retried event by event and only
     the event that still fails on its own is dead-lettered."""
     return dberrors.is_transient(exc)
-
-
-def lock_key(incident_id: str) -> int:
-    """Same advisory-lock key as crisis.log uses, so API appends and the worker serialise."""
-    return int.from_bytes(hashlib.sha256(incident_id.encode()).digest()[:8], "big", signed=True)
-
-
-def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, datetime):
-            return format_time(obj)
-        raise TypeError(type(obj).__name__)
-
-    return dict(json.loads(json.dumps(data, default=default)))
 
 
 def _decode(value: bytes | str | dict[str, Any] | None) -> Any:
@@ -298,7 +289,7 @@ class Pipeline:
             "type": _str_or_none(get("type"), 200),
             "unit": _str_or_none(get("unit") or get("subject"), 80),
             "reason": reason,
-            "errors": _json_safe({"e": errors})["e"],
+            "errors": json_safe({"e": errors})["e"],
             "raw": raw,
             "topic": record.topic,
             "kafka_partition": record.partition,
@@ -577,7 +568,11 @@ def _str_or_none(value: Any, limit: int) -> str | None:
 
 
 class _Writer:
-    """Builds the rows of one transaction: new incidents, chained entries, head updates."""
+    """Builds the rows of one transaction: new incidents, chained entries, head updates.
+
+    Entries are chained at ``flush`` by the append service (``chain_rows``) onto the heads
+    read under the incidents' locks (``load``); ``entries`` then holds their rows.
+    """
 
     def __init__(
         self,
@@ -591,19 +586,16 @@ class _Writer:
         self.views: dict[str, IncidentView] = {}
         self.heads: dict[str, dict[str, Any]] = {}
         self.new_incidents: dict[str, dict[str, Any]] = {}
+        self.pending: list[tuple[str, EntrySpec]] = []
         self.entries: list[dict[str, Any]] = []
         self.now = utcnow()
 
     def load(self, ids: set[str]) -> None:
-        """Lock (PostgreSQL) and read the incidents the state refers to."""
+        """Lock and read the incidents the state refers to."""
         if not ids:
             return
         ordered = sorted(ids)
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-                parameters={"keys": sorted(lock_key(i) for i in ordered)},
-            )
+        take_incident_locks(self.conn, incident_ids=ordered)
         if self.rows is not None:
             found = self.rows.incidents.select_in(self.conn, _HEAD_COLUMNS, "id", ordered)
         else:
@@ -650,7 +642,7 @@ class _Writer:
                 "closed_at": None,
                 "next_update_at": None,
                 "head_seq": 0,
-                "head_hash": "0" * 64,
+                "head_hash": GENESIS,
             }
             self.new_incidents[action.incident_id] = incident
             self.heads[action.incident_id] = incident
@@ -686,27 +678,31 @@ class _Writer:
             head["closed_at"] = self.now if action.data["status"] == Status.CLOSED.value else None
 
     def _chain(self, incident_id: str, kind: str, text_: str, data: Mapping[str, Any]) -> None:
-        head = self.heads[incident_id]
-        entry = {
-            "incident_id": incident_id,
-            "seq": int(head["head_seq"]) + 1,
-            "kind": kind,
-            "at": self.now,
-            "actor": ACTOR,
-            "text": text_,
-            "data": dict(data),  # JSON-native already: decoded events and rule-built dicts
-            "exercise": head["exercise"],
-            "corrects": None,
-            "prev_hash": head["head_hash"],
-        }
-        entry["hash"] = entry_digest(entry)
-        head["head_seq"] = entry["seq"]
-        head["head_hash"] = entry["hash"]
-        head["dirty"] = True
-        self.entries.append(entry)
+        # JSON-native already (decoded events and rule-built dicts): hashed as it is.
+        self.pending.append((incident_id, EntrySpec(kind, ACTOR, text_, data)))
+        self.heads[incident_id]["dirty"] = True
+
+    def _chain_pending(self) -> None:
+        """Chain the entries applied so far onto their heads; ``entries`` gets their rows."""
+        if not self.pending:
+            return
+        heads = self.heads
+        ids = {incident_id for incident_id, _ in self.pending}
+        rows, moved = chain_rows(
+            heads={i: Head(int(heads[i]["head_seq"]), heads[i]["head_hash"]) for i in ids},
+            exercise={i: heads[i]["exercise"] for i in ids},
+            entries=self.pending,
+            at=self.now,
+        )
+        for incident_id, head in moved.items():
+            heads[incident_id]["head_seq"] = head.seq
+            heads[incident_id]["head_hash"] = head.hash
+        self.entries += rows
+        self.pending = []
 
     def flush(self) -> int:
         """Write everything in as few statements as possible; returns the entry count."""
+        self._chain_pending()
         conn, rows = self.conn, self.rows
         if self.new_incidents:
             incidents = list(self.new_incidents.values())
@@ -816,33 +812,14 @@ _HEAD_COLUMNS = (
 
 def sync_twin(engine: AsyncEngine) -> Engine | None:
     """For SQLite, a synchronous engine on the same file with the same connection settings but
-    no busy timeout (``take_sqlite_writer`` waits instead) and no checkpoints in its commits
-    (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other databases (they
-    run the sync code through ``run_sync``)."""
+    no busy timeout (the runner polls ``take_sqlite_writer`` instead) and no checkpoints in its
+    commits (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other
+    databases (they run the sync code through ``run_sync``)."""
     if engine.dialect.name != "sqlite":
         return None
     return make_sync_sqlite_engine(
         engine.url.set(drivername="sqlite"), busy_timeout_ms=0, autocheckpoint=False
     )
-
-
-def take_sqlite_writer(conn: Connection, *, wait: bool = False) -> bool:
-    """Take SQLite's single writer lock before anything is read; ``False`` if another
-    connection holds it (``wait``: raise its "database is locked" error instead).
-
-    The caller polls every ~1 ms: SQLite's own busy handler backs off to sleeps of 50-100 ms,
-    so while the reactions process or the web app held the lock, a waiting batch slept long
-    after the lock was free (measured: the ingest spent most of its time there). Polling keeps
-    a waiting batch's delay close to the other writer's transaction — alarms first.
-    """
-    try:
-        conn.execute(text("UPDATE feed_positions SET position = position WHERE 0"))
-        return True
-    except OperationalError as exc:
-        if wait or "locked" not in str(exc).lower():
-            raise
-        conn.rollback()
-        return False
 
 
 def incident_id_factory() -> Callable[[], str]:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.chain import HASHED_FIELDS, format_time
+from crisis.log.chain import HASHED_FIELDS, format_time
 from crisis.models import LogEntry
 from crisis.sqltypes import utcnow
 from crisis.stream_models import FeedPosition

@@ -22,10 +22,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import anchor, log
+from crisis import anchor
 from crisis.cli import _verify
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.models import IncidentCreate
+from crisis.log.append import append, open_incident
+from crisis.log.verify import verify_log
+from crisis.models import IncidentCreate, LogEntry
 from crisis.settings import Settings
 
 IDS = ("inc-a", "inc-b", "inc-c")
@@ -34,7 +36,7 @@ IDS = ("inc-a", "inc-b", "inc-c")
 async def _seed(engine: AsyncEngine, ids: tuple[str, ...] = IDS, entries: int = 3) -> None:
     async with make_sessionmaker(engine)() as session:
         for incident_id in ids:
-            await log.open_incident(
+            await open_incident(
                 session,
                 incident=IncidentCreate(
                     type="fire_alarm", title=f"Brann {incident_id}", unit="ringerike", severity=4
@@ -44,7 +46,7 @@ async def _seed(engine: AsyncEngine, ids: tuple[str, ...] = IDS, entries: int = 
             )
             await session.commit()
             for k in range(entries - 1):
-                await log.append_entry(
+                await append(
                     session,
                     incident_id=incident_id,
                     kind="observation",
@@ -54,9 +56,9 @@ async def _seed(engine: AsyncEngine, ids: tuple[str, ...] = IDS, entries: int = 
                 await session.commit()
 
 
-async def _append(engine: AsyncEngine, incident_id: str, text_: str = "senere") -> log.LogEntry:
+async def _append(engine: AsyncEngine, incident_id: str, text_: str = "senere") -> LogEntry:
     async with make_sessionmaker(engine)() as session:
-        entry = await log.append_entry(
+        entry = await append(
             session, incident_id=incident_id, kind="observation", actor="user:ola", text=text_
         )
         await session.commit()
@@ -102,7 +104,7 @@ async def test_deleted_incident_fails_verify_naming_it(
     )
     # The chains alone cannot see it: what remains is intact.
     async with make_sessionmaker(engine)() as session:
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
     code, out = await _cli_verify(settings, capsys)
     assert code == 1
     assert "BROKEN: incident inc-b: deleted; anchored at seq 3" in out
@@ -127,7 +129,7 @@ async def test_deleted_last_entry_with_rewound_head_fails_verify(
         " WHERE incident_id = 'inc-a' AND seq = 2) WHERE id = 'inc-a'",
     )
     async with make_sessionmaker(engine)() as session:
-        assert (await log.verify_log(session)).ok  # the gap the anchor closes
+        assert (await verify_log(session)).ok  # the gap the anchor closes
     code, out = await _cli_verify(settings, capsys)
     assert code == 1
     assert "BROKEN: incident inc-a: entry seq 3 missing or changed (anchored at seq 3" in out
@@ -213,7 +215,7 @@ async def test_verify_without_anchor_warns(
     assert code == 0
     assert "WARNING: no log anchor" in out and "cannot be detected" in out
     async with make_sessionmaker(engine)() as session:
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert f"heads: {report.heads_root}" in out
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from crisis import anchor, log
+from crisis import anchor
 from crisis.cli import main
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log.append import append, open_incident
 from crisis.models import IncidentCreate
 from crisis.settings import Settings
 from tests.conftest import PG_ENV, _pg_admin, _with_database
@@ -59,7 +60,7 @@ async def _populate(settings: Settings) -> None:
     await migrate(engine)
     async with make_sessionmaker(engine)() as session:
         for n in range(3):
-            incident, _ = await log.open_incident(
+            incident, _ = await open_incident(
                 session,
                 incident=IncidentCreate(
                     type="fire_alarm", title=f"Brann {n}", unit="ringerike", severity=4
@@ -68,7 +69,7 @@ async def _populate(settings: Settings) -> None:
                 incident_id=f"inc-{n}",
             )
             for k in range(4):
-                await log.append_entry(
+                await append(
                     session,
                     incident_id=incident.id,
                     kind="observation",
@@ -79,7 +80,7 @@ async def _populate(settings: Settings) -> None:
             await session.commit()
     await anchor.checkpoint(engine, anchor.AnchorLog(anchor.anchor_path(settings)))
     async with make_sessionmaker(engine)() as session:  # after the checkpoint: not anchored yet
-        await log.append_entry(session, incident_id="inc-1", kind="observation", actor="user:b")
+        await append(session, incident_id="inc-1", kind="observation", actor="user:b")
         await session.commit()
     await engine.dispose()
     outbox = sqlite3.connect(settings.data_dir / "outbox.db")
@@ -151,14 +152,14 @@ def test_backup_and_restore_into_empty_target(
     assert (dst / anchor.ANCHOR_FILE).read_bytes() == (src / anchor.ANCHOR_FILE).read_bytes()
 
     # The restored copy is a live log: it takes new entries and still verifies.
-    async def append() -> None:
+    async def append_later() -> None:
         engine = make_engine(Settings())
         async with make_sessionmaker(engine)() as session:
-            await log.append_entry(session, incident_id="inc-2", kind="observation", actor="u:c")
+            await append(session, incident_id="inc-2", kind="observation", actor="u:c")
             await session.commit()
         await engine.dispose()
 
-    asyncio.run(append())
+    asyncio.run(append_later())
     code, later_root, text = _heads(capsys)
     assert code == 0 and later_root != source_root, text
 

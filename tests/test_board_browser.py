@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from crisis import log
 from crisis.db import make_engine, make_sessionmaker
+from crisis.log.append import append
 from tests.boardserver import PASSWORD, BoardServer, run_async, start_board_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -302,7 +302,7 @@ def _write_directly(url: str, incident_id: str, texts: list[str]) -> None:
         try:
             async with make_sessionmaker(engine)() as session:
                 for text in texts:
-                    await log.append_entry(
+                    await append(
                         session,
                         incident_id=incident_id,
                         kind="observation",

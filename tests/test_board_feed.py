@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import log
 from crisis.db import make_sessionmaker
-from crisis.models import IncidentCreate, LogEntry, User
+from crisis.log.append import append, open_incident
+from crisis.models import Incident, IncidentCreate, LogEntry, User
+from crisis.sqltypes import utcnow
 from web.board_feed import RESYNC, BoardFeed, Change, Subscriber, topic_of
 from web.board_feed import head as board_head
 from web.board_ws import present
@@ -18,7 +20,7 @@ from web.deps import scope_of
 
 async def _incident(engine: AsyncEngine, unit: str = "agder-froland", **over: Any) -> str:
     async with make_sessionmaker(engine)() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Brann", unit=unit, severity=3, **over),
             actor="system:test",
@@ -30,7 +32,7 @@ async def _incident(engine: AsyncEngine, unit: str = "agder-froland", **over: An
 async def _write(engine: AsyncEngine, iid: str, n: int, **data: Any) -> None:
     async with make_sessionmaker(engine)() as session:
         for k in range(n):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=iid,
                 kind="observation",
@@ -96,7 +98,7 @@ async def test_an_entry_committed_late_below_the_head_is_still_delivered(
             incident_id=iid,
             seq=seq,
             kind="observation",
-            at=log.utcnow(),
+            at=utcnow(),
             actor="system:test",
             text=f"id {entry_id}",
             prev_hash="0" * 64,
@@ -126,7 +128,7 @@ async def test_messages_are_filtered_and_masked_per_user(engine: AsyncEngine) ->
     await _write(engine, iid, 1, inmate_ref="INN-4471")
     async with sessions() as session:
         entries = await log.timeline(session, iid)
-        incident = await session.get(log.Incident, iid)
+        incident = await session.get(Incident, iid)
     assert incident is not None
     change = Change(entries[-1], incident, entries[-1].id or 0)
 

@@ -20,7 +20,7 @@ import pytest
 from crisis import topics
 from crisis.broker import EmbeddedBroker
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.log import open_incident
+from crisis.log.append import open_incident
 from crisis.models import IncidentCreate
 from crisis.organisation import load_organisation
 from crisis.producer import EventProducer

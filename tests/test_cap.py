@@ -11,7 +11,7 @@ import pytest
 from crisis import cap, topics
 from crisis.broker import EmbeddedBroker
 from crisis.events import validate_event
-from crisis.log import store_raw_event
+from crisis.log.evidence import store_raw_event
 from crisis.organisation import load_organisation
 from tests.conftest import ApiHarness
 from tests.ingest_support import ingest_api, ingest_settings, read_topic

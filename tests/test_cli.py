@@ -67,8 +67,8 @@ def populated(tmp_path: Path) -> Path:
     """A SQLite log with two incidents of four entries each, written through the service."""
     import asyncio
 
-    from crisis import log
     from crisis.db import make_engine, make_sessionmaker, migrate
+    from crisis.log.append import append, open_incident
     from crisis.models import IncidentCreate
 
     async def build() -> None:
@@ -76,7 +76,7 @@ def populated(tmp_path: Path) -> Path:
         await migrate(engine)
         async with make_sessionmaker(engine)() as session:
             for n in range(2):
-                incident, _ = await log.open_incident(
+                incident, _ = await open_incident(
                     session,
                     incident=IncidentCreate(
                         type="fire_alarm", title=f"Brann {n}", unit="ringerike", severity=4
@@ -85,7 +85,7 @@ def populated(tmp_path: Path) -> Path:
                     incident_id=f"inc-{n}",
                 )
                 for k in range(3):
-                    await log.append_entry(
+                    await append(
                         session,
                         incident_id=incident.id,
                         kind="observation",

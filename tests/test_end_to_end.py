@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from crisis import topics
 from crisis.broker import EmbeddedBroker, ensure_topics
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.log import verify_log
+from crisis.log.verify import verify_log
 from crisis.models import Incident, LogEntry
 from crisis.organisation import load_organisation
 from notifiers.models import NotifyUpdate, OutboxMessage

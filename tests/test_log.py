@@ -16,6 +16,9 @@ from sqlmodel import func, select
 
 from crisis import log
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log.append import EntrySpec, append, append_many, escalate, open_incident
+from crisis.log.evidence import store_raw_event
+from crisis.log.verify import VerifyReport, verify_log
 from crisis.models import Incident, IncidentCreate, LogEntry, RawEvent
 
 
@@ -34,13 +37,13 @@ async def _seed(engine: AsyncEngine, incidents: int = 3, entries: int = 6) -> li
     ids = []
     async with make_sessionmaker(engine)() as session:
         for n in range(incidents):
-            incident, _ = await log.open_incident(
+            incident, _ = await open_incident(
                 session, incident=_incident(title=f"Hendelse {n}"), actor="system:test"
             )
             ids.append(incident.id)
             await session.commit()
             for k in range(entries - 1):
-                await log.append_entry(
+                await append(
                     session,
                     incident_id=incident.id,
                     kind="observation",
@@ -63,7 +66,7 @@ async def test_open_and_append_chain_and_verify(engine: AsyncEngine) -> None:
         incident = await session.get(Incident, ids[0])
         assert incident is not None
         assert (incident.head_seq, incident.head_hash) == (4, entries[-1].hash)
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert report.ok, report.breaks
     assert (report.incidents, report.entries) == (2, 8)
 
@@ -72,7 +75,7 @@ async def test_coercive_decision_without_legal_basis_writes_nothing(engine: Asyn
     [incident_id] = await _seed(engine, incidents=1, entries=1)
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(log.RuleViolation) as info:
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="decision",
@@ -84,7 +87,7 @@ async def test_coercive_decision_without_legal_basis_writes_nothing(engine: Asyn
         assert {v.field for v in info.value.violations} == {"legal_basis", "alternatives"}
         count = (await session.exec(select(func.count()).select_from(LogEntry))).one()
         assert count == 1
-        entry = await log.append_entry(
+        entry = await append(
             session,
             incident_id=incident_id,
             kind="decision",
@@ -104,13 +107,13 @@ async def test_coercive_decision_without_legal_basis_writes_nothing(engine: Asyn
 async def test_append_entries_chains_in_order_and_is_all_or_nothing(engine: AsyncEngine) -> None:
     [incident_id] = await _seed(engine, incidents=1, entries=2)
     sessions = make_sessionmaker(engine)
-    ok_decision = log.EntrySpec(
+    ok_decision = EntrySpec(
         kind="decision",
         actor="rule:pb/severity",
         text="Alvorlighetsgrad 5",
         data={"severity": 5},
     )
-    coercive = log.EntrySpec(
+    coercive = EntrySpec(
         kind="decision",
         actor="rule:pb/lock",
         text="Innelåsing",
@@ -118,20 +121,18 @@ async def test_append_entries_chains_in_order_and_is_all_or_nothing(engine: Asyn
     )
     async with sessions() as session:
         with pytest.raises(log.RuleViolation):
-            await log.append_entries(
-                session, incident_id=incident_id, specs=[ok_decision, coercive]
-            )
+            await append_many(session, incident_id=incident_id, specs=[ok_decision, coercive])
         await session.rollback()
         count = (await session.exec(select(func.count()).select_from(LogEntry))).one()
         assert count == 2, "a violation in the second spec writes not even the first"
 
-        task = log.EntrySpec(
+        task = EntrySpec(
             kind="task",
             actor="rule:pb/card",
             text="Tilkall lege",
             data={"title": "Tilkall lege", "responsible_role": "vaktleder"},
         )
-        written = await log.append_entries(
+        written = await append_many(
             session, incident_id=incident_id, specs=[ok_decision, task, task]
         )
         await session.commit()
@@ -140,7 +141,7 @@ async def test_append_entries_chains_in_order_and_is_all_or_nothing(engine: Asyn
         assert incident is not None
         assert incident.severity == 5, "each entry is applied to the incident"
         assert (incident.head_seq, incident.head_hash) == (5, written[-1].hash)
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert report.ok, report.breaks
 
 
@@ -148,7 +149,7 @@ async def test_owner_changes_only_by_decision(engine: AsyncEngine) -> None:
     [incident_id] = await _seed(engine, incidents=1, entries=1)
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(log.RuleViolation, match="ansvarsprinsippet"):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="observation",
@@ -156,7 +157,7 @@ async def test_owner_changes_only_by_decision(engine: AsyncEngine) -> None:
                 data={"new_owner": "ringerike"},
             )
         await session.rollback()
-        await log.append_entry(
+        await append(
             session,
             incident_id=incident_id,
             kind="decision",
@@ -172,14 +173,14 @@ async def test_owner_changes_only_by_decision(engine: AsyncEngine) -> None:
 
 async def test_escalation_one_level_at_a_time(engine: AsyncEngine) -> None:
     async with make_sessionmaker(engine)() as session:
-        ordinary, _ = await log.open_incident(session, incident=_incident(), actor="system:t")
-        political, _ = await log.open_incident(
+        ordinary, _ = await open_incident(session, incident=_incident(), actor="system:t")
+        political, _ = await open_incident(
             session, incident=_incident(security_political=True), actor="system:t"
         )
         ordinary_id, political_id = ordinary.id, political.id
         await session.commit()
         with pytest.raises(log.RuleViolation) as info:
-            await log.escalate(
+            await escalate(
                 session,
                 incident_id=ordinary_id,
                 to="kdi",
@@ -190,7 +191,7 @@ async def test_escalation_one_level_at_a_time(engine: AsyncEngine) -> None:
         await session.rollback()
         assert info.value.status == 409
         assert "nærhetsprinsippet" in str(info.value)
-        await log.escalate(
+        await escalate(
             session,
             incident_id=ordinary_id,
             to="region",
@@ -198,7 +199,7 @@ async def test_escalation_one_level_at_a_time(engine: AsyncEngine) -> None:
             criteria=["flere enheter berørt"],
             actor="user:a",
         )
-        await log.escalate(
+        await escalate(
             session,
             incident_id=political_id,
             to="jd",
@@ -215,7 +216,7 @@ async def test_task_needs_responsible_role_and_updates_need_a_task(engine: Async
     [incident_id] = await _seed(engine, incidents=1, entries=1)
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(log.RuleViolation, match="responsible_role"):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="task",
@@ -223,7 +224,7 @@ async def test_task_needs_responsible_role_and_updates_need_a_task(engine: Async
                 data={"title": "Varsle AMK"},
             )
         await session.rollback()
-        task = await log.append_entry(
+        task = await append(
             session,
             incident_id=incident_id,
             kind="task",
@@ -233,7 +234,7 @@ async def test_task_needs_responsible_role_and_updates_need_a_task(engine: Async
         task_seq = task.seq
         await session.commit()
         with pytest.raises(log.RuleViolation, match="task"):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="task_update",
@@ -241,7 +242,7 @@ async def test_task_needs_responsible_role_and_updates_need_a_task(engine: Async
                 data={"task": 99, "status": "done"},
             )
         await session.rollback()
-        await log.append_entry(
+        await append(
             session,
             incident_id=incident_id,
             kind="task_update",
@@ -255,7 +256,7 @@ async def test_correction_points_at_an_existing_entry(engine: AsyncEngine) -> No
     [incident_id] = await _seed(engine, incidents=1, entries=2)
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(log.RuleViolation, match="corrects"):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="correction",
@@ -264,7 +265,7 @@ async def test_correction_points_at_an_existing_entry(engine: AsyncEngine) -> No
                 corrects=7,
             )
         await session.rollback()
-        fix = await log.append_entry(
+        fix = await append(
             session,
             incident_id=incident_id,
             kind="correction",
@@ -288,9 +289,9 @@ async def test_raw_events_are_stored_once(engine: AsyncEngine) -> None:
         "data": {"cell": "A2-114"},
     }
     async with make_sessionmaker(engine)() as session:
-        assert await log.store_raw_event(session, envelope) is True
-        assert await log.store_raw_event(session, dict(envelope, data={"other": 1})) is False
-        assert await log.store_raw_event(session, dict(envelope, id="e-2")) is True
+        assert await store_raw_event(session, envelope) is True
+        assert await store_raw_event(session, dict(envelope, data={"other": 1})) is False
+        assert await store_raw_event(session, dict(envelope, id="e-2")) is True
         await session.commit()
         rows = (await session.exec(select(RawEvent).order_by(RawEvent.id))).all()
     assert [(r.id, r.envelope["data"]) for r in rows] == [
@@ -305,7 +306,7 @@ async def test_concurrent_appends_never_fork_the_chain(engine: AsyncEngine) -> N
 
     async def writer(n: int) -> None:
         async with sessions() as session:
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=incident_id,
                 kind="observation",
@@ -317,7 +318,7 @@ async def test_concurrent_appends_never_fork_the_chain(engine: AsyncEngine) -> N
     await asyncio.gather(*(writer(n) for n in range(25)))
     async with sessions() as session:
         entries = await log.timeline(session, incident_id)
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert [e.seq for e in entries] == list(range(1, 27))
     assert report.ok, report.breaks
 
@@ -376,7 +377,7 @@ async def _tamper_and_verify(
                 await conn.execute(swap, {"i": incident_id, "fr": -1, "to": j})
                 expected = min(k, j)
             async with make_sessionmaker(engine)(bind=conn) as session:
-                report = await log.verify_log(session, snapshot=False)
+                report = await verify_log(session, snapshot=False)
             assert not report.ok, f"{op} of seq {k} went unnoticed"
             first = report.breaks[0]
             return (first.seq, first.incident_id) if first.seq == expected else (first.seq, "wrong")
@@ -426,9 +427,9 @@ def _is_json(value: str) -> bool:
     return True
 
 
-async def _verify(engine: AsyncEngine) -> log.VerifyReport:
+async def _verify(engine: AsyncEngine) -> VerifyReport:
     async with make_sessionmaker(engine)() as session:
-        return await log.verify_log(session)
+        return await verify_log(session)
 
 
 async def test_verify_reads_one_snapshot_while_writers_commit(engine: AsyncEngine) -> None:
@@ -441,7 +442,7 @@ async def test_verify_reads_one_snapshot_while_writers_commit(engine: AsyncEngin
         n = 0
         while not stop.is_set():
             async with sessions() as session:
-                await log.append_entry(
+                await append(
                     session,
                     incident_id=ids[n % 2],
                     kind="observation",
@@ -458,7 +459,7 @@ async def test_verify_reads_one_snapshot_while_writers_commit(engine: AsyncEngin
             async with sessions() as session:
                 if n % 2:  # a session holding incidents read before: verify reads them anew
                     assert len((await session.exec(select(Incident))).all()) == 2
-                report = await log.verify_log(session)
+                report = await verify_log(session)
             assert report.ok, report.breaks
     finally:
         stop.set()
@@ -472,7 +473,7 @@ async def test_verify_reads_stored_heads_not_objects_the_session_holds(engine: A
         held = (await reader.exec(select(Incident))).one()
         assert held.head_seq == 2
         async with sessions() as writer:
-            await log.append_entry(
+            await append(
                 writer,
                 incident_id=incident_id,
                 kind="observation",
@@ -480,5 +481,5 @@ async def test_verify_reads_stored_heads_not_objects_the_session_holds(engine: A
                 text="meanwhile",
             )
             await writer.commit()
-        report = await log.verify_log(reader)
+        report = await verify_log(reader)
     assert report.ok, report.breaks

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from crisis import log
 from crisis.db import make_sessionmaker
+from crisis.log import append
+from crisis.log.verify import verify_log
 from crisis.models import EntryKind, IncidentCreate, LogEntry
 from crisis.sqltypes import utcnow
 from notifiers import service
@@ -100,7 +101,7 @@ async def sink() -> AsyncIterator[Sink]:
 
 async def open_incident(engine: AsyncEngine, exercise: str | None = None) -> str:
     async with make_sessionmaker(engine)() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await append.open_incident(
             session,
             incident=IncidentCreate(
                 type="fire", title="Brann", unit="agder-froland", severity=4, exercise=exercise
@@ -273,7 +274,7 @@ async def test_fallback_to_the_alternate_contact_after_retries(
     ]
     assert "500" in (log_[1]["error"] or "")
     async with make_sessionmaker(engine)() as session:
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
 
 
 async def test_unacknowledged_alarm_escalates_to_the_next_person(
@@ -545,7 +546,7 @@ async def test_a_pass_is_recorded_in_slices_while_the_rest_is_still_being_sent(
                 .order_by(col(LogEntry.seq))
             )
         ).all()
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     attempts = [r for r in rows if r.data["status"] != "queued"]
     assert sorted(r.data["recipient"] for r in attempts) == ids  # one receipt per target
     by = {r.data["recipient"]: r for r in attempts}

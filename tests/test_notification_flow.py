@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from crisis import log
 from crisis.db import make_sessionmaker
+from crisis.log.append import append, open_incident
 from crisis.models import IncidentCreate, LogEntryPublic
 from crisis.sqltypes import utcnow
 from notifiers.config import load_notify_config
@@ -20,7 +20,7 @@ async def test_plan_items_become_updates_once(engine: AsyncEngine) -> None:
     config = load_notify_config(None)
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await open_incident(
             session,
             incident=IncidentCreate(
                 type="fire",
@@ -32,7 +32,7 @@ async def test_plan_items_become_updates_once(engine: AsyncEngine) -> None:
             actor="system:test",
         )
         later = utcnow() + timedelta(minutes=30)
-        plan = await log.append_entry(
+        plan = await append(
             session,
             incident_id=incident.id,
             kind="message",

@@ -31,6 +31,8 @@ from sqlmodel import select
 
 from crisis import log
 from crisis.db import make_sessionmaker
+from crisis.log.append import append, open_incident
+from crisis.log.verify import verify_log
 from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, RawEvent
 from crisis.settings import Settings
 from crisis.stream_models import DeadLetter
@@ -126,7 +128,7 @@ async def test_batch_stores_correlates_dead_letters_and_is_idempotent(
     )
     assert after == before == (3, 2, 3)
     async with make_sessionmaker(engine)() as session:
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
     # the counter counts deliveries: the redelivered batch dead-lettered it a second time
     assert metrics.dead_lettered.labels("no.kriminalomsorgen.sensor.nope")._value.get() == 2
 
@@ -159,7 +161,7 @@ async def test_worker_appends_after_api_entries_keep_the_chain(
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
         (incident,) = (await session.exec(select(Incident))).all()
-        await log.append_entry(
+        await append(
             session, incident_id=incident.id, kind="observation", actor="user:kari", text="Ser på"
         )
         await session.commit()
@@ -167,7 +169,7 @@ async def test_worker_appends_after_api_entries_keep_the_chain(
     async with sessions() as session:
         entries = await log.timeline(session, incident.id)
         assert [e.kind for e in entries] == ["incident_opened", "observation", "source_event"]
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
 
 
 async def test_incident_closed_by_a_person_is_not_joined(
@@ -178,7 +180,7 @@ async def test_incident_closed_by_a_person_is_not_joined(
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
         (incident,) = (await session.exec(select(Incident))).all()
-        await log.append_entry(
+        await append(
             session,
             incident_id=incident.id,
             kind="status_change",
@@ -208,7 +210,7 @@ async def test_heartbeat_silence_opens_and_resume_closes(
         incident = await session.get(Incident, opened)
         assert incident is not None and incident.status == "closed"
         assert incident.closed_at is not None
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
 
 
 async def test_relay_publishes_every_committed_entry_once_in_order(
@@ -224,7 +226,7 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
     relay = LogRelay(sessions, publish, batch=3)
     await pipeline.process([rec(event("sensor.door_forced", door=f"D{i}")) for i in range(4)])
     async with sessions() as session:
-        await log.open_incident(
+        await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
             actor="user:kari",
@@ -250,7 +252,7 @@ async def test_relay_publishes_every_committed_entry_once_in_order(
 async def _opened_by_hand(sessions: Any) -> LogEntry:
     """An incident opened through the log service (another writer than the pipeline)."""
     async with sessions() as session:
-        _, entry = await log.open_incident(
+        _, entry = await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Manuell", unit="ringerike", severity=2),
             actor="user:kari",

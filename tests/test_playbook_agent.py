@@ -19,9 +19,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import select
 
-from crisis import log, topics
+from crisis import topics
 from crisis.broker import EmbeddedBroker, ensure_topics
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log.append import open_incident
+from crisis.log.verify import verify_log
 from crisis.models import IncidentCreate, LogEntry
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow
@@ -77,7 +79,7 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
         await migrate(engine)
         sessions = make_sessionmaker(engine)
         async with sessions() as session:
-            incident, opening = await log.open_incident(
+            incident, opening = await open_incident(
                 session,
                 incident=IncidentCreate(
                     type="breath_motion_absent",
@@ -94,7 +96,7 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
                 },
             )
             # Opened three hours ago and never published: only the clock can find it.
-            stale, _ = await log.open_incident(
+            stale, _ = await open_incident(
                 session,
                 incident=IncidentCreate(
                     type="breath_motion_absent",
@@ -199,6 +201,6 @@ async def test_worker_turns_a_log_entry_into_tasks(tmp_path: Path) -> None:
     check = make_engine(settings)
     try:
         async with make_sessionmaker(check)() as session:
-            assert (await log.verify_log(session)).ok
+            assert (await verify_log(session)).ok
     finally:
         await check.dispose()

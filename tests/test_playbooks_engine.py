@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis import log
-from crisis.chain import format_time
 from crisis.db import make_sessionmaker
+from crisis.log.append import append, escalate, open_incident
+from crisis.log.chain import format_time
+from crisis.log.verify import verify_log
 from crisis.models import Incident, IncidentCreate, LogEntry
 from crisis.organisation import Organisation, load_organisation
 from playbooks import engine as pb
@@ -61,7 +63,7 @@ async def _open(
         "data": data,
     }
     async with make_sessionmaker(engine)() as session:
-        _, entry = await log.open_incident(
+        _, entry = await open_incident(
             session,
             incident=IncidentCreate(
                 type=type_,
@@ -102,7 +104,7 @@ async def _state(engine: AsyncEngine, incident_id: str) -> tuple[Incident, list[
 async def _move_to_oslo(engine: AsyncEngine, incident_id: str, org: Organisation) -> LogEntry:
     """A person's decision: Oslo prison takes the incident over."""
     async with make_sessionmaker(engine)() as session:
-        moved = await log.append_entry(
+        moved = await append(
             session,
             incident_id=incident_id,
             kind="decision",
@@ -174,7 +176,7 @@ async def test_owner_already_right_writes_no_decision(
 ) -> None:
     role, person = org.accountable_person("ringerike")
     async with make_sessionmaker(engine)() as session:
-        _, opening = await log.open_incident(
+        _, opening = await open_incident(
             session,
             incident=IncidentCreate(
                 type="fire",
@@ -355,7 +357,7 @@ async def test_kept_timelines_grow_by_what_was_appended_and_forget_closed_incide
     assert await react(), "the setup is written"
     async with make_sessionmaker(engine)() as session:
         for n in range(3):
-            await log.append_entry(
+            await append(
                 session,
                 incident_id=opening.incident_id,
                 kind="observation",
@@ -370,7 +372,7 @@ async def test_kept_timelines_grow_by_what_was_appended_and_forget_closed_incide
     assert kept is not None
     assert [r.seq for r in kept] == [e.seq for e in entries] == list(range(1, len(entries) + 1))
     async with make_sessionmaker(engine)() as session:
-        await log.append_entry(
+        await append(
             session,
             incident_id=opening.incident_id,
             kind="status_change",
@@ -427,7 +429,7 @@ async def test_a_skipped_level_is_refused_and_the_engine_climbs_one_level(
     await _react(engine, opening, org, library)
     async with make_sessionmaker(engine)() as session:
         with pytest.raises(log.RuleViolation) as refused:
-            await log.escalate(
+            await escalate(
                 session,
                 incident_id=opening.incident_id,
                 to="kdi",
@@ -441,7 +443,7 @@ async def test_a_skipped_level_is_refused_and_the_engine_climbs_one_level(
 
     # A death meets the KDI criteria of the fire playbook: still only region first.
     async with make_sessionmaker(engine)() as session:
-        death = await log.append_entry(
+        death = await append(
             session,
             incident_id=opening.incident_id,
             kind="observation",
@@ -550,7 +552,7 @@ async def test_cooperation_contacts_appear_with_their_actors(
             session, incident_id=opening.incident_id, library=library, now=T0 + timedelta(minutes=5)
         )
         assert ("contact_unacknowledged", amk.seq) in {(v.code, v.seq) for v in found}
-        await log.append_entry(
+        await append(
             session,
             incident_id=opening.incident_id,
             kind="cooperation_contact",
@@ -583,14 +585,14 @@ async def test_violations_list_overdue_tasks_and_a_level_below_the_criteria(
             await pb.violations(session, incident_id=opening.incident_id, library=library, now=T0)
             == []
         )
-        await log.append_entry(
+        await append(
             session,
             incident_id=opening.incident_id,
             kind="task_update",
             actor="user:vakthavende",
             data={"task": first_task.seq, "status": "done"},
         )
-        await log.append_entry(
+        await append(
             session,
             incident_id=opening.incident_id,
             kind="observation",
@@ -653,7 +655,7 @@ async def test_reacting_twice_duplicates_nothing(
     assert await _react(engine, opening, org, library) == []
     assert await _react(engine, opening.model_dump(), org, library) == []
     async with make_sessionmaker(engine)() as session:
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert report.ok, report.breaks
 
 
@@ -770,7 +772,7 @@ async def test_every_shipped_playbook_turns_its_cards_into_tasks(
     messages = _kinds(entries, "message")
     assert len(messages) == (1 if playbook.notifications else 0)
     async with make_sessionmaker(engine)() as session:
-        assert (await log.verify_log(session)).ok
+        assert (await verify_log(session)).ok
 
 
 async def test_incident_named_by_its_event_type_finds_the_playbook_and_its_type(
@@ -778,7 +780,7 @@ async def test_incident_named_by_its_event_type_finds_the_playbook_and_its_type(
 ) -> None:
     """A writer that names the incident after the raw event still gets the right cards."""
     async with make_sessionmaker(engine)() as session:
-        _, opening = await log.open_incident(
+        _, opening = await open_incident(
             session,
             incident=IncidentCreate(
                 type="sensor.reverse_violence_alarm",
@@ -823,7 +825,7 @@ async def test_a_closed_incident_gets_nothing_new(
         engine, type_="fire", unit="tromso", event_type="sensor.fire_alarm", data={}
     )
     async with make_sessionmaker(engine)() as session:
-        closed = await log.append_entry(
+        closed = await append(
             session,
             incident_id=opening.incident_id,
             kind="status_change",

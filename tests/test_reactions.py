@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from crisis import log
 from crisis.db import make_sessionmaker
+from crisis.log.append import append, open_incident
 from crisis.models import IncidentCreate, LogEntry
 from crisis.organisation import Organisation, load_organisation
 from notifiers.config import NotifyConfig
@@ -58,7 +58,7 @@ async def _open_with_events(engine: AsyncEngine, events: int) -> list[dict[str, 
     """A breath-absent incident and ``events`` more source events: their crisis.log records."""
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
-        incident, opening = await log.open_incident(
+        incident, opening = await open_incident(
             session,
             incident=IncidentCreate(
                 type="breath_motion_absent",
@@ -75,7 +75,7 @@ async def _open_with_events(engine: AsyncEngine, events: int) -> list[dict[str, 
         )
         records = [entry_json(opening)]
         for _ in range(events):
-            entry = await log.append_entry(
+            entry = await append(
                 session,
                 incident_id=incident.id,
                 kind="source_event",

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 from sqlmodel import col, select
 
 from crisis import accounts
-from crisis.log import verify_log
+from crisis.log.verify import verify_log
 from crisis.settings import Settings
 from crisis.sqltypes import utcnow
 from notifiers.config import APPROVAL_KINDS, PUBLIC_KINDS, STAFF_KINDS

@@ -15,6 +15,8 @@ from sqlalchemy import text
 
 from crisis import log, sqlite_inloop
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log.append import append, open_incident
+from crisis.log.verify import verify_log
 from crisis.models import EntryKind, Incident, IncidentCreate
 
 
@@ -28,7 +30,7 @@ async def _database(tmp_path: Path) -> str:
 
 async def _opened(sessions: Any) -> Incident:
     async with sessions() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Brann – «A»", unit="ila", severity=3),
             actor="test",
@@ -51,7 +53,7 @@ async def test_statements_run_in_the_loops_thread_and_the_log_reads_back(tmp_pat
 
     incident = await _opened(sessions)
     async with sessions() as session:
-        await log.append_entry(
+        await append(
             session,
             incident_id=incident.id,
             kind=EntryKind.OBSERVATION.value,
@@ -64,7 +66,7 @@ async def test_statements_run_in_the_loops_thread_and_the_log_reads_back(tmp_pat
     default = make_engine(url)
     async with make_sessionmaker(default)() as session:
         entries = await log.timeline(session, incident.id)
-        report = await log.verify_log(session)
+        report = await verify_log(session)
     assert [e.kind for e in entries] == ["incident_opened", "observation"]
     assert entries[1].data == {"rom": "A2-114"} and entries[1].at.tzinfo is not None
     assert report.ok, report
@@ -96,9 +98,7 @@ async def test_a_writer_waits_for_the_lock_with_the_loop_free(tmp_path: Path) ->
     releasing = asyncio.create_task(release())
     started = time.monotonic()
     async with sessions() as session:
-        await log.append_entry(
-            session, incident_id=incident.id, kind=EntryKind.OBSERVATION.value, actor="x"
-        )
+        await append(session, incident_id=incident.id, kind=EntryKind.OBSERVATION.value, actor="x")
         await session.commit()
     waited = time.monotonic() - started
     ticking.cancel()

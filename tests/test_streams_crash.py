@@ -29,7 +29,7 @@ from crisis.broker import EmbeddedBroker, ensure_topics
 from crisis.correlation import CorrelationConfig, Correlator, Event, IncidentView, OpenIncident
 from crisis.db import make_engine, make_sessionmaker, migrate
 from crisis.events import validate_event
-from crisis.log import verify_log
+from crisis.log.verify import verify_log
 from crisis.models import EntryKind, Incident, LogEntry, RawEvent
 from crisis.organisation import load_organisation
 from crisis.stream_models import DeadLetter, FeedPosition

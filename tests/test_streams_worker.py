@@ -18,7 +18,7 @@ from sqlmodel import select
 from crisis import topics
 from crisis.broker import EmbeddedBroker, ensure_topics, free_port
 from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.log import verify_log
+from crisis.log.verify import verify_log
 from crisis.models import Incident, LogEntry, RawEvent
 from crisis.stream_models import DeadLetter
 from tests.worker_harness import (

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import jsonlimits, log, privacy
+from crisis import jsonlimits, log, privacy, rules
+from crisis.log import append
 from crisis.models import (
     USER_ENTRY_KINDS,
     Impact,
@@ -23,6 +24,7 @@ from crisis.models import (
 )
 from crisis.organisation import Organisation
 from crisis.permissions import Action, entry_action, require
+from crisis.sqltypes import utcnow
 from web.deps import MAX_ID, CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -121,10 +123,10 @@ async def open_incident(
     """Open an incident by hand; the owner's accountable role comes from the organisation."""
     require(user, Action.EXERCISE if body.exercise else Action.WRITE_ENTRY)
     if body.unit not in org.units:
-        raise log.RuleViolation([log.rules.Violation("unit", f"unknown unit {body.unit!r}")])
+        raise log.RuleViolation([rules.Violation("unit", f"unknown unit {body.unit!r}")])
     probe = Incident(
         id="",
-        opened_at=log.utcnow(),
+        opened_at=utcnow(),
         unit=body.unit,
         type=body.type,
         title="",
@@ -134,7 +136,7 @@ async def open_incident(
     if not scope_of(user, org).allows(probe):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "utenfor ditt ansvarsområde / out of scope")
     role, person = org.accountable_person(body.unit)
-    incident, _ = await log.open_incident(
+    incident, _ = await append.open_incident(
         session,
         incident=IncidentCreate(
             **body.model_dump(exclude={"text"}),
@@ -179,11 +181,11 @@ async def add_entry(
     try:
         jsonlimits.check(data)
     except jsonlimits.JsonLimitError as exc:
-        raise log.RuleViolation([log.rules.Violation(exc.field, str(exc))]) from None
+        raise log.RuleViolation([rules.Violation(exc.field, str(exc))]) from None
     require(user, entry_action(body.kind, data))
     await _visible(session, user, org, incident_id)
     try:
-        entry = await log.append_entry(
+        entry = await append.append(
             session,
             incident_id=incident_id,
             kind=body.kind,
@@ -217,7 +219,7 @@ async def escalate(
     require(user, Action.ESCALATE)
     await _visible(session, user, org, incident_id)
     try:
-        entry = await log.escalate(
+        entry = await append.escalate(
             session,
             incident_id=incident_id,
             to=body.to,

@@ -59,8 +59,9 @@ def _stats(port: int) -> int:
 async def _run(n: int, concurrency: int, port: int, data: Path) -> dict[str, Any]:
     from sqlmodel import func, select
 
-    from crisis import log
     from crisis.db import make_engine, make_sessionmaker, migrate
+    from crisis.log.append import open_incident
+    from crisis.log.verify import verify_log
     from crisis.models import IncidentCreate
     from crisis.sqltypes import utcnow
     from notifiers import service
@@ -85,7 +86,7 @@ async def _run(n: int, concurrency: int, port: int, data: Path) -> dict[str, Any
     await migrate(engine)
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Brann", unit="agder-froland", severity=4),
             actor="bench",
@@ -125,7 +126,7 @@ async def _run(n: int, concurrency: int, port: int, data: Path) -> dict[str, Any
                 select(func.count()).where(OutboxMessage.status == MessageStatus.SENT.value)
             )
         ).one()
-        report = await log.verify_log(session, snapshot=False)
+        report = await verify_log(session, snapshot=False)
     await dispatcher.aclose()
     await engine.dispose()
     return {
@@ -179,8 +180,9 @@ async def _run_processes(
     """
     from sqlmodel import func, select
 
-    from crisis import log
     from crisis.db import make_engine, make_sessionmaker, migrate
+    from crisis.log.append import open_incident
+    from crisis.log.verify import verify_log
     from crisis.models import IncidentCreate
     from crisis.sqltypes import utcnow
     from notifiers import service
@@ -202,7 +204,7 @@ async def _run_processes(
     await migrate(engine)
     sessions = make_sessionmaker(engine)
     async with sessions() as session:
-        incident, _ = await log.open_incident(
+        incident, _ = await open_incident(
             session,
             incident=IncidentCreate(type="fire", title="Brann", unit="agder-froland", severity=4),
             actor="bench",
@@ -248,7 +250,7 @@ async def _run_processes(
                 ).one()
         elapsed = time.perf_counter() - t0
         async with sessions() as session:
-            report = await log.verify_log(session)
+            report = await verify_log(session)
     finally:
         for proc in procs:
             proc.terminate()

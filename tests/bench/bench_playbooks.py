@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crisis import log
 from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.log.append import append, open_incident
 from crisis.models import IncidentCreate
 from crisis.organisation import load_organisation
 from playbooks import engine as pb
@@ -44,7 +44,7 @@ async def _run(folder: Path) -> dict[str, Any]:
     try:
         for n in range(N):
             async with sessions() as session:
-                _, opening = await log.open_incident(
+                _, opening = await open_incident(
                     session,
                     incident=IncidentCreate(
                         type=kinds[n % len(kinds)],
@@ -61,7 +61,7 @@ async def _run(folder: Path) -> dict[str, Any]:
                 await session.commit()
             opening_ms.append((time.perf_counter() - started) * 1000)
             async with sessions() as session:
-                later = await log.append_entry(
+                later = await append(
                     session,
                     incident_id=opening.incident_id,
                     kind="observation",

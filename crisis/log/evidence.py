@@ -1,0 +1,47 @@
+"""The evidence store: every raw event kept once, as it arrived, beside the log it led to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from crisis.log.append import json_safe
+from crisis.models import RawEvent
+from crisis.sqltypes import as_utc, utcnow
+
+
+async def store_raw_event(
+    session: AsyncSession, envelope: Mapping[str, Any], incident_id: str | None = None
+) -> bool:
+    """Insert the event into the evidence store once; True when it was new."""
+    values = {
+        "source": str(envelope["source"]),
+        "id": str(envelope["id"]),
+        "type": str(envelope.get("type", "")),
+        "unit": envelope.get("unit") or envelope.get("subject"),
+        "exercise": envelope.get("exercise"),
+        "time": _parse_time(envelope.get("time")),
+        "received_at": utcnow(),
+        "incident_id": incident_id,
+        "envelope": json_safe(envelope),
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(RawEvent).values(**values).on_conflict_do_nothing(index_elements=["source", "id"])
+    result = await session.exec(stmt)
+    return bool(result.rowcount)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return as_utc(value)
+        except ValueError:
+            return None
+    return None
