@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -302,8 +303,13 @@ def test_every_loop_survives_a_database_outage(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     proc = _start_every(_env(data_dir, url), 0.2)
     path = data_dir / anchor.ANCHOR_FILE
+    errors: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
-        time.sleep(1.5)
+        # The loop must have met the missing database before it comes back (however slow start-up).
+        _wait(lambda: any("checkpoint failed" in line for line in errors), proc, timeout=60)
         assert proc.poll() is None
         assert not path.exists() or _count(path) == 0
 
@@ -317,11 +323,17 @@ def test_every_loop_survives_a_database_outage(tmp_path: Path) -> None:
         asyncio.run(bring_back())
         _wait(lambda: path.exists() and b'"inc-x":[3,' in path.read_bytes(), proc)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out = proc.stdout.read()
+        reader.join(timeout=10)
+        err = "".join(errors)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == 0, err
     assert "checkpoint failed" in err and err.count("checkpoint failed") == 1  # said once
     assert "checkpoints work again" in out
