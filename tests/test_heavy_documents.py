@@ -154,7 +154,9 @@ async def test_an_alert_as_heavy_as_the_limits_allow_reaches_its_units(
 # --- /healthz while heavy work is in flight, against a real server ------------------------
 
 #: Generous: /healthz answers in a few ms when idle; a loop held by CPU work takes seconds.
-HEALTHZ_BOUND = 0.2
+#: /healthz stays under 200 ms for nine probes in ten; a lone spike from a shared 2-core CI
+#: machine is allowed up to 1 s (a loop held by parsing or argon2 stalled it for seconds).
+HEALTHZ_P90, HEALTHZ_MAX = 0.2, 1.0
 
 
 @pytest.mark.slow
@@ -199,8 +201,11 @@ def test_healthz_answers_during_logins_and_a_heavy_cap_alert(
         server.stop()
     print(
         f"\n/healthz with {logins} logins and two 1 MB CAP alerts in flight: {len(probes)} "
-        f"probes, max {max(probes) * 1000:.1f} ms"
+        f"probes, median {sorted(probes)[len(probes) // 2] * 1000:.1f} ms, "
+        f"max {max(probes) * 1000:.1f} ms"
     )
     assert statuses[:2] == [422, 202], server.output()
     assert all(s < 500 for s in statuses[2:]), statuses
-    assert max(probes) < HEALTHZ_BOUND, sorted(probes)[-5:]
+    ordered = sorted(probes)
+    assert ordered[int(0.9 * (len(ordered) - 1))] < HEALTHZ_P90, ordered[-5:]
+    assert ordered[-1] < HEALTHZ_MAX, ordered[-5:]
