@@ -28,11 +28,11 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import case, delete, func, null, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from crisis.db import upsert_insert
 from crisis.models import (
     LEVEL_ORDER,
     ApiToken,
@@ -227,8 +227,7 @@ async def _claim(
         )
         attempts = result.scalar_one_or_none()
         if attempts is None:
-            pg = session.get_bind().dialect.name == "postgresql"
-            insert = postgresql.insert if pg else sqlite.insert
+            insert = upsert_insert(session.get_bind().dialect.name)
             result = await session.exec(
                 insert(table)
                 .values(key=key, attempts=1, last_attempt_at=now, locked_until=None)

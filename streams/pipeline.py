@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,7 +37,7 @@ from crisis.correlation import (
     OpenIncident,
     epoch,
 )
-from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine
+from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine, upsert_insert
 from crisis.events import EventError, validate_event
 from crisis.log.append import (
     EntrySpec,
@@ -353,7 +352,7 @@ class Pipeline:
         """
         now = utcnow()
         dialect = conn.dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        ins = upsert_insert(dialect)
         rows = [
             {
                 "source": env.source,
@@ -483,7 +482,7 @@ class Pipeline:
             )
             return
         dialect = conn.dialect.name
-        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        ins = upsert_insert(dialect)
         stmt = ins(STATE)
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"], set_={"data": stmt.excluded.data, "due": stmt.excluded.due}
@@ -554,7 +553,7 @@ class Pipeline:
 def insert_dead_letters(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Idempotent by fingerprint: a redelivered bad record stays one dead letter."""
     dialect = conn.dialect.name
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ins = upsert_insert(dialect)
     stmt = ins(DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
     conn.execute(stmt, parameters=rows)
 

@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Text, cast, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis.db import upsert_insert
 from crisis.log.chain import HASHED_FIELDS, format_time
 from crisis.models import LogEntry
 from crisis.sqltypes import utcnow
@@ -219,8 +219,7 @@ class LogRelay:
 
     async def _store(self, position: int) -> None:
         async with self.write_lock, self.sessions() as session:
-            dialect = session.get_bind().dialect.name
-            ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            ins = upsert_insert(session.get_bind().dialect.name)
             stmt = ins(POSITIONS).values(name=self.name, position=position, updated_at=utcnow())
             stmt = stmt.on_conflict_do_update(
                 index_elements=["name"],

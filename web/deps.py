@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Annotated
 
@@ -40,6 +40,12 @@ def get_organisation(request: Request) -> Organisation:
 Org = Annotated[Organisation, Depends(get_organisation)]
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header ('' when empty), else None."""
+    header = headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
 async def user_of(conn: HTTPConnection, session: AsyncSession, *, token: str | None) -> User | None:
     """The user of a bearer ``token`` if one is given, else of the session cookie; None when
     it is unknown, revoked, expired, logged out or disabled. A recorded use is committed."""
@@ -64,9 +70,7 @@ async def user_of(conn: HTTPConnection, session: AsyncSession, *, token: str | N
 
 async def get_current_user(request: Request, session: SessionDep) -> User:
     """Bearer token for machines, the session cookie for the browser; else 401."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    user = await user_of(request, session, token=token)
+    user = await user_of(request, session, token=bearer_token(request.headers))
     if user is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

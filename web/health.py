@@ -25,7 +25,7 @@ from crisis import heartbeat
 from crisis.broker import kafka_api_versions_ok
 from crisis.models import Role
 from crisis.settings import Settings
-from web.deps import SessionDep, get_current_user
+from web.deps import SessionDep, bearer_token, get_current_user
 from web.errors import RETRY_AFTER
 from web.limits import INGEST_PATHS
 
@@ -98,10 +98,9 @@ async def healthz(request: Request) -> JSONResponse:
 async def _may_scrape(request: Request, session: AsyncSession) -> None:
     """``CRISIS_METRICS_TOKEN`` as a bearer token, or an admin's login; else 401/403."""
     token = request.app.state.settings.metrics_token
-    header = request.headers.get("authorization", "")
-    if token is not None and header.lower().startswith("bearer "):
-        given = header[7:].strip().encode()
-        if hmac.compare_digest(given, token.get_secret_value().encode()):
+    given = bearer_token(request.headers)
+    if token is not None and given is not None:
+        if hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
             return
     user = await get_current_user(request, session)
     if user.role != Role.ADMIN:

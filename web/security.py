@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crisis.settings import Settings
+from web.deps import bearer_token
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Paths that always need a matching origin, cookie or not (a forged login is a login CSRF).
@@ -148,8 +149,7 @@ class OriginCheck:
             return False
         if path.rstrip("/") in ALWAYS_CHECKED:
             return True
-        bearer = headers.get("authorization", "").lower().startswith("bearer ")
-        return "cookie" in headers and not bearer
+        return "cookie" in headers and bearer_token(headers) is None
 
     def refusal(self, scope: Scope, headers: Headers) -> str | None:
         """Why the request is refused, or None when it may go on."""

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis.db import upsert_insert
 from crisis.log.append import json_safe
 from crisis.models import RawEvent
 from crisis.sqltypes import as_utc, utcnow
@@ -29,8 +29,7 @@ async def store_raw_event(
         "incident_id": incident_id,
         "envelope": json_safe(envelope),
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session.get_bind().dialect.name)
     stmt = insert(RawEvent).values(**values).on_conflict_do_nothing(index_elements=["source", "id"])
     result = await session.exec(stmt)
     return bool(result.rowcount)
