@@ -1,23 +1,22 @@
 """Channels: apprise targets, cached per URL, and a natively async ``json://`` plugin.
 
 apprise 2.2's ``async_notify`` runs every plugin's blocking ``send()`` (``requests``, a new
-connection per message) in a thread pool: about 550 messages/s on the 2-core development
-machine. :class:`AsyncJSON` keeps apprise's ``json://``/``jsons://`` URL grammar and JSON
-payload exactly (``version``, ``title``, ``message``, ``attachments``, ``type``, plus
-``:key=value`` extras, ``+header`` and ``-param``) but sends over one keep-alive pool of
-:mod:`notifiers.http` (a lean HTTP/1.1 client: aiohttp's client costs four times the CPU per
-post); a redirect is followed through aiohttp.
-It is registered explicitly by :func:`register_plugins` (nothing happens at import time).
-Every other scheme (mailto, workflows, slack, matrix, …) is apprise's own plugin.
+connection per message) in a thread pool. :class:`AsyncJSON` keeps apprise's
+``json://``/``jsons://`` URL grammar and JSON payload exactly (``version``, ``title``,
+``message``, ``attachments``, ``type``, plus ``:key=value`` extras, ``+header`` and
+``-param``) but posts through the event loop's shared aiohttp session
+(:mod:`notifiers.webhook`). It is registered explicitly by :func:`register_plugins` (nothing
+happens at import time). Every other scheme (mailto, workflows, slack, matrix, …) is
+apprise's own plugin.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import warnings
-import weakref
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -25,48 +24,47 @@ import aiohttp
 import apprise
 from apprise.manager_plugins import NotificationManager
 from apprise.plugins.custom_json import NotifyJSON
+from yarl import URL
 
-from notifiers import http
+from notifiers import webhook
 
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, http.Client] = (
-    weakref.WeakKeyDictionary()
-)
 _registered = False
 
 
-def http_session() -> aiohttp.ClientSession:
-    """One pooled client session per event loop (keep-alive to each host)."""
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300)
-        )
-        _sessions[loop] = session
-    return session
+@dataclass(frozen=True)
+class _Request:
+    """What every post of one target shares (a target's URL never changes)."""
+
+    method: str
+    version: str
+    extras: tuple[tuple[str, str], ...]  # apprise's ``:key=value`` payload extras, in order
+    url: URL
+    headers: Any  # CIMultiDict[str]
+    timeouts: aiohttp.ClientTimeout
+    verify: bool
 
 
-def http_client() -> http.Client:
-    """One keep-alive pool per event loop for the webhook posts (see :mod:`notifiers.http`)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.closed:
-        client = http.Client(limit=256, limit_per_host=128)
-        _clients[loop] = client
-    return client
-
-
-async def close_http_session() -> None:
-    loop = asyncio.get_running_loop()
-    client = _clients.pop(loop, None)
-    if client is not None:
-        await client.aclose()
-    session = _sessions.pop(loop, None)
-    if session is not None and not session.closed:
-        await session.close()
+@lru_cache(maxsize=512)
+def _payload(
+    version: str, extras: tuple[tuple[str, str], ...], title: str, body: str, kind: str
+) -> bytes:
+    """apprise's JSON payload as bytes; recipients of one update mostly share one text."""
+    payload: dict[str, Any] = {
+        "version": version,
+        "title": title,
+        "message": body,
+        "attachments": [],
+        "type": kind,
+    }
+    for key, value in extras:
+        if key in payload:
+            if not value:
+                del payload[key]
+            else:
+                payload[value] = payload.pop(key)
+        else:
+            payload[key] = value
+    return json.dumps(payload).encode("utf-8")
 
 
 class AsyncJSON(NotifyJSON):
@@ -100,39 +98,23 @@ class AsyncJSON(NotifyJSON):
         notify_type: Any = apprise.NotifyType.INFO,
         **_: Any,
     ) -> bool:
-        payload: dict[str, Any] = {
-            "version": self.json_version,
-            "title": title,
-            "message": body,
-            "attachments": [],
-            "type": notify_type.value if hasattr(notify_type, "value") else str(notify_type),
-        }
-        for key, value in self.payload_extras.items():
-            if key in payload:
-                if not value:
-                    del payload[key]
-                else:
-                    payload[value] = payload.pop(key)
-            else:
-                payload[key] = value
-        data = json.dumps(payload).encode("utf-8")
+        kind = notify_type.value if hasattr(notify_type, "value") else str(notify_type)
+        request = self._request()
+        data = _payload(request.version, request.extras, title, body, kind)
         self.crisis_outcome = None
         try:
-            response = await http_client().request(
-                str(self.method),
-                tls=bool(self.secure),
-                host=str(self.host),
-                port=self.port if isinstance(self.port, int) else None,
-                target=self._target(),
-                headers=self._request_headers(),
+            response = await webhook.poster().post(
+                request.method,
+                request.url,
+                headers=request.headers,
                 body=data,
-                connect_timeout=self.socket_connect_timeout or 0,
-                read_timeout=self.socket_read_timeout or 0,
-                verify=bool(self.verify_certificate),
+                timeouts=request.timeouts,
+                verify=request.verify,
             )
-            status = response.status
-            if 300 <= status < 400 and "location" in response.headers:
-                status = await self._follow_redirect(data)  # rare: aiohttp follows it
+        except aiohttp.ConnectionTimeoutError:
+            return self._failed(
+                "timed_out", f"no connection within {self.socket_connect_timeout:g}s (cto)"
+            )
         except TimeoutError:
             return self._failed(
                 "timed_out", f"no answer within {self.socket_read_timeout:g}s (rto)"
@@ -140,10 +122,10 @@ class AsyncJSON(NotifyJSON):
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             self.logger.warning("%s: %s", type(exc).__name__, exc)
             return self._failed("failed", f"{type(exc).__name__}: {exc}")
-        if 200 <= status < 300:
+        if 200 <= response.status < 300:
             return True
-        self.logger.warning("HTTP %s from %s", status, self.host)
-        return self._failed("failed", f"HTTP {status}")
+        self.logger.warning("HTTP %s from %s", response.status, self.host)
+        return self._failed("failed", f"HTTP {response.status}")
 
     def _failed(self, status: str, error: str) -> bool:
         self.crisis_outcome = (status, error)
@@ -171,29 +153,30 @@ class AsyncJSON(NotifyJSON):
             headers[name] = str(value)
         return list(headers.items())
 
-    async def _follow_redirect(self, data: bytes) -> int:
-        """Send the request again through aiohttp, which follows redirects; the final status."""
-        url = f"{'https' if self.secure else 'http'}://{self.host}"
-        if isinstance(self.port, int):
-            url += f":{self.port}"
-        url += self.fullpath
-        auth = aiohttp.BasicAuth(self.user, self.password or "") if self.user else None
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=self.socket_connect_timeout, sock_read=self.socket_read_timeout
-        )
-        headers = {"User-Agent": self.app_id, "Content-Type": "application/json", **self.headers}
-        async with http_session().request(
-            str(self.method),
-            url,
-            data=data,
-            params=self.params or None,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            ssl=True if self.verify_certificate else False,
-        ) as response:
-            await response.read()
-            return response.status
+    def prepare(self) -> None:
+        """Build what every post shares now (:class:`Targets` does, at start-up)."""
+        self._request()
+
+    def _request(self) -> _Request:
+        """Built on first use and kept: URL, headers and timeouts of every post."""
+        request: _Request | None = self.__dict__.get("_crisis_request")
+        if request is None:
+            host = str(self.host)
+            authority = f"[{host}]" if ":" in host and not host.startswith("[") else host
+            if isinstance(self.port, int):
+                authority += f":{self.port}"
+            scheme = "https" if self.secure else "http"
+            request = _Request(
+                method=str(self.method).upper(),
+                version=str(self.json_version),
+                extras=tuple((str(k), str(v)) for k, v in self.payload_extras.items()),
+                url=URL(f"{scheme}://{authority}{self._target()}", encoded=True),
+                headers=webhook.headers(dict(self._request_headers())),
+                timeouts=webhook.timeout(self.socket_connect_timeout, self.socket_read_timeout),
+                verify=bool(self.verify_certificate),
+            )
+            self.__dict__["_crisis_request"] = request
+        return request
 
 
 def register_plugins() -> None:
@@ -227,6 +210,8 @@ class Targets:
             instance = apprise.Apprise.instantiate(url)
             if instance is None:
                 return None
+            if isinstance(instance, AsyncJSON):
+                instance.prepare()
             self._cache[url] = instance
         return instance
 

@@ -40,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.models import Incident
 from crisis.sqltypes import utcnow
-from notifiers import channels, logbook, rendering, service, sms
+from notifiers import channels, logbook, rendering, service, sms, webhook
 from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
 from notifiers.models import (
     FINAL,
@@ -138,7 +138,7 @@ class Dispatcher:
         self._wake.set()
 
     async def aclose(self) -> None:
-        await channels.close_http_session()
+        await webhook.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; an error in one pass is logged, not fatal."""

@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 client behind ``json://`` (notifiers.http) against a scripted server.
+"""The aiohttp poster behind ``json://`` (notifiers.webhook) against a scripted server.
 
 The server answers each request with whatever bytes the test scripts (chunked, framed by
 the end of the connection, 100-continue first, garbage, nothing at all), so the framing,
@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 from apprise.plugins.custom_json import NotifyJSON
+from yarl import URL
 
-from notifiers import channels, http
+from notifiers import channels, webhook
 
 
 @dataclass
@@ -108,7 +109,7 @@ async def server() -> AsyncIterator[Callable[..., Any]]:
     yield make
     for s in made:
         await s.stop()
-    await channels.close_http_session()
+    await webhook.close()
 
 
 def target(url: str) -> Any:
@@ -207,14 +208,13 @@ async def test_the_client_reads_bodies_and_keeps_the_pool_consistent() -> None:
 
     srv = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = srv.sockets[0].getsockname()[1]
-    client = http.Client()
+    poster = webhook.Poster()
     try:
-        r = await client.request(
-            "POST", tls=False, host="127.0.0.1", port=port, target="/", headers=[], body=b"{}"
-        )
+        url = URL(f"http://127.0.0.1:{port}/")
+        r = await poster.post("POST", url, headers={}, body=b"{}")
         assert (r.status, r.body) == (200, b"hello world")
     finally:
-        await client.aclose()
+        await poster.aclose()
         srv.close()
         await srv.wait_closed()
 
@@ -228,14 +228,14 @@ async def test_errors_become_the_receipts_outcome(server: Callable[..., Any]) ->
     srv = await server(lambda r: b"SPDY/9 nonsense\r\n\r\n")
     t = target(f"json://127.0.0.1:{srv.port}/r")
     assert not await t.async_notify(body="x")
-    assert t.crisis_outcome[0] == "failed" and "ProtocolError" in t.crisis_outcome[1]
+    assert t.crisis_outcome[0] == "failed" and "Bad status line" in t.crisis_outcome[1]
 
     srv = await server(
         lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", close_after=True
     )
     t = target(f"json://127.0.0.1:{srv.port}/r")
     assert not await t.async_notify(body="x")
-    assert t.crisis_outcome[0] == "failed" and "ConnectionResetError" in t.crisis_outcome[1]
+    assert t.crisis_outcome[0] == "failed" and "ClientPayloadError" in t.crisis_outcome[1]
 
     srv = await server(lambda r: None)  # never answers
     t = target(f"json://127.0.0.1:{srv.port}/r?rto=0.3")
@@ -263,18 +263,49 @@ async def test_a_redirect_is_followed(server: Callable[..., Any]) -> None:
     assert json.loads(srv.requests[-1].body)["message"] == "x"
 
 
-async def test_a_header_with_a_line_break_is_refused() -> None:
-    client = http.Client()
-    with pytest.raises(ValueError):
-        await client.request(
-            "POST",
-            tls=False,
-            host="127.0.0.1",
-            port=9,
-            target="/",
-            headers=[("X-Evil", "a\r\nHost: elsewhere")],
-        )
-    await client.aclose()
+async def test_redirects_are_limited(server: Callable[..., Any]) -> None:
+    srv = await server(
+        lambda r: b"HTTP/1.1 307 Again\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
+    )
+    t = target(f"json://127.0.0.1:{srv.port}/loop")
+    assert not await t.async_notify(body="x")
+    assert t.crisis_outcome[0] == "failed" and "TooManyRedirects" in t.crisis_outcome[1]
+    assert len(srv.requests) == webhook.MAX_REDIRECTS
+
+
+async def test_a_large_body_is_cut_and_the_next_post_works(
+    server: Callable[..., Any],
+) -> None:
+    big = b"x" * (webhook.KEEP_BODY + 1)
+    srv = await server(lambda r: ok(big) if r.target == "/big" else ok())
+    poster = webhook.poster()
+    r = await poster.post("POST", URL(f"http://127.0.0.1:{srv.port}/big"), headers={}, body=b"")
+    assert (r.status, r.body) == (200, big[: webhook.KEEP_BODY])
+    r = await poster.post("POST", URL(f"http://127.0.0.1:{srv.port}/ok"), headers={}, body=b"")
+    assert (r.status, r.body) == (200, b"ok")
+
+
+async def test_cookies_are_not_carried_between_targets(server: Callable[..., Any]) -> None:
+    srv = await server(lambda r: ok(extra="Set-Cookie: session=kari\r\n"))
+    assert await target(f"json://127.0.0.1:{srv.port}/a").async_notify(body="x")
+    assert await target(f"json://127.0.0.1:{srv.port}/b").async_notify(body="x")
+    assert "cookie" not in srv.requests[-1].headers
+
+
+async def test_a_header_with_a_line_break_is_refused(server: Callable[..., Any]) -> None:
+    srv = await server(lambda r: ok())
+    poster = webhook.Poster()
+    try:
+        with pytest.raises(ValueError):
+            await poster.post(
+                "POST",
+                URL(f"http://127.0.0.1:{srv.port}/"),
+                headers={"X-Evil": "a\r\nHost: elsewhere"},
+                body=b"{}",
+            )
+    finally:
+        await poster.aclose()
+    assert srv.requests == []  # nothing reached the server
 
 
 @pytest.fixture
@@ -303,4 +334,4 @@ async def test_jsons_over_tls_checks_the_certificate_unless_told_not_to(
         assert t.crisis_outcome[0] == "failed" and "SSL" in t.crisis_outcome[1]
     finally:
         await srv.stop()
-        await channels.close_http_session()
+        await webhook.close()
