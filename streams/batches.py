@@ -3,7 +3,7 @@
 Why not a Faust agent: Faust hands an agent its records one at a time (consumer thread →
 conductor → channel queue → stream → ``take`` buffer). On the 2-core benchmark VM that costs
 ≈ 270 µs a record, so a bare Faust agent that only decodes tops out at 3,200–3,800 records/s
-(``python -m tests.bench pipeline``, row (a)) — less than the worker's own work per event.
+(``python -m bench pipeline``, row (a)) — less than the worker's own work per event.
 aiokafka's ``getmany`` returns what a fetch brought as lists (70,000–100,000 records/s decoded,
 row (a')). The worker stays a Faust app (timers, tasks, producer); the readers run as its
 tasks, each in its own consumer group.

@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import topics
-from crisis.broker import ensure_topics
-from crisis.correlation import CorrelationConfig, Correlator
-from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.heartbeat import beat
-from crisis.organisation import load_organisation
+from crisis.domain.correlation import CorrelationConfig, Correlator
+from crisis.domain.organisation import load_organisation
+from crisis.kafka import topics
+from crisis.kafka.broker import ensure_topics
+from crisis.runtime.heartbeat import beat
 from crisis.settings import WORKER_ROLES, Settings
+from crisis.store.db import make_engine, make_sessionmaker, migrate
 from streams.agents import attach_agents
 from streams.app import CrisisFaustApp, create_faust_app
 from streams.metrics import WorkerMetrics
@@ -174,7 +174,7 @@ def run_worker(role: str = "all") -> int:
     if role == "reactions" and settings.reactions_nice:
         # For operators who want the ingest first on a busy machine. Off by default: on
         # SQLite a niced reactions process held the single writer longer (a setup's lock 37-52
-        # ms against 27 ms, tests.bench pipeline at 1,000/s) and the ingest waited for it.
+        # ms against 27 ms, bench pipeline at 1,000/s) and the ingest waited for it.
         os.nice(settings.reactions_nice)
     app = build_worker(settings, role)
     # Exempt what start-up built (Faust, SQLAlchemy, the organisation, the playbooks) from
