@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         description="Request body cap of every write but ingest's (which has its own); past it"
         " the API answers 413 and keeps nothing.",
     )
-    # --- login, sessions, tokens (web/auth.py, crisis/accounts.py) ---
+    # --- login, sessions, tokens (web/auth.py, crisis/accounts/service.py) ---
     login_concurrency: int = Field(
         default=2,
         ge=1,

@@ -4,7 +4,7 @@ Imports only ``crisis``. The incident-type vocabulary lives in ``crisis.incident
 with the stream correlation, and is re-exported here.
 """
 
-from crisis.incident_types import (
+from crisis.sources.incident_types import (
     INCIDENT_TYPE_LABELS,
     INCIDENT_TYPES,
     REPORT_CATEGORIES,

@@ -21,13 +21,15 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import log, rules
-from crisis.incident_types import incident_type_for
+from crisis import log
+from crisis.clock import as_utc, utcnow
+from crisis.domain import rules
+from crisis.domain.organisation import Organisation, Person, Unit
+from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status
 from crisis.log.append import EntrySpec, append, append_many, lock_incidents
 from crisis.log.chain import format_time
-from crisis.models import LEVEL_ORDER, EntryKind, Incident, Level, LogEntry, Status
-from crisis.organisation import Organisation, Person, Unit
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import Incident, LogEntry
+from crisis.sources.incident_types import incident_type_for
 from playbooks.criteria import evaluate, event_view, facts_of, required_level, time_limits
 from playbooks.duration import iso_duration
 from playbooks.model import Card, Library, Playbook, RoleRef

@@ -16,10 +16,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from crisis import rules
-from crisis.incident_types import INCIDENT_TYPE_LABELS
-from crisis.models import IMPACT_DIMENSIONS
-from crisis.organisation import BODY_ROLES, COOPERATING_ACTOR_KINDS, DAILY_ROLES, Organisation
+from crisis.domain import rules
+from crisis.domain.organisation import (
+    BODY_ROLES,
+    COOPERATING_ACTOR_KINDS,
+    DAILY_ROLES,
+    Organisation,
+)
+from crisis.domain.vocabulary import IMPACT_DIMENSIONS
+from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
 from crisis.yamlsource import (
     JsonPath,
     Problem,

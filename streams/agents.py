@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from crisis import topics
+from crisis.kafka import topics
 from streams.app import CrisisFaustApp
 from streams.batches import BatchConsumer, BatchPublisher, offsets_by_partition
 from streams.metrics import WorkerMetrics

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from crisis import topics
+from crisis.kafka import topics
 
 __all__ = [
     "DLQ_TOPIC",

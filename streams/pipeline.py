@@ -27,8 +27,8 @@ from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import dberrors
-from crisis.correlation import (
+from crisis.clock import utcnow
+from crisis.domain.correlation import (
     Action,
     AddEntry,
     Correlator,
@@ -37,8 +37,7 @@ from crisis.correlation import (
     OpenIncident,
     epoch,
 )
-from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine, upsert_insert
-from crisis.events import EventError, validate_event
+from crisis.domain.vocabulary import EntryKind, Status
 from crisis.log.append import (
     EntrySpec,
     chain_rows,
@@ -48,9 +47,11 @@ from crisis.log.append import (
     take_sqlite_writer,
 )
 from crisis.log.chain import GENESIS, HASHED_FIELDS, Head, format_time
-from crisis.models import EntryKind, Incident, LogEntry, RawEvent, Status
-from crisis.sqltypes import utcnow
-from crisis.stream_models import CorrelationState, DeadLetter
+from crisis.log.models import Incident, LogEntry, RawEvent
+from crisis.sources.events import EventError, validate_event
+from crisis.sources.models import CorrelationState, DeadLetter
+from crisis.store import errors as dberrors
+from crisis.store.db import checkpoint_sqlite, make_sync_sqlite_engine, upsert_insert
 from streams.metrics import WorkerMetrics
 from streams.relay import entry_record
 from streams.sqlite_rows import SqliteRows

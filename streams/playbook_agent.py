@@ -19,8 +19,8 @@ from typing import Any
 import faust
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.models import LogEntry, LogEntryPublic
-from crisis.organisation import Organisation
+from crisis.domain.organisation import Organisation
+from crisis.log.models import LogEntry, LogEntryPublic
 from crisis.settings import Settings
 from playbooks import engine
 from playbooks.model import Library

@@ -30,9 +30,9 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import topics
-from crisis.models import EntryKind
-from crisis.organisation import Organisation, load_organisation
+from crisis.domain.organisation import Organisation, load_organisation
+from crisis.domain.vocabulary import EntryKind
+from crisis.kafka import topics
 from crisis.settings import Settings
 from notifiers.config import NotifyConfig, load_notify_config
 from playbooks import engine

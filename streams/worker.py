@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import topics
-from crisis.broker import ensure_topics
-from crisis.correlation import CorrelationConfig, Correlator
-from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.heartbeat import beat
-from crisis.organisation import load_organisation
+from crisis.domain.correlation import CorrelationConfig, Correlator
+from crisis.domain.organisation import load_organisation
+from crisis.kafka import topics
+from crisis.kafka.broker import ensure_topics
+from crisis.runtime.heartbeat import beat
 from crisis.settings import WORKER_ROLES, Settings
+from crisis.store.db import make_engine, make_sessionmaker, migrate
 from streams.agents import attach_agents
 from streams.app import CrisisFaustApp, create_faust_app
 from streams.metrics import WorkerMetrics

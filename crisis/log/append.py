@@ -32,11 +32,12 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import rules
+from crisis.clock import as_utc, utcnow
+from crisis.domain import rules
+from crisis.domain.vocabulary import EntryKind, Status
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.log.chain import Head, format_time, next_head
-from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, Status
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import Incident, IncidentCreate, LogEntry
 
 # --- locks ------------------------------------------------------------------------------
 

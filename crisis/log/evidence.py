@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.db import upsert_insert
+from crisis.clock import as_utc, utcnow
 from crisis.log.append import json_safe
-from crisis.models import RawEvent
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import RawEvent
+from crisis.store.db import upsert_insert
 
 
 async def store_raw_event(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from crisis import topics
-from crisis.db import make_engine
-from crisis.producer import EventProducer, database_confirm
+from crisis.kafka import topics
+from crisis.kafka.producer import EventProducer, database_confirm
 from crisis.settings import Settings
+from crisis.store.db import make_engine
 
 
 def bridge_producer(settings: Settings, name: str) -> EventProducer:

@@ -33,13 +33,14 @@ import feedparser
 import httpx
 from sqlmodel import select
 
-from crisis import jsonlimits
-from crisis.db import make_engine, make_sessionmaker
-from crisis.events import PREFIX, Envelope, EventError, validate_event
-from crisis.models import Incident, Status
-from crisis.organisation import Unit, load_organisation
-from crisis.producer import EventProducer
+from crisis.domain.organisation import Unit, load_organisation
+from crisis.domain.vocabulary import Status
+from crisis.kafka.producer import EventProducer
+from crisis.log.models import Incident
 from crisis.settings import Settings
+from crisis.sources import jsonlimits
+from crisis.sources.events import PREFIX, Envelope, EventError, validate_event
+from crisis.store.db import make_engine, make_sessionmaker
 from streams.bridges import lexicon
 from streams.bridges.common import bridge_producer, setup_logging
 

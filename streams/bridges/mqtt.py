@@ -26,10 +26,17 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from crisis.events import EVENT_TYPES, PREFIX, SENSOR_TYPES, Envelope, EventError, validate_event
-from crisis.organisation import load_organisation
-from crisis.producer import EventProducer
+from crisis.domain.organisation import load_organisation
+from crisis.kafka.producer import EventProducer
 from crisis.settings import Settings
+from crisis.sources.events import (
+    EVENT_TYPES,
+    PREFIX,
+    SENSOR_TYPES,
+    Envelope,
+    EventError,
+    validate_event,
+)
 from streams.bridges.common import bridge_producer, setup_logging
 
 log = logging.getLogger("crisis.bridge.mqtt")

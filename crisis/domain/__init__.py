@@ -1,0 +1,1 @@
+"""Pure rules of the domain: organisation, correlation, incident types, privacy, permissions."""
