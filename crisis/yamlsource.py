@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import jsonschema
 import yaml
 
 PathElement = str | int
@@ -156,6 +157,12 @@ _TYPE_NAMES: Final[dict[str, str]] = {
     "integer": "an integer",
     "boolean": "true/false",
 }
+
+
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A draft 2020-12 validator for ``schema``, after checking the schema itself."""
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
 
 
 def schema_problems(validator: Any, data: Any, root: yaml.Node | None) -> Iterator[Problem]:

@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
 
-import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +30,7 @@ from crisis.yamlsource import (
     parse,
     raise_if_any,
     schema_problems,
+    schema_validator,
 )
 
 __all__ = [
@@ -123,22 +123,11 @@ _DATA_DIR: Final[Path] = Path(__file__).resolve().parent / "data"
 
 
 class OrganisationError(SourceError):
-    """A problem in an organisation file, pinned to file, line and field; ``path`` is a Path.
+    """A problem in an organisation file, pinned to file, line and field.
 
     ``problems`` holds every problem found (this one first), so a tool can list them all
     while ``str()`` stays a single compiler-style line.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | Path | None = None,
-        line: int | None = None,
-        field: str | None = None,
-        problems: Sequence[SourceError] = (),
-    ) -> None:
-        super().__init__(message, path=path, line=line, field=field, problems=problems)
 
 
 # --------------------------------------------------------------------------
@@ -412,9 +401,7 @@ def organisation_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    schema = organisation_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return schema_validator(organisation_schema())
 
 
 def _duplicates(
