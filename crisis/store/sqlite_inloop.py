@@ -13,8 +13,8 @@ in the loop's thread). SQLite must never wait inside a statement, so the busy ti
 and a statement that finds the writer lock taken is retried every millisecond with the loop
 free in between — only when no transaction of ours is open yet, the one case SQLite allows
 a retry (a refused first write leaves nothing behind once rolled back). Like
-``crisis.log.append.take_sqlite_writer``, polling also keeps a waiting writer's delay close to
-the other's transaction, where SQLite's own busy handler sleeps up to 100 ms.
+``crisis.store.sqlite.SqliteRecorder.take_writer``, polling also keeps a waiting writer's
+delay close to the other's transaction, where SQLite's own busy handler sleeps up to 100 ms.
 
 Used through ``crisis.db.make_engine(..., in_loop=True)``: SQLAlchemy's aiosqlite dialect
 takes this connection from ``async_creator_fn`` and drives it as it drives aiosqlite's.

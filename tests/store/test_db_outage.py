@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import streams.pipeline
+import crisis.store.sqlite
 from crisis.kafka.broker import free_port
 from crisis.settings import Settings
 from crisis.store.db import make_engine, migrate
@@ -279,7 +279,7 @@ async def test_pipeline_waits_out_a_locked_sqlite_database(
 ) -> None:
     # The batch gives up waiting for SQLite's writer lock after WRITER_WAIT (30 s in
     # production) with "database is locked"; shortened so the lock outlasts it.
-    monkeypatch.setattr(streams.pipeline, "WRITER_WAIT", 0.3)
+    monkeypatch.setattr(crisis.store.sqlite, "WRITER_WAIT", 0.3)
     path = tmp_path / "crisis.db"
     url = f"sqlite+aiosqlite:///{path}"
     engine = make_engine(url)

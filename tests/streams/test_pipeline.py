@@ -37,6 +37,7 @@ from crisis.log.verify import verify_log
 from crisis.settings import Settings
 from crisis.sources.models import DeadLetter
 from crisis.store.db import make_sessionmaker
+from crisis.store.sqlite import SqliteRecorder
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline, Record, is_transient
 from streams.relay import LogRelay
@@ -476,8 +477,8 @@ async def test_sqlite_batches_leave_checkpoints_to_the_checkpointer(
     await pipeline.process(
         [rec(event("sensor.personal_alarm", area=f"A{i}"), 1.0) for i in range(50)]
     )
-    twin = pipeline._sync_engine
-    assert twin is not None
+    assert isinstance(pipeline.store, SqliteRecorder)
+    twin = pipeline.store.twin
     with twin.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
@@ -506,13 +507,13 @@ async def test_stored_pairs_are_found_by_primary_key_lookups(
         sqlalchemy_event.listen(
             conn, "before_cursor_execute", lambda *a: statements.append((a[2], a[3]))
         )
-        return pipeline._existing(conn, asked)
+        return pipeline.store.existing_keys(conn, asked)
 
     assert await pipeline.run(work) == set(asked[:-1])
     if engine.dialect.name == "sqlite":
         (sql, params), *_ = statements
-        twin = pipeline._sync_engine
-        assert twin is not None
+        assert isinstance(pipeline.store, SqliteRecorder)
+        twin = pipeline.store.twin
         with twin.connect() as conn:
             plan = " | ".join(
                 r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)

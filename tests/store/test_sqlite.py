@@ -1,4 +1,5 @@
-"""Plain SQLite statements write and read exactly what SQLAlchemy's column types do."""
+"""The SQLite adapter: plain statements write and read exactly what SQLAlchemy's column
+types do."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from crisis.log.models import Incident, RawEvent
+from crisis.log.tables import TABLES
 from crisis.store.db import make_engine, make_sessionmaker, migrate
-from streams.pipeline import sync_twin
-from streams.sqlite_rows import SqliteRows
+from crisis.store.sqlite import SqliteRecorder, SqliteRows
 
 INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
 RAW = RawEvent.__table__  # type: ignore[attr-defined]
@@ -45,8 +46,7 @@ def _incident(id_: str, **extra: Any) -> dict[str, Any]:
 async def test_rows_written_plainly_read_back_as_the_orm_writes_them(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
     await migrate(engine)
-    twin = sync_twin(engine)
-    assert twin is not None
+    twin = SqliteRecorder(TABLES, engine).twin
     incidents = SqliteRows(INCIDENTS, twin.dialect)
     raw = SqliteRows(RAW, twin.dialect)
     columns = [c.name for c in INCIDENTS.columns]
@@ -95,8 +95,7 @@ async def test_a_value_shared_by_rows_is_converted_once_and_others_each_time(
     """The per-statement memo reuses a conversion only for the very same object."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'memo.db'}")
     await migrate(engine)
-    twin = sync_twin(engine)
-    assert twin is not None
+    twin = SqliteRecorder(TABLES, engine).twin
     raw = SqliteRows(RAW, twin.dialect)
     later = datetime(2026, 12, 2, 6, 0, 0, 1, tzinfo=UTC)
     times = [T, T, later, datetime(2026, 12, 2, 5, 3, 8, 123456, tzinfo=UTC), T]
