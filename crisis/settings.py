@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         le=19,
         description="Nice value the reactions process (role reactions) gives itself; 0 leaves it."
         " Not the default: a niced reactions process holds SQLite's writer longer while others"
-        " have the CPU, and the ingest waits for it (measured).",
+        " have the CPU, and the ingest waits for it (docs/performance.md).",
     )
     reaction_max_interval: float = Field(
         default=5.0,

@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from crisis.domain import rules
@@ -34,6 +33,7 @@ from crisis.yamlsource import (
     parse,
     raise_if_any,
     schema_problems,
+    schema_validator,
 )
 from playbooks.duration import parse_duration
 from playbooks.model import (
@@ -67,9 +67,7 @@ def schema_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    schema = json.loads(schema_path().read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return schema_validator(json.loads(schema_path().read_text(encoding="utf-8")))
 
 
 # -- cross-checks ------------------------------------------------------------------------

@@ -159,10 +159,9 @@ class Pipeline:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.engine = engine
-        # SQLite: the batch's statements run on a plain sqlite3 connection in one worker
-        # thread (one hand-off per batch instead of one per statement through aiosqlite,
-        # measured 5x cheaper per statement here). PostgreSQL: the same code on asyncpg
-        # through run_sync.
+        # SQLite: the batch's statements run on a plain sqlite3 connection (no hand-off to
+        # aiosqlite's thread per statement). PostgreSQL: the same code on asyncpg through
+        # run_sync.
         self._sync_engine = sync_twin(engine)
         self._rows = None if self._sync_engine is None else _Rows(self._sync_engine.dialect)
         self.correlator = correlator
@@ -182,9 +181,8 @@ class Pipeline:
         once SQLite's single writer lock is ours.
 
         In the loop's thread, not a worker thread: a batch there competed for the GIL with
-        the loop (fetches, acks, the relay) at every sqlite3 call, and took about three times
-        its own CPU time (40 events: 11 ms alone, ~30 ms in the worker). A batch blocks the
-        loop for its duration only (tens of ms; ~160 ms for 1,000 events), far inside the
+        the loop (fetches, acks, the relay) at every sqlite3 call, and took several times its
+        own CPU time. A batch blocks the loop for its own duration only, far inside the
         consumer's session timeout. Waiting for the lock does not block it: the lock is
         tried every ~1 ms (``take_sqlite_writer``) with the loop free in between.
         """
@@ -318,9 +316,9 @@ class Pipeline:
         """The (source, id) pairs already stored.
 
         SQLite answers ``(source, id) IN (...)`` by scanning the whole key index (EXPLAIN
-        QUERY PLAN), so every batch got slower as the table grew (4 ms per 70 events at 16,000
-        rows). There the pairs are joined as a VALUES list, one primary-key lookup each, in
-        plain SQL: a VALUES construct is compiled afresh for every batch.
+        QUERY PLAN), so every batch got slower as the table grew. There the pairs are joined
+        as a VALUES list, one primary-key lookup each, in plain SQL: a VALUES construct is
+        compiled afresh for every batch.
         """
         found: set[tuple[str, str]] = set()
         for start in range(0, len(keys), _CHUNK):

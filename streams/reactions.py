@@ -119,8 +119,7 @@ class Reactions:
         #: One reaction at a time in this process (plans, coalesced reactions and the
         #: clock's): a reaction that has taken SQLite's single writer lock must not wait on
         #: the event loop for another reaction's timeline read, because the ingest waits on
-        #: it (measured: a locked reaction's transaction lasted up to 0.9 s from its first
-        #: write to its commit while others ran).
+        #: it.
         self.lock = asyncio.Lock()
         self.timelines = engine.Timelines()
 

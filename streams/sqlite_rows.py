@@ -1,9 +1,8 @@
 """The hot path's statements on SQLite as plain DB-API calls.
 
 Why: per batch the pipeline runs about eight statements, and through SQLAlchemy Core each
-one costs a compile-cache lookup, an execution context and a parameter dict per row, about
-a third of a 40-event batch's time (``cProfile`` of ``Pipeline.process``). Here each
-statement is one ``sqlite3`` call with tuples.
+one costs a compile-cache lookup, an execution context and a parameter dict per row, a large
+share of a small batch's time. Here each statement is one ``sqlite3`` call with tuples.
 
 What does not change: the values are converted by the columns' own SQLAlchemy bind and
 result processors (obtained once per column), so what is stored and read back is exactly

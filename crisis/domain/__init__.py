@@ -1,1 +1,1 @@
-"""Pure rules of the domain: organisation, correlation, incident types, privacy, permissions."""
+"""Pure rules of the domain: vocabulary, organisation, correlation, rules, permissions."""

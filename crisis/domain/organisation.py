@@ -19,9 +19,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
 
-import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crisis.yamlsource import (
+    JsonPath,
+    SourceError,
+    duplicate_keys,
+    line_of,
+    parse,
+    raise_if_any,
+    schema_problems,
+    schema_validator,
+)
 
 __all__ = [
     "ACCOUNTABLE_ROLES",
@@ -43,7 +53,6 @@ __all__ = [
     "Unit",
     "UnitKind",
     "demo_organisation_path",
-    "format_field",
     "load_organisation",
     "organisation_schema",
     "organisation_schema_path",
@@ -112,58 +121,13 @@ _DATA_DIR: Final[Path] = Path(__file__).resolve().parent / "data"
 # Errors
 # --------------------------------------------------------------------------
 
-PathElement = str | int
-JsonPath = tuple[PathElement, ...]
 
-
-def format_field(path: Sequence[PathElement]) -> str:
-    """Render a JSON path the way a person reads it: ``units[3].region``."""
-    out = ""
-    for element in path:
-        if isinstance(element, int):
-            out += f"[{element}]"
-        else:
-            out += f".{element}" if out else element
-    return out
-
-
-class OrganisationError(ValueError):
+class OrganisationError(SourceError):
     """A problem in an organisation file, pinned to file, line and field.
 
-    ``problems`` holds every problem found (this one first), so a tool can
-    list them all while ``str()`` stays a single compiler-style line.
+    ``problems`` holds every problem found (this one first), so a tool can list them all
+    while ``str()`` stays a single compiler-style line.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | Path | None = None,
-        line: int | None = None,
-        field: str | None = None,
-        problems: Sequence[OrganisationError] = (),
-    ) -> None:
-        self.message = message
-        self.path: Path | None = Path(path) if path is not None else None
-        self._shown_path = str(path) if path is not None else None
-        self.line = line
-        self.field = field or None
-        self.problems: tuple[OrganisationError, ...] = tuple(problems) or (self,)
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        parts: list[str] = []
-        if self._shown_path is not None:
-            parts.append(
-                self._shown_path if self.line is None else f"{self._shown_path}:{self.line}"
-            )
-        if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
-        return ": ".join(parts)
-
-    def __str__(self) -> str:
-        return self._render()
 
 
 # --------------------------------------------------------------------------
@@ -437,158 +401,7 @@ def organisation_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    schema = organisation_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
-
-
-# -- locating paths in the YAML source ------------------------------------
-
-
-def _child(node: yaml.Node | None, key: PathElement) -> tuple[yaml.Node | None, yaml.Node | None]:
-    """(key node, value node) of ``key`` below ``node``, or (None, None)."""
-    if isinstance(node, yaml.MappingNode):
-        found: tuple[yaml.Node | None, yaml.Node | None] = (None, None)
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
-                found = (key_node, value_node)
-        return found
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return None, node.value[key]
-    return None, None
-
-
-def _line(
-    root: yaml.Node | None, path: Sequence[PathElement], *, at_key: bool = False
-) -> int | None:
-    """1-based line of ``path``: its value, or its key with ``at_key``.
-
-    Falls back to the deepest ancestor present (a missing field is reported
-    at the object that lacks it).
-    """
-    if root is None:
-        return None
-    node: yaml.Node = root
-    key_node: yaml.Node | None = None
-    for element in path:
-        key_node, child = _child(node, element)
-        if child is None:
-            return node.start_mark.line + 1
-        node = child
-    if at_key and key_node is not None:
-        return key_node.start_mark.line + 1
-    return node.start_mark.line + 1
-
-
-def _duplicate_keys(
-    node: yaml.Node | None, path: JsonPath = ()
-) -> Iterator[tuple[JsonPath, int, str]]:
-    """Yield duplicated mapping keys; PyYAML would silently keep the last."""
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue
-            line = key_node.start_mark.line + 1
-            name = str(key_node.value)
-            if name in first:
-                yield (*path, name), line, f"duplicate key {name!r} (first at line {first[name]})"
-            else:
-                first[name] = line
-            yield from _duplicate_keys(value_node, (*path, name))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*path, index))
-
-
-# -- turning validation errors into readable problems --------------------
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return (
-            f"boolean {value} (YAML reads unquoted yes/no/on/off/true/false as booleans; quote it)"
-        )
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"text {value!r}"
-    return f"{type(value).__name__} {value!r}"
-
-
-_TYPE_NAMES: Final[dict[str, str]] = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "text",
-    "number": "a number",
-    "integer": "an integer",
-    "boolean": "true/false",
-}
-
-
-def _schema_problems(
-    data: Any, root: yaml.Node | None
-) -> Iterator[tuple[JsonPath, int | None, str]]:
-    for error in _validator().iter_errors(data):
-        path: JsonPath = tuple(error.absolute_path)
-        kind = error.validator
-        if kind == "required":
-            missing = [
-                name
-                for name in error.validator_value
-                if isinstance(error.instance, dict) and name not in error.instance
-            ]
-            for name in missing[:1] or ["?"]:
-                yield (*path, name), _line(root, path, at_key=True), "required field is missing"
-        elif kind == "additionalProperties":
-            allowed = sorted(error.schema.get("properties", {}))
-            extras = (
-                [key for key in error.instance if key not in allowed]
-                if isinstance(error.instance, dict)
-                else []
-            )
-            for key in extras:
-                yield (
-                    (*path, key),
-                    _line(root, (*path, key), at_key=True),
-                    f"unknown field {key!r} (allowed: {', '.join(allowed)})",
-                )
-        elif kind == "enum":
-            allowed_values = ", ".join(str(v) for v in error.validator_value)
-            yield (
-                path,
-                _line(root, path),
-                f"invalid value {error.instance!r} (allowed: {allowed_values})",
-            )
-        elif kind == "const":
-            yield (
-                path,
-                _line(root, path),
-                f"must be {error.validator_value!r}, not {error.instance!r}",
-            )
-        elif kind == "type":
-            expected = _TYPE_NAMES.get(str(error.validator_value), str(error.validator_value))
-            yield path, _line(root, path), f"expected {expected}, got {_describe(error.instance)}"
-        elif kind == "minItems" and error.validator_value == 1:
-            yield path, _line(root, path, at_key=True), "must list at least one entry"
-        elif kind == "pattern" and isinstance(error.instance, str):
-            yield (
-                path,
-                _line(root, path),
-                f"{error.instance!r} has the wrong format (expected {error.validator_value})",
-            )
-        elif kind in ("minimum", "maximum"):
-            yield (
-                path,
-                _line(root, path),
-                f"{error.instance!r} is out of range ({kind} {error.validator_value})",
-            )
-        else:
-            yield path, _line(root, path), str(error.message)
+    return schema_validator(organisation_schema())
 
 
 def _duplicates(
@@ -598,7 +411,7 @@ def _duplicates(
     first_line: dict[str, int | None] = {}
     for index, item in enumerate(items):
         path: JsonPath = (*base, index, "id")
-        line = _line(root, path)
+        line = line_of(root, path)
         if item["id"] in first_line:
             first = first_line[item["id"]]
             yield path, line, f"duplicate {what} id {item['id']!r} (first defined at line {first})"
@@ -617,12 +430,12 @@ def _reference_problems(
         if unit["region"] not in region_ids:
             path: JsonPath = ("units", index, "region")
             known = ", ".join(region_ids)
-            yield path, _line(root, path), f"unknown region {unit['region']!r} (known: {known})"
+            yield path, line_of(root, path), f"unknown region {unit['region']!r} (known: {known})"
         departments = unit.get("departments", [])
         yield from _duplicates(departments, ("units", index, "departments"), "department", root)
         if not any(unit["roles"].get(role) for role in ACCOUNTABLE_ROLES):
             roles_path: JsonPath = ("units", index, "roles")
-            yield roles_path, _line(root, roles_path, at_key=True), _NO_ACCOUNTABLE_ROLE
+            yield roles_path, line_of(root, roles_path, at_key=True), _NO_ACCOUNTABLE_ROLE
 
 
 def _pydantic_problems(
@@ -633,50 +446,10 @@ def _pydantic_problems(
         loc = tuple(part for part in error["loc"] if part != "[key]")
         path: JsonPath = (*base, *(p if isinstance(p, int) else str(p) for p in loc))
         message = str(error["msg"]).removeprefix("Value error, ")
-        yield path, _line(root, path), message
+        yield path, line_of(root, path), message
 
 
 # -- loading ---------------------------------------------------------------
-
-
-def _parse(source: str | Path, text: str) -> tuple[yaml.Node | None, Any]:
-    """Compose (for line numbers) and construct (for data) in one pass."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = exc.problem or exc.context or "unreadable YAML"
-        if exc.problem and exc.context:
-            context_mark = exc.context_mark
-            where = (
-                f" that starts at line {context_mark.line + 1}" if context_mark is not None else ""
-            )
-            message = f"{exc.problem} ({exc.context}{where})"
-        raise OrganisationError(
-            f"invalid YAML: {message}",
-            path=source,
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise OrganisationError(f"invalid YAML: {exc}", path=source) from None
-    finally:
-        loader.dispose()
-    return node, data
-
-
-def _raise_if_any(source: str | Path, problems: list[tuple[JsonPath, int | None, str]]) -> None:
-    if not problems:
-        return
-    ordered = sorted(problems, key=lambda p: (p[1] if p[1] is not None else 0, format_field(p[0])))
-    errors = [
-        OrganisationError(message, path=source, line=line, field=format_field(path))
-        for path, line, message in ordered
-    ]
-    first = errors[0]
-    first.problems = tuple(errors)
-    raise first
 
 
 def load_organisation(path: str | Path | None = None) -> Organisation:
@@ -707,15 +480,15 @@ def load_organisation(path: str | Path | None = None) -> Organisation:
             f"cannot read organisation file: {exc.strerror or exc}", path=source
         ) from None
 
-    root, data = _parse(source, text)
+    root, data = parse(source, text, OrganisationError)
     if root is None:
         raise OrganisationError(
             "file is empty; expected ministry, directorate, regions and units", path=source, line=1
         )
 
-    _raise_if_any(source, [(p, line, message) for p, line, message in _duplicate_keys(root)])
-    _raise_if_any(source, list(_schema_problems(data, root)))
-    _raise_if_any(source, list(_reference_problems(data, root)))
+    raise_if_any(source, list(duplicate_keys(root)), OrganisationError)
+    raise_if_any(source, list(schema_problems(_validator(), data, root)), OrganisationError)
+    raise_if_any(source, list(_reference_problems(data, root)), OrganisationError)
 
     problems: list[tuple[JsonPath, int | None, str]] = []
 
@@ -730,7 +503,7 @@ def load_organisation(path: str | Path | None = None) -> Organisation:
     directorate = build(Body, data["directorate"], ("directorate",))
     regions = [build(Region, raw, ("regions", i)) for i, raw in enumerate(data["regions"])]
     units = [build(Unit, raw, ("units", i)) for i, raw in enumerate(data["units"])]
-    _raise_if_any(source, problems)
+    raise_if_any(source, problems, OrganisationError)
     assert ministry is not None and directorate is not None  # problems were empty
     try:
         return Organisation(
@@ -740,5 +513,5 @@ def load_organisation(path: str | Path | None = None) -> Organisation:
             units={u.id: u for u in units if u is not None},
         )
     except ValidationError as exc:  # pragma: no cover - the checks above cover these
-        _raise_if_any(source, list(_pydantic_problems(exc, (), root)))
+        raise_if_any(source, list(_pydantic_problems(exc, (), root)), OrganisationError)
         raise

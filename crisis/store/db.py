@@ -62,10 +62,10 @@ def make_sync_sqlite_engine(
     url: str | URL, *, busy_timeout_ms: int = 30_000, autocheckpoint: bool = True
 ) -> Engine:
     """A synchronous SQLite engine with the same settings as ``make_engine``'s, for code that
-    runs a whole batch in one worker thread (the stream pipeline). ``autocheckpoint=False``:
+    runs a whole batch on one plain connection (the stream pipeline). ``autocheckpoint=False``:
     its commits never copy the WAL back into the database (whoever commits when the WAL
-    passes 1,000 pages does, and that commit took 9-12 ms instead of ~1 ms); the owner then
-    runs ``checkpoint_sqlite`` from elsewhere."""
+    passes 1,000 pages does, and that commit is many times slower than the others); the owner
+    then runs ``checkpoint_sqlite`` from elsewhere."""
     engine = create_engine(
         url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
     )

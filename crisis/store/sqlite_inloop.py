@@ -2,8 +2,8 @@
 
 Why: aiosqlite hands every statement to a thread of its own and back through the event loop.
 For a writer, each of those round trips happens while it holds SQLite's single writer lock:
-a playbook setup (a dozen statements through the async ORM) held it for 30-40 ms, most of it
-waiting for its turn on a busy loop, and the ingest's alarms waited behind it. Run in the
+a playbook setup (a dozen statements through the async ORM) held it mostly while waiting for
+its turn on a busy loop, and the ingest's alarms waited behind it. Run in the
 loop's thread, a statement costs what SQLite needs for it, and a transaction's statements
 follow each other without the loop running anything in between.
 

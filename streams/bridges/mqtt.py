@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import signal
 import ssl
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from crisis.kafka.producer import EventProducer
 from crisis.settings import Settings
 from crisis.sources import catalogue
 from crisis.sources.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
-from streams.bridges.common import bridge_producer, setup_logging
+from streams.bridges.common import bridge_producer, serve, setup_logging
 
 log = logging.getLogger("crisis.bridge.mqtt")
 
@@ -215,23 +214,17 @@ async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
     units = set(load_organisation(settings.organisation).units)
     producer = bridge_producer(settings, "mqtt")
-    await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_bridge(
+    return await serve(
+        producer,
+        lambda stop: run_bridge(
             url=args.url,
             topic=args.topic,
             producer=producer,
             known_units=units,
             client_id=args.client_id,
             stop=stop,
-        )
-    finally:
-        await producer.stop()
-    return 0
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
 """log_entries.hash without an index
 
 Nothing looks an entry up by its hash (the chain is walked by incident and seq), and the
-index cost every append a B-tree insert at a random place: dropping it took the ingest's
-in-process time from ~104 to ~91 µs per event (60,000 events in 1,000-event batches, five
-interleaved runs each).
+index cost every append a B-tree insert at a random place (the gain is in
+docs/performance.md).
 
 Revision ID: 0007_entry_hash_unindexed
 Revises: 0006_board
