@@ -255,6 +255,7 @@ def _build(data: dict[str, Any], source: str) -> Playbook:
         impact=dict(data.get("impact", {})),
         proximity=data.get("proximity", True),
         direct_to=data.get("direct_to", "kdi"),
+        owner=data.get("owner", "place"),
         next_update=parse_duration(data.get("next_update", "30m")),
         cards=tuple(
             Card(

@@ -26,7 +26,8 @@ from typing import Any
 
 from crisis.domain import rules
 from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status
-from crisis.sources.incident_types import incident_type_for
+from crisis.sources import catalogue
+from crisis.sources.catalogue import EventKind, incident_type_for
 
 # --- configuration and views ------------------------------------------------------------
 
@@ -102,71 +103,6 @@ Action = OpenIncident | AddEntry
 # --- classification ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AlarmRule:
-    """An alarm type: the incident type it opens, its default severity and Norwegian title."""
-
-    incident_type: str
-    severity: int
-    title: str  # str.format with {area} and {unit}
-    entry: str  # text of a joining source_event entry
-
-
-ALARM_RULES: dict[str, AlarmRule] = {
-    "sensor.breath_absent": AlarmRule(
-        "breath_motion_absent",
-        5,
-        "Mulig selvmord eller overdose: ingen pust registrert ({area}, {unit})",
-        "Pustesensor: ingen pust registrert ({area})",
-    ),
-    "sensor.motion_absent": AlarmRule(
-        "breath_motion_absent",
-        5,
-        "Mulig selvmord eller overdose: ingen bevegelse registrert ({area}, {unit})",
-        "Bevegelsessensor: ingen bevegelse registrert ({area})",
-    ),
-    "sensor.personal_alarm": AlarmRule(
-        "violence_threat", 4, "Personalarm utløst ({area}, {unit})", "Personalarm ({area})"
-    ),
-    "sensor.fire_alarm": AlarmRule("fire", 4, "Brannalarm ({area}, {unit})", "Brannalarm ({area})"),
-    "sensor.perimeter_breach": AlarmRule(
-        "escape", 4, "Perimeterbrudd – mulig rømning ({area}, {unit})", "Perimeterbrudd ({area})"
-    ),
-    "sensor.door_forced": AlarmRule(
-        "escape", 3, "Dør brutt opp ({area}, {unit})", "Dør brutt opp ({area})"
-    ),
-    "sensor.ek_tamper": AlarmRule(
-        "ek_breach",
-        3,
-        "Elektronisk kontroll: manipulering av fotlenke ({area}, {unit})",
-        "Fotlenke manipulert ({area})",
-    ),
-    "sensor.ek_zone_violation": AlarmRule(
-        "ek_breach",
-        3,
-        "Elektronisk kontroll: sonebrudd ({area}, {unit})",
-        "Sonebrudd ({area})",
-    ),
-    "sensor.ek_signal_lost": AlarmRule(
-        "ek_breach",
-        2,
-        "Elektronisk kontroll: signal tapt ({area}, {unit})",
-        "Signal fra fotlenke tapt ({area})",
-    ),
-    "sensor.reverse_violence_alarm": AlarmRule(
-        "reverse_violence_alarm",
-        5,
-        "Omvendt voldsalarm: forbudt person nærmer seg beskyttet person ({area}, {unit})",
-        "Omvendt voldsalarm ({area})",
-    ),
-}
-
-INFRASTRUCTURE_TYPE = "infrastructure_outage"
-MEDIA_STORM_TYPE = "media_storm"
-WEATHER_TYPE = "extreme_weather"
-#: A staff report whose category names no known kind of incident.
-STAFF_REPORT_TYPE = "staff_report"
-
 #: The fields that name where in a unit an alarm is, most specific first.
 AREA_FIELDS = ("cell", "door", "area", "zone", "department", "location", "tag")
 
@@ -198,12 +134,13 @@ _AWARENESS = {"yellow": 2, "gul": 2, "orange": 3, "oransje": 3, "red": 4, "rød"
 _CAP_SEVERITY = {"Minor": 2, "Moderate": 2, "Severe": 3, "Extreme": 4, "Unknown": 2}
 
 
-def cap_severity(data: Mapping[str, Any]) -> int:
+def cap_severity(data: Mapping[str, Any], default: int = 2) -> int:
+    """By the awareness level (yellow, orange, red), else the CAP severity, else ``default``."""
     level = str(data.get("awareness_level") or "").lower()
     for word, severity in _AWARENESS.items():
         if word in level:
             return severity
-    return _CAP_SEVERITY.get(str(data.get("severity")), 2)
+    return _CAP_SEVERITY.get(str(data.get("severity")), default)
 
 
 def _next_level(level: str) -> str | None:
@@ -244,20 +181,22 @@ class Correlator:
 
     def state_keys(self, event: Event) -> list[str]:
         """The state rows :meth:`handle` reads or writes for this event."""
-        rule = ALARM_RULES.get(event.type)
-        if rule is not None:
+        kind = catalogue.find(event.type)
+        rule = kind.correlation if kind is not None else None
+        if rule == "alarm":
+            assert kind is not None
             area = area_of(event.data)
             return [
-                correlation_key(rule.incident_type, event.unit, area, event.exercise),
+                correlation_key(kind.incident_type, event.unit, area, event.exercise),
                 f"storm:{event.source}",
             ]
-        if event.type == "report.incident":
+        if rule == "report":
             return [self._report_key(event), f"storm:{event.source}"]
-        if event.type == "sensor.heartbeat":
+        if rule == "heartbeat":
             return [self._gateway_key(event)]
-        if event.type == "media.article":
+        if rule == "media":
             return self._media_keys(event)
-        if event.type == "warning.cap":
+        if rule == "cap":
             ids = [str(event.data.get("identifier", ""))]
             ids += [_cap_identifier(r) for r in event.data.get("references", [])]
             return [self._cap_key(event, i) for i in ids]
@@ -289,22 +228,25 @@ class Correlator:
     def handle(
         self, event: Event, state: State, incidents: MutableMapping[str, IncidentView]
     ) -> list[Action]:
-        rule = ALARM_RULES.get(event.type)
-        if rule is not None:
+        """The actions for one event, by its type's correlation rule in the catalogue."""
+        kind = catalogue.find(event.type)
+        if kind is None:
+            return []
+        if kind.correlation == "alarm":
             area = area_of(event.data)
             name = self.unit_name(event.unit)
             return self._correlate(
                 event,
                 state,
                 incidents,
-                key=correlation_key(rule.incident_type, event.unit, area, event.exercise),
-                incident_type=rule.incident_type,
-                severity=rule.severity,
-                title=rule.title.format(area=area or "hele enheten", unit=name),
-                entry_text=rule.entry.format(area=area or "hele enheten"),
+                key=correlation_key(kind.incident_type, event.unit, area, event.exercise),
+                incident_type=kind.incident_type,
+                severity=kind.severity,
+                title=kind.title.format(area=area or "hele enheten", unit=name),
+                entry_text=kind.entry.format(area=area or "hele enheten"),
                 area=area or None,
             )
-        if event.type == "report.incident":
+        if kind.correlation == "report":
             category = str(event.data.get("category", ""))
             place = str(event.data.get("place", ""))
             return self._correlate(
@@ -312,18 +254,20 @@ class Correlator:
                 state,
                 incidents,
                 key=self._report_key(event),
-                incident_type=incident_type_for(event.type, event.data) or STAFF_REPORT_TYPE,
-                severity=int(event.data.get("severity") or 3),
-                title=f"Hendelsesrapport: {category} – {place} ({self.unit_name(event.unit)})",
+                incident_type=incident_type_for(event.type, event.data) or kind.incident_type,
+                severity=int(event.data.get("severity") or kind.severity),
+                title=kind.title.format(
+                    category=category, place=place, unit=self.unit_name(event.unit)
+                ),
                 entry_text=f"Rapport: {event.data.get('what', '')}"[:2000],
                 area=place or None,
             )
-        if event.type == "sensor.heartbeat":
+        if kind.correlation == "heartbeat":
             return self._heartbeat(event, state, incidents)
-        if event.type == "media.article":
-            return self._media(event, state, incidents)
-        if event.type == "warning.cap":
-            return self._cap(event, state, incidents)
+        if kind.correlation == "media":
+            return self._media(kind, event, state, incidents)
+        if kind.correlation == "cap":
+            return self._cap(kind, event, state, incidents)
         return []
 
     @staticmethod
@@ -542,25 +486,23 @@ class Correlator:
         gateway = str(entry["gateway"])
         unit = str(entry["unit"])
         silent = now - float(entry["last"])
+        kind = catalogue.HEARTBEAT
         pseudo = Event(
             source=f"/crisis/heartbeat-monitor/{gateway}",
             id=f"silence-{gateway}-{int(entry['last'])}",
-            type="sensor.heartbeat",
+            type=kind.name,
             unit=unit,
             time=now,
             data={"gateway": gateway},
             exercise=entry.get("exercise"),
         )
-        title = (
-            f"IKT-bortfall: gateway {gateway} har sluttet å sende hjerteslag "
-            f"({self.unit_name(unit)})"
-        )
+        title = kind.title.format(gateway=gateway, unit=self.unit_name(unit))
         opened = self._open(
             pseudo,
             incidents,
-            incident_type=INFRASTRUCTURE_TYPE,
+            incident_type=kind.incident_type,
             title=title,
-            severity=3,
+            severity=kind.severity,
             area=gateway,
             text=f"{title}: ingen hjerteslag på {silent:.0f} s "
             f"(forventet hvert {float(entry['interval']):g}. s)",
@@ -572,7 +514,11 @@ class Correlator:
     # -- media -----------------------------------------------------------------------------
 
     def _media(
-        self, event: Event, state: State, incidents: MutableMapping[str, IncidentView]
+        self,
+        kind: EventKind,
+        event: Event,
+        state: State,
+        incidents: MutableMapping[str, IncidentView],
     ) -> list[Action]:
         if event.data.get("sentiment") != "negative":
             return []
@@ -629,17 +575,17 @@ class Correlator:
                         view.level = target_level
                     entry["since"] = 0
             elif len(times) >= cfg.media_threshold:
-                name = self.unit_name(target_unit)
-                title = (
-                    f"Mediestorm: {len(times)} negative saker om {name} siste "
-                    f"{cfg.media_window_seconds / 60:g} min"
+                title = kind.title.format(
+                    articles=len(times),
+                    unit=self.unit_name(target_unit),
+                    minutes=cfg.media_window_seconds / 60,
                 )
                 opened = self._open(
                     event,
                     incidents,
-                    incident_type=MEDIA_STORM_TYPE,
+                    incident_type=kind.incident_type,
                     title=title,
-                    severity=3,
+                    severity=kind.severity,
                     area=None,
                     unit=target_unit,
                     text=f"{title} (kommunikasjonskrise)",
@@ -653,7 +599,11 @@ class Correlator:
     # -- CAP warnings ----------------------------------------------------------------------
 
     def _cap(
-        self, event: Event, state: State, incidents: MutableMapping[str, IncidentView]
+        self,
+        kind: EventKind,
+        event: Event,
+        state: State,
+        incidents: MutableMapping[str, IncidentView],
     ) -> list[Action]:
         data = event.data
         status = data.get("status")
@@ -693,13 +643,13 @@ class Correlator:
             state[own_key] = {"incident": existing.id}
             word = "Oppdatert farevarsel" if msg_type == "Update" else "Farevarsel"
             return [self._source_entry(event, existing.id, f"{word}: {headline}")]
-        title = f"Farevarsel: {headline} ({self.unit_name(event.unit)})"
+        title = kind.title.format(headline=headline, unit=self.unit_name(event.unit))
         opened = self._open(
             event,
             incidents,
-            incident_type=WEATHER_TYPE,
+            incident_type=kind.incident_type,
             title=title,
-            severity=cap_severity(data),
+            severity=cap_severity(data, kind.severity),
             area=str(data.get("area_desc") or "")[:120] or None,
             text=f"{title}. {data.get('description') or ''}".strip()[:2000],
             data={"cap_identifier": identifier, "cap_sender": data.get("sender")},

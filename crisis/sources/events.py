@@ -1,8 +1,9 @@
-"""The event envelope (CloudEvents 1.0, structured mode) and the data of every event type.
+"""The event envelope (CloudEvents 1.0, structured mode) and its validation.
 
 One module is the single definition used by the HTTP ingest, the bridges and the stream
-agents, so an event is judged the same wherever it enters. Validation is strict: unknown
-types, unknown fields and wrong values are rejected with ``{index, field, message}``.
+agents, so an event is judged the same wherever it enters. The types and the model of each
+type's ``data`` are the catalogue's (:mod:`crisis.sources.catalogue`). Validation is strict:
+unknown types, unknown fields and wrong values are rejected with ``{index, field, message}``.
 """
 
 from __future__ import annotations
@@ -20,147 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-PREFIX = "no.kriminalomsorgen."
+from crisis.sources.catalogue import EVENT_TYPES, PREFIX
 
-SENSOR_TYPES = (
-    "breath_absent",
-    "motion_absent",
-    "personal_alarm",
-    "fire_alarm",
-    "perimeter_breach",
-    "door_forced",
-    "ek_tamper",
-    "ek_zone_violation",
-    "ek_signal_lost",
-    "reverse_violence_alarm",
-    "heartbeat",
-)
-
-
-class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CellSensorData(_Data):
-    """Breath or motion sensor in a cell: no breathing / no motion for a while."""
-
-    cell: str = Field(min_length=1, max_length=40)
-    department: str | None = Field(default=None, max_length=80)
-    seconds_without_breath: int | None = Field(default=None, ge=0)
-    seconds_without_motion: int | None = Field(default=None, ge=0)
-
-
-class PersonalAlarmData(_Data):
-    staff_id: str | None = Field(default=None, max_length=80)
-    area: str | None = Field(default=None, max_length=80)
-    department: str | None = Field(default=None, max_length=80)
-    location: str | None = Field(default=None, max_length=200)
-
-
-class ZoneData(_Data):
-    """Fire alarm, perimeter breach, forced door: a zone, area or door of the unit."""
-
-    zone: str | None = Field(default=None, max_length=80)
-    area: str | None = Field(default=None, max_length=80)
-    door: str | None = Field(default=None, max_length=80)
-    department: str | None = Field(default=None, max_length=80)
-    detail: str | None = Field(default=None, max_length=500)
-
-
-class AnkleTagData(_Data):
-    """Electronic monitoring (EK): the tag and, for zone events, the zone."""
-
-    tag: str = Field(min_length=1, max_length=80)
-    client_ref: str | None = Field(default=None, max_length=80)
-    zone: str | None = Field(default=None, max_length=80)
-    battery_percent: int | None = Field(default=None, ge=0, le=100)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-
-
-class ReverseViolenceData(AnkleTagData):
-    protected_person_ref: str | None = Field(default=None, max_length=80)
-    distance_m: float | None = Field(default=None, ge=0)
-
-
-class HeartbeatData(_Data):
-    gateway: str = Field(min_length=1, max_length=120)
-    interval_seconds: int = Field(default=60, ge=1, le=3600)
-
-
-class IncidentReportData(_Data):
-    """A staff report: anyone may report (alle har ansvar)."""
-
-    category: str = Field(min_length=1, max_length=80)
-    place: str = Field(min_length=1, max_length=200)
-    what: str = Field(min_length=1, max_length=10_000)
-    affected: str | None = Field(default=None, max_length=2_000)
-    reporter: str | None = Field(default=None, max_length=120)
-    severity: int | None = Field(default=None, ge=1, le=5)
-
-
-class MediaArticleData(_Data):
-    url: str = Field(min_length=1, max_length=2_000)
-    title: str = Field(min_length=1, max_length=500)
-    outlet: str | None = Field(default=None, max_length=200)
-    published: datetime | None = None
-    summary: str | None = Field(default=None, max_length=10_000)
-    sentiment: Literal["positive", "neutral", "negative"] = "neutral"
-    key_media: bool = False
-    mentions_units: list[str] = Field(default_factory=list)
-    mentions_incidents: list[str] = Field(default_factory=list)
-
-
-class CapWarningData(_Data):
-    """One CAP 1.2 alert as it concerns one unit (the CAP ingest splits per affected unit)."""
-
-    identifier: str = Field(min_length=1, max_length=500)
-    sender: str = Field(min_length=1, max_length=500)
-    sent: datetime
-    status: Literal["Actual", "Exercise", "System", "Test", "Draft"]
-    msg_type: Literal["Alert", "Update", "Cancel", "Ack", "Error"]
-    references: list[str] = Field(default_factory=list)
-    event: str = Field(min_length=1, max_length=500)
-    severity: Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"] = "Unknown"
-    urgency: str | None = Field(default=None, max_length=40)
-    certainty: str | None = Field(default=None, max_length=40)
-    headline: str | None = Field(default=None, max_length=1_000)
-    description: str | None = Field(default=None, max_length=10_000)
-    instruction: str | None = Field(default=None, max_length=10_000)
-    area_desc: str | None = Field(default=None, max_length=2_000)
-    awareness_level: str | None = Field(default=None, max_length=120)
-    language: str | None = Field(default=None, max_length=20)
-    headline_en: str | None = Field(default=None, max_length=1_000)
-    description_en: str | None = Field(default=None, max_length=10_000)
-    onset: datetime | None = None
-    expires: datetime | None = None
-    # Added with the CAP ingest (crisis/sources/cap.py):
-    awareness_type: str | None = Field(default=None, max_length=120)
-    instruction_en: str | None = Field(default=None, max_length=10_000)
-    web: str | None = Field(default=None, max_length=2_000)
-    referenced_identifiers: list[str] = Field(default_factory=list)
-    in_area: bool = Field(
-        default=True, description="False: named only because a referenced alert reached it."
-    )
-
-
-#: Full type name → the model of its ``data``.
-EVENT_TYPES: dict[str, type[_Data]] = {
-    PREFIX + "sensor.breath_absent": CellSensorData,
-    PREFIX + "sensor.motion_absent": CellSensorData,
-    PREFIX + "sensor.personal_alarm": PersonalAlarmData,
-    PREFIX + "sensor.fire_alarm": ZoneData,
-    PREFIX + "sensor.perimeter_breach": ZoneData,
-    PREFIX + "sensor.door_forced": ZoneData,
-    PREFIX + "sensor.ek_tamper": AnkleTagData,
-    PREFIX + "sensor.ek_zone_violation": AnkleTagData,
-    PREFIX + "sensor.ek_signal_lost": AnkleTagData,
-    PREFIX + "sensor.reverse_violence_alarm": ReverseViolenceData,
-    PREFIX + "sensor.heartbeat": HeartbeatData,
-    PREFIX + "report.incident": IncidentReportData,
-    PREFIX + "media.article": MediaArticleData,
-    PREFIX + "warning.cap": CapWarningData,
-}
+__all__ = ["EVENT_TYPES", "PREFIX", "Envelope", "EventError", "event_json_schema", "validate_event"]
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CORE = {

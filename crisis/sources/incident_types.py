@@ -4,15 +4,13 @@ It lives in the core so that both name an incident the same way: the correlation
 incidents with these types and the playbook library handles exactly these types.
 
 One name per kind of incident. The stream worker opens an incident with ``type`` set to one of
-:data:`INCIDENT_TYPE_LABELS`; :func:`incident_type_for` maps an event (type and data) to it.
+:data:`INCIDENT_TYPE_LABELS`; which event signals which type is the event-type catalogue's
+(:func:`crisis.sources.catalogue.incident_type_for`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
-
-from crisis.sources.events import PREFIX
+from typing import Final
 
 #: incident type → (bokmål, English) label.
 INCIDENT_TYPE_LABELS: Final[dict[str, tuple[str, str]]] = {
@@ -47,26 +45,6 @@ INCIDENT_TYPE_LABELS: Final[dict[str, tuple[str, str]]] = {
         "Sikkerhetspolitisk hendelse (terror, sabotasje, statlig trussel)",
         "Security-political incident (terror, sabotage, state threat)",
     ),
-}
-
-#: Event type (``crisis.events.EVENT_TYPES``) → incident type. Staff reports are refined by
-#: their category (:data:`REPORT_CATEGORIES`); a heartbeat maps to an outage only when the
-#: correlation finds the gateway silent (a heartbeat that arrives is no incident).
-INCIDENT_TYPES: Final[dict[str, str]] = {
-    PREFIX + "sensor.breath_absent": "breath_motion_absent",
-    PREFIX + "sensor.motion_absent": "breath_motion_absent",
-    PREFIX + "sensor.personal_alarm": "violence_threat",
-    PREFIX + "sensor.fire_alarm": "fire",
-    PREFIX + "sensor.perimeter_breach": "escape",
-    PREFIX + "sensor.door_forced": "escape",
-    PREFIX + "sensor.ek_tamper": "ek_breach",
-    PREFIX + "sensor.ek_zone_violation": "ek_breach",
-    PREFIX + "sensor.ek_signal_lost": "ek_breach",
-    PREFIX + "sensor.reverse_violence_alarm": "reverse_violence_alarm",
-    PREFIX + "sensor.heartbeat": "infrastructure_outage",
-    PREFIX + "report.incident": "staff_report",
-    PREFIX + "media.article": "media_storm",
-    PREFIX + "warning.cap": "extreme_weather",
 }
 
 #: A staff report's ``category`` (lower-case, bokmål or English) → incident type.
@@ -119,13 +97,3 @@ REPORT_CATEGORIES: Final[dict[str, str]] = {
 #: Incident types whose playbook sets ``proximity: false``: the stream worker should open them
 #: with ``security_political=True`` so they may go straight to KDI and JD.
 SECURITY_POLITICAL_TYPES: Final[frozenset[str]] = frozenset({"security_political"})
-
-
-def incident_type_for(event_type: str, data: Mapping[str, Any] | None = None) -> str | None:
-    """The incident type an event signals (full or short event type); None if unknown."""
-    full = event_type if event_type.startswith(PREFIX) else PREFIX + event_type
-    kind = INCIDENT_TYPES.get(full)
-    if kind == "staff_report":
-        category = str((data or {}).get("category", "")).strip().lower()
-        return REPORT_CATEGORIES.get(category)
-    return kind

@@ -6,7 +6,6 @@ import itertools
 from typing import Any
 
 from crisis.domain.correlation import (
-    ALARM_RULES,
     AddEntry,
     CorrelationConfig,
     Correlator,
@@ -15,8 +14,10 @@ from crisis.domain.correlation import (
     OpenIncident,
 )
 from crisis.domain.vocabulary import EntryKind, Status
+from crisis.sources import catalogue
 
 T0 = 1_800_000_000.0
+ALARMS = [k for k in catalogue.kinds() if k.correlation == "alarm"]
 
 
 class World:
@@ -110,15 +111,15 @@ def test_breath_absent_opens_most_severe_class_at_once() -> None:
     # motion absent in the same cell joins the same incident
     w.feed(ev("sensor.motion_absent", T0 + 3, cell="A2-114"))
     assert len(w.opened()) == 1
-    assert max(r.severity for r in ALARM_RULES.values()) == 5
+    assert max(k.severity for k in ALARMS) == 5
 
 
 def test_every_alarm_type_has_norwegian_title_and_severity() -> None:
-    for type_, rule in ALARM_RULES.items():
+    for kind in ALARMS:
         w = World()
-        (opened,) = w.feed(ev(type_, T0, area="X", tag="T1", cell="C1"))
+        (opened,) = w.feed(ev(kind.name, T0, area="X", tag="T1", cell="C1"))
         assert isinstance(opened, OpenIncident)
-        assert opened.type == rule.incident_type and opened.severity == rule.severity
+        assert opened.type == kind.incident_type and opened.severity == kind.severity
         assert opened.title and "{" not in opened.title
 
 
@@ -288,10 +289,11 @@ def test_report_opens_incident_with_reported_severity() -> None:
 
 def test_correlation_opens_incidents_with_the_playbooks_vocabulary() -> None:
     """Every alarm opens an incident of the type the playbook library handles."""
-    from crisis.domain.correlation import ALARM_RULES, MEDIA_STORM_TYPE, WEATHER_TYPE
-    from crisis.sources.events import PREFIX
-    from crisis.sources.incident_types import INCIDENT_TYPE_LABELS, incident_type_for
+    from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
 
-    for event_type, rule in ALARM_RULES.items():
-        assert rule.incident_type == incident_type_for(PREFIX + event_type), event_type
-    assert {MEDIA_STORM_TYPE, WEATHER_TYPE} <= set(INCIDENT_TYPE_LABELS)
+    for kind in ALARMS:
+        w = World()
+        (opened,) = w.feed(ev(kind.name, T0, area="X"))
+        assert isinstance(opened, OpenIncident)
+        assert opened.type == catalogue.incident_type_for(kind.type), kind.name
+        assert opened.type in INCIDENT_TYPE_LABELS, kind.name
