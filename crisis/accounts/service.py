@@ -39,7 +39,7 @@ from crisis.log.models import Incident
 from crisis.settings import Settings
 from crisis.store.db import upsert_insert
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crisis.accounts")
 
 _hasher = PasswordHasher()
 

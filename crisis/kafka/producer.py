@@ -37,7 +37,7 @@ from crisis.log.models import RawEvent
 from crisis.sources.events import Envelope
 from crisis.sources.models import DeadLetter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crisis.producer")
 
 OUTBOX_FILE = "outbox.db"
 
