@@ -21,11 +21,12 @@ venv: $(STAMP)
 run: venv
 	$(BIN)/crisis up
 
-## lint: ruff and mypy over the packages (part of `make test`)
+## lint: ruff, mypy and the import-linter layering contract over the packages (part of `make test`)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format .
@@ -37,19 +38,19 @@ test: lint
 
 ## bench: throughput and latency benchmarks (not part of `make test`)
 bench: venv
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m bench
 
 ## properties: the safety-rule property test at full size (200 random runs per database)
 properties: venv
-	CRISIS_PROPERTY_EXAMPLES=200 $(BIN)/python -m pytest tests/test_safety_properties.py
+	CRISIS_PROPERTY_EXAMPLES=200 $(BIN)/python -m pytest tests/system/test_safety_properties.py
 
 ## faults: issue 14's fault scenarios through `crisis up` at full size (also part of `make test`, smaller)
 faults: venv
-	CRISIS_FAULT_EVENTS=20000 $(BIN)/python -m pytest -m faults tests/test_faults.py -s
+	CRISIS_FAULT_EVENTS=20000 $(BIN)/python -m pytest -m faults tests/system/test_faults.py -s
 
 ## fuzz: schemathesis against the running server with a bigger budget than `make test` gives it
 fuzz: venv
-	CRISIS_FUZZ_EXAMPLES=200 CRISIS_FUZZ_EVENTS_COVERAGE=1 $(BIN)/python -m pytest -m fuzz tests/test_api_fuzz.py -s
+	CRISIS_FUZZ_EXAMPLES=200 CRISIS_FUZZ_EVENTS_COVERAGE=1 $(BIN)/python -m pytest -m fuzz tests/web/test_api_fuzz.py -s
 
 ## audit: pip-audit over .venv's packages; exceptions with reasons in .ci/pip-audit-ignore.txt
 audit: venv

@@ -25,12 +25,13 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import accounts, privacy
-from crisis.anchor import AnchorLog, anchor_every, anchor_once, anchor_path, verify_anchored
-from crisis.backup import backup, restore
-from crisis.db import make_engine, make_sessionmaker, migrate, migrate_database
-from crisis.organisation import OrganisationError, load_organisation
+from crisis.accounts import service as accounts
+from crisis.domain.organisation import OrganisationError, load_organisation
+from crisis.log import privacy
+from crisis.log.anchor import AnchorLog, anchor_every, anchor_once, anchor_path, verify_anchored
+from crisis.log.backup import backup, restore
 from crisis.settings import WORKER_ROLE_HELP, WORKER_ROLES, Settings
+from crisis.store.db import make_engine, make_sessionmaker, migrate, migrate_database
 
 LOGIN_FILE = "login.txt"
 OSLO = ZoneInfo("Europe/Oslo")
@@ -266,7 +267,7 @@ async def ensure_demo_login(settings: Settings) -> tuple[str, str] | None:
         async with make_sessionmaker(engine)() as session:
             from sqlmodel import select
 
-            from crisis.models import User
+            from crisis.accounts.models import User
 
             if (await session.exec(select(User))).first() is None:
                 password = secrets.token_urlsafe(12)
@@ -296,9 +297,9 @@ def _http_ok(url: str) -> bool:
 def up(args: argparse.Namespace) -> int:
     """Broker (unless CRISIS_KAFKA_BOOTSTRAP), workers, dispatcher, web and the log anchor as
     one supervised tree (crisis.supervisor): a dead part is restarted; Ctrl-C drains and stops."""
-    from crisis.heartbeat import DRAINING_FILE
-    from crisis.producer import OUTBOX_FILE
-    from crisis.supervisor import Part, Supervisor
+    from crisis.kafka.producer import OUTBOX_FILE
+    from crisis.runtime.heartbeat import DRAINING_FILE
+    from crisis.runtime.supervisor import Part, Supervisor
 
     settings = _settings(args.data_dir)
     try:
@@ -321,7 +322,7 @@ def up(args: argparse.Namespace) -> int:
     broker = None
     parts: list[Part] = []
     if not settings.kafka_bootstrap:
-        from crisis.broker import EmbeddedBroker
+        from crisis.kafka.broker import EmbeddedBroker
 
         broker = EmbeddedBroker(log_path=logs / "broker.log", die_with_parent=True)
         env["CRISIS_KAFKA_BOOTSTRAP"] = broker.bootstrap

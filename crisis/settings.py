@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         description="Request body cap of every write but ingest's (which has its own); past it"
         " the API answers 413 and keeps nothing.",
     )
-    # --- login, sessions, tokens (web/auth.py, crisis/accounts.py) ---
+    # --- login, sessions, tokens (web/auth.py, crisis/accounts/service.py) ---
     login_concurrency: int = Field(
         default=2,
         ge=1,
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         le=19,
         description="Nice value the reactions process (role reactions) gives itself; 0 leaves it."
         " Not the default: a niced reactions process holds SQLite's writer longer while others"
-        " have the CPU, and the ingest waits for it (measured).",
+        " have the CPU, and the ingest waits for it (docs/performance.md).",
     )
     reaction_max_interval: float = Field(
         default=5.0,

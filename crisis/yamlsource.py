@@ -2,7 +2,7 @@
 
 The organisation file and the playbooks are written by people. A bare traceback helps nobody,
 so loaders compose the YAML once (nodes carry line marks), then map each problem's JSON path
-back to a line. Same approach as :mod:`crisis.organisation`, without its vocabulary.
+back to a line. The organisation file, the playbooks and the recipients file share this.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import jsonschema
 import yaml
 
 PathElement = str | int
@@ -70,6 +71,9 @@ def parse(source: str | Path, text: str, error: type[SourceError]) -> tuple[yaml
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "unreadable YAML"
+        if exc.problem and exc.context:
+            where = f" that starts at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            message = f"{exc.problem} ({exc.context}{where})"
         raise error(
             f"invalid YAML: {message}", path=source, line=mark.line + 1 if mark else None
         ) from None
@@ -133,7 +137,9 @@ def describe(value: Any) -> str:
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
-        return f"boolean {value} (YAML reads unquoted yes/no/on/off as booleans; quote it)"
+        return (
+            f"boolean {value} (YAML reads unquoted yes/no/on/off/true/false as booleans; quote it)"
+        )
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -151,6 +157,12 @@ _TYPE_NAMES: Final[dict[str, str]] = {
     "integer": "an integer",
     "boolean": "true/false",
 }
+
+
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """A draft 2020-12 validator for ``schema``, after checking the schema itself."""
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
 
 
 def schema_problems(validator: Any, data: Any, root: yaml.Node | None) -> Iterator[Problem]:
@@ -181,6 +193,12 @@ def schema_problems(validator: Any, data: Any, root: yaml.Node | None) -> Iterat
                 line_of(root, path),
                 f"invalid value {instance!r} (allowed: {allowed_values})",
             )
+        elif kind == "const":
+            yield (
+                path,
+                line_of(root, path),
+                f"must be {error.validator_value!r}, not {instance!r}",
+            )
         elif kind == "type":
             expected = _TYPE_NAMES.get(str(error.validator_value), str(error.validator_value))
             yield path, line_of(root, path), f"expected {expected}, got {describe(instance)}"
@@ -192,6 +210,8 @@ def schema_problems(validator: Any, data: Any, root: yaml.Node | None) -> Iterat
                 line_of(root, path),
                 f"{instance!r} is out of range ({kind} {error.validator_value})",
             )
+        elif kind == "minItems" and error.validator_value == 1:
+            yield path, line_of(root, path, at_key=True), "must list at least one entry"
         elif kind == "minItems":
             yield path, line_of(root, path), f"must list at least {error.validator_value} entry"
         elif kind in ("minProperties", "maxProperties"):

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 
-from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.heartbeat import beat_forever
+from crisis.runtime.heartbeat import beat_forever
 from crisis.settings import Settings
+from crisis.store.db import make_engine, make_sessionmaker, migrate
 from notifiers.config import NotifyConfigError, load_notify_config
 from notifiers.dispatcher import Dispatcher, freeze_startup_heap
 

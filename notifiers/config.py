@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from crisis.organisation import format_field
+from crisis.yamlsource import format_field
 
 #: Stakeholder group kinds (DOMAIN.md, "Crisis communication").
 GroupKind = Literal[

@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.models import Incident
-from crisis.sqltypes import utcnow
+from crisis.clock import utcnow
+from crisis.log.models import Incident
 from notifiers import channels, logbook, rendering, service, sms, webhook
 from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
 from notifiers.models import (

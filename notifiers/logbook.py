@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis.domain.rules import NOTIFIER_ACTOR
+from crisis.domain.vocabulary import EntryKind
 from crisis.log.append import EntrySpec, append_bulk
-from crisis.models import EntryKind
-from crisis.rules import NOTIFIER_ACTOR
 
 
 @dataclass

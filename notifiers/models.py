@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from crisis.sqltypes import UTCDateTime, utcnow
+from crisis.clock import utcnow
+from crisis.store.sqltypes import UTCDateTime
 
 
 class MessageStatus(StrEnum):

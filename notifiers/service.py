@@ -26,9 +26,9 @@ from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis.clock import as_utc, utcnow
 from crisis.log import IncidentNotFound
-from crisis.models import Incident, LogEntry
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import Incident, LogEntry
 from notifiers import logbook, rendering
 from notifiers.config import (
     APPROVAL_KINDS,

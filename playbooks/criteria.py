@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from crisis.models import EntryKind, Incident, LogEntry
-from crisis.sqltypes import as_utc
+from crisis.clock import as_utc
+from crisis.domain.vocabulary import EntryKind
+from crisis.log.models import Incident, LogEntry
 from playbooks.duration import iso_duration, parse_duration
 from playbooks.model import ESCALATION_LEVELS, Condition, Criteria, Playbook
 

@@ -21,19 +21,20 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import log, rules
-from crisis.incident_types import incident_type_for
+from crisis import log
+from crisis.clock import as_utc, utcnow
+from crisis.domain import rules
+from crisis.domain.organisation import Organisation, Person, Unit
+from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status
 from crisis.log.append import EntrySpec, append, append_many, lock_incidents
 from crisis.log.chain import format_time
-from crisis.models import LEVEL_ORDER, EntryKind, Incident, Level, LogEntry, Status
-from crisis.organisation import Organisation, Person, Unit
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import Incident, LogEntry
+from crisis.sources.catalogue import incident_type_for
 from playbooks.criteria import evaluate, event_view, facts_of, required_level, time_limits
 from playbooks.duration import iso_duration
 from playbooks.model import Card, Library, Playbook, RoleRef
 
 _UNIT_IN_SOURCE = re.compile(r"/units/([a-z0-9-]+)")
-EK_TYPES = frozenset({"ek_breach", "reverse_violence_alarm"})
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,13 @@ def resolve(
 
 
 def responsible_unit(
-    incident: Incident, opening: Mapping[str, Any], org: Organisation, kind: str
+    incident: Incident, opening: Mapping[str, Any], org: Organisation, playbook: Playbook
 ) -> tuple[Unit, str]:
-    """The unit responsible for the place or person the event concerns, and why."""
+    """The unit responsible for the place or person the event concerns, and why.
+
+    The playbook's ``owner`` rule decides; an event about an ankle tag is the probation
+    office's whatever the playbook, and a cell's is its prison's.
+    """
     view = event_view(opening)
     candidates = [view.unit]
     if view.source:
@@ -103,7 +108,7 @@ def responsible_unit(
         raise LookupError(f"no unit of the organisation for incident {incident.id}")
     unit = org.unit(unit_id)
     tag = view.data.get("tag")
-    if kind in EK_TYPES or tag:
+    if playbook.owner == "probation_office" or tag:
         if unit.kind == "probation_office":
             return unit, f"fotlenke {tag or ''} følges opp av {unit.name}".replace("  ", " ")
         offices = [u for u in org.units_in_region(unit.region) if u.kind == "probation_office"]
@@ -116,11 +121,11 @@ def responsible_unit(
     cell = view.data.get("cell")
     if cell:
         return unit, f"celle {cell} tilhører {unit.name}"
-    if kind == "extreme_weather":
+    if playbook.owner == "warning_area":
         return unit, f"farevarselet gjelder området til {unit.name}"
     raw_mentions = view.data.get("mentions_units")
     mentions = [u for u in raw_mentions if u in org.units] if isinstance(raw_mentions, list) else []
-    if kind == "media_storm" and mentions and not view.unit:
+    if playbook.owner == "mentioned_unit" and mentions and not view.unit:
         return org.unit(mentions[0]), f"omtalen gjelder {org.unit(mentions[0]).name}"
     return unit, f"hendelsen skjedde ved {unit.name}"
 
@@ -188,7 +193,7 @@ async def _setup(
     owner_decided = any(e.kind == EntryKind.DECISION and "new_owner" in e.data for e in entries)
     owner_id = incident.unit
     if "owner" not in done and not owner_decided:
-        unit, why = responsible_unit(incident, opening, org, kind)
+        unit, why = responsible_unit(incident, opening, org, playbook)
         role, person = unit.accountable_person()
         if (incident.unit, incident.accountable_role, incident.accountable_person) != (
             unit.id,

@@ -13,13 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
-from crisis import rules
-from crisis.incident_types import INCIDENT_TYPE_LABELS
-from crisis.models import IMPACT_DIMENSIONS
-from crisis.organisation import BODY_ROLES, COOPERATING_ACTOR_KINDS, DAILY_ROLES, Organisation
+from crisis.domain import rules
+from crisis.domain.organisation import (
+    BODY_ROLES,
+    COOPERATING_ACTOR_KINDS,
+    DAILY_ROLES,
+    Organisation,
+)
+from crisis.domain.vocabulary import IMPACT_DIMENSIONS
+from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
 from crisis.yamlsource import (
     JsonPath,
     Problem,
@@ -29,6 +33,7 @@ from crisis.yamlsource import (
     parse,
     raise_if_any,
     schema_problems,
+    schema_validator,
 )
 from playbooks.duration import parse_duration
 from playbooks.model import (
@@ -62,9 +67,7 @@ def schema_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    schema = json.loads(schema_path().read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return schema_validator(json.loads(schema_path().read_text(encoding="utf-8")))
 
 
 # -- cross-checks ------------------------------------------------------------------------
@@ -252,6 +255,7 @@ def _build(data: dict[str, Any], source: str) -> Playbook:
         impact=dict(data.get("impact", {})),
         proximity=data.get("proximity", True),
         direct_to=data.get("direct_to", "kdi"),
+        owner=data.get("owner", "place"),
         next_update=parse_duration(data.get("next_update", "30m")),
         cards=tuple(
             Card(

@@ -121,6 +121,7 @@ class Playbook:
     impact: dict[str, int] = field(default_factory=dict)
     proximity: bool = True
     direct_to: str = "kdi"
+    owner: str = "place"  # who owns a new incident: the schema's ``owner`` (ansvarsprinsippet)
     next_update: timedelta = timedelta(minutes=30)
     cooperation: tuple[Contact, ...] = ()
     notifications: tuple[Notification, ...] = ()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from crisis import topics
+from crisis.kafka import topics
 from streams.app import CrisisFaustApp
 from streams.batches import BatchConsumer, BatchPublisher, offsets_by_partition
 from streams.metrics import WorkerMetrics
@@ -134,9 +134,9 @@ def attach_agents(
 
     async def publish_now() -> None:
         """The batch's entries onto ``crisis.log`` before the next batch: a separate task woken
-        for it waited behind every batch for each step of a publish (feed p50 0.2-0.9 s at
-        1,000 events/s). Waited for at most ``relay_wait`` seconds, so a slow ``crisis.log``
-        never holds up the ingest; the relay task finishes and retries what is left."""
+        for it waited behind every batch for each step of a publish. Waited for at most
+        ``relay_wait`` seconds, so a slow ``crisis.log`` never holds up the ingest; the relay
+        task finishes and retries what is left."""
         try:
             await asyncio.wait_for(asyncio.shield(relay.drain()), relay_wait)
         except Exception as exc:  # timeout or publish error: the relay task takes over

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from crisis import topics
+from crisis.kafka import topics
 
 __all__ = [
     "DLQ_TOPIC",
@@ -78,10 +78,9 @@ def faust_settings(
     return settings
 
 
-#: How long a fetch may wait at the broker for new records. Faust hard-codes 1,500 ms; the
-#: broker should answer as soon as a record arrives, but measured on Tansu (4 partitions,
-#: 1,000 events/s) records reached the agent in bursts ~1-1.5 s apart, so produce→committed
-#: p50 was ~1 s. Idle cost of 20 ms: ~50 small fetch round trips a second per consumer.
+#: How long a fetch may wait at the broker for new records. Faust hard-codes 1,500 ms, and
+#: on Tansu records then reached the worker in bursts about that far apart. The idle cost of
+#: 20 ms: about 50 small fetch round trips a second per consumer.
 FETCH_MAX_WAIT_MS = 20
 
 

@@ -1,16 +1,13 @@
 """Topics read and written in batches on the worker's hot paths.
 
 Why not a Faust agent: Faust hands an agent its records one at a time (consumer thread →
-conductor → channel queue → stream → ``take`` buffer). On the 2-core benchmark VM that costs
-≈ 270 µs a record, so a bare Faust agent that only decodes tops out at 3,200–3,800 records/s
-(``python -m tests.bench pipeline``, row (a)) — less than the worker's own work per event.
-aiokafka's ``getmany`` returns what a fetch brought as lists (70,000–100,000 records/s decoded,
-row (a')). The worker stays a Faust app (timers, tasks, producer); the readers run as its
-tasks, each in its own consumer group.
+conductor → channel queue → stream → ``take`` buffer), which costs more per record than the
+worker's own work per event. aiokafka's ``getmany`` returns what a fetch brought as lists.
+The worker stays a Faust app (timers, tasks, producer); the readers run as its tasks, each in
+its own consumer group. Figures: docs/performance.md.
 
 ``BatchPublisher``: the relay's records (and dead letters) go out as one aiokafka batch per
-partition (one future per batch, not per record); per-record ``send`` was a fifth of the
-ingest worker's CPU in the profile.
+partition (one future per batch, not per record), far cheaper than a ``send`` per record.
 
 Guarantees are the agent's: offsets are committed only after ``handle`` returned, so a crash
 redelivers the batch (at-least-once) and the idempotent writes make the replay a no-op; a

@@ -18,9 +18,10 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.models import EntryKind, Incident, LogEntry
-from crisis.rules import is_rule_actor
-from crisis.sqltypes import as_utc, utcnow
+from crisis.clock import as_utc, utcnow
+from crisis.domain.rules import is_rule_actor
+from crisis.domain.vocabulary import EntryKind
+from crisis.log.models import Incident, LogEntry
 from notifiers.config import NotifyConfig
 from notifiers.models import NotifyUpdate
 from notifiers.service import (

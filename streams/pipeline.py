@@ -13,7 +13,6 @@ testable and benchmarkable on its own.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -23,12 +22,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import dberrors
-from crisis.correlation import (
+from crisis.clock import utcnow
+from crisis.domain.correlation import (
     Action,
     AddEntry,
     Correlator,
@@ -37,39 +35,28 @@ from crisis.correlation import (
     OpenIncident,
     epoch,
 )
-from crisis.db import checkpoint_sqlite, make_sync_sqlite_engine, upsert_insert
-from crisis.events import EventError, validate_event
+from crisis.domain.vocabulary import EntryKind, Status
 from crisis.log.append import (
     EntrySpec,
     chain_rows,
     json_safe,
     new_incident_id,
     take_incident_locks,
-    take_sqlite_writer,
 )
-from crisis.log.chain import GENESIS, HASHED_FIELDS, Head, format_time
-from crisis.models import EntryKind, Incident, LogEntry, RawEvent, Status
-from crisis.sqltypes import utcnow
-from crisis.stream_models import CorrelationState, DeadLetter
+from crisis.log.chain import GENESIS, Head, format_time
+from crisis.log.tables import TABLES
+from crisis.sources.events import EventError, validate_event
+from crisis.store import errors as dberrors
+from crisis.store.recorder import Recorder, open_recorder
 from streams.metrics import WorkerMetrics
 from streams.relay import entry_record
-from streams.sqlite_rows import SqliteRows
 
 logger = logging.getLogger("crisis.streams")
 
 T = TypeVar("T")
 
 ACTOR = "system:streams"
-#: Seconds a batch waits for SQLite's writer lock before its "database is locked" error
-#: (a transient one: the batch is retried).
-WRITER_WAIT = 30.0
 _CHUNK = 500
-
-INCIDENTS = Incident.__table__  # type: ignore[attr-defined]
-ENTRIES = LogEntry.__table__  # type: ignore[attr-defined]
-RAW = RawEvent.__table__  # type: ignore[attr-defined]
-STATE = CorrelationState.__table__  # type: ignore[attr-defined]
-DEAD = DeadLetter.__table__  # type: ignore[attr-defined]
 
 
 def log_event(message: str, **fields: Any) -> None:
@@ -158,52 +145,25 @@ class Pipeline:
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.engine = engine
-        # SQLite: the batch's statements run on a plain sqlite3 connection in one worker
-        # thread (one hand-off per batch instead of one per statement through aiosqlite,
-        # measured 5x cheaper per statement here). PostgreSQL: the same code on asyncpg
-        # through run_sync.
-        self._sync_engine = sync_twin(engine)
-        self._rows = None if self._sync_engine is None else _Rows(self._sync_engine.dialect)
+        #: The storage seam: every read and write of a batch goes through it.
+        self.store: Recorder = open_recorder(engine, TABLES)
         self.correlator = correlator
         self.known_units = known_units
         self.accountable = accountable or (lambda _unit: (None, None))
         self.metrics = metrics
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(connection, *args)`` as one unit on this pipeline's database."""
-        if self._sync_engine is not None:
-            return await self._run_sqlite(work, *args)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(work, *args)
-
-    async def _run_sqlite(self, work: Callable[..., T], *args: Any) -> T:
-        """SQLite: ``work`` on a plain sqlite3 connection, run in the event loop's own thread
-        once SQLite's single writer lock is ours.
-
-        In the loop's thread, not a worker thread: a batch there competed for the GIL with
-        the loop (fetches, acks, the relay) at every sqlite3 call, and took about three times
-        its own CPU time (40 events: 11 ms alone, ~30 ms in the worker). A batch blocks the
-        loop for its duration only (tens of ms; ~160 ms for 1,000 events), far inside the
-        consumer's session timeout. Waiting for the lock does not block it: the lock is
-        tried every ~1 ms (``take_sqlite_writer``) with the loop free in between.
-        """
-        assert self._sync_engine is not None
-        deadline = time.monotonic() + WRITER_WAIT
-        while True:
-            with self._sync_engine.connect() as conn:
-                if take_sqlite_writer(conn, wait=time.monotonic() > deadline):
-                    return work(conn, *args)
-            await asyncio.sleep(0.001)
+        """``work(connection, *args)`` as one unit on this pipeline's database, with the
+        write locks available (``work`` commits)."""
+        return await self.store.run(work, *args)
 
     async def checkpoint(self) -> None:
-        """SQLite: copy the WAL into the database in a thread, beside the batches (their own
-        commits never do, so no batch pays for it); a no-op elsewhere."""
-        if self._sync_engine is not None:
-            await asyncio.to_thread(checkpoint_sqlite, self._sync_engine)
+        """The database's housekeeping, beside the batches (see the storage adapter)."""
+        await self.store.checkpoint()
 
     async def store_dead_letters(self, rows: list[dict[str, Any]]) -> None:
         def work(conn: Connection) -> None:
-            insert_dead_letters(conn, rows)
+            self.store.insert_dead_letters(conn, rows)
             conn.commit()
 
         await self.run(work)
@@ -256,11 +216,11 @@ class Pipeline:
         originals: Mapping[tuple[str, str], Any],
         result: BatchResult,
     ) -> set[tuple[str, str]]:
-        """One transaction: dead letters, which events are new, rules, rows (on SQLite the
-        runner has taken the writer lock first, so no head can change under us)."""
+        """One transaction: dead letters, which events are new, rules, rows (the heads are read
+        under the incidents' locks, so none can change under us)."""
         if result.dead:
-            insert_dead_letters(conn, [d["row"] for d in result.dead])
-        existing = self._existing(conn, [env.key for env, _ in valid])
+            self.store.insert_dead_letters(conn, [d["row"] for d in result.dead])
+        existing = self.store.existing_keys(conn, [env.key for env, _ in valid])
         fresh = [(env, rec) for env, rec in valid if env.key not in existing]
         result.new = len(fresh)
         result.duplicates += len(valid) - len(fresh)
@@ -313,32 +273,6 @@ class Pipeline:
         out["received_at"] = format_time(row["received_at"])
         return json.dumps(out, ensure_ascii=False).encode()
 
-    def _existing(self, conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The (source, id) pairs already stored.
-
-        SQLite answers ``(source, id) IN (...)`` by scanning the whole key index (EXPLAIN
-        QUERY PLAN), so every batch got slower as the table grew (4 ms per 70 events at 16,000
-        rows). There the pairs are joined as a VALUES list, one primary-key lookup each, in
-        plain SQL: a VALUES construct is compiled afresh for every batch.
-        """
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            if conn.dialect.name == "sqlite":
-                pairs = ", ".join(["(?, ?)"] * len(chunk))  # placeholders only
-                rows = conn.exec_driver_sql(
-                    f"WITH wanted(source, id) AS (VALUES {pairs})"  # noqa: S608
-                    " SELECT r.source, r.id FROM raw_events AS r"
-                    " JOIN wanted AS w ON r.source = w.source AND r.id = w.id",
-                    tuple(part for key in chunk for part in key),
-                )
-            else:
-                rows = conn.execute(
-                    select(RAW.c.source, RAW.c.id).where(tuple_(RAW.c.source, RAW.c.id).in_(chunk))
-                )
-            found.update((s, i) for s, i in rows.all())
-        return found
-
     def _insert_raw(
         self,
         conn: Connection,
@@ -351,8 +285,6 @@ class Pipeline:
         The envelope is kept as it arrived (the decoded JSON): the evidence, not our reading.
         """
         now = utcnow()
-        dialect = conn.dialect.name
-        ins = upsert_insert(dialect)
         rows = [
             {
                 "source": env.source,
@@ -367,28 +299,12 @@ class Pipeline:
             }
             for env, _ in fresh
         ]
-        if self._rows is not None:
-            # The envelope's text as it arrived (it decodes to ``originals``): no re-encoding.
-            for row, (_, record) in zip(rows, fresh, strict=True):
-                row["envelope"] = _as_text(record.value, row["envelope"])
-            inserted = self._rows.raw.insert(
-                conn,
-                _RAW_COLUMNS,
-                rows,
-                tail=" ON CONFLICT (source, id) DO NOTHING",
-                returning=("source", "id"),
-                encoded=("envelope",),
-            )
-            return {(s, i) for s, i in inserted}
-        # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" batches the rows into
-        # multi-row INSERTs from one cached compilation; conflicting rows return nothing.
-        stmt = (
-            ins(RAW)
-            .on_conflict_do_nothing(index_elements=["source", "id"])
-            .returning(RAW.c.source, RAW.c.id)
-        )
-        result = conn.execute(stmt, parameters=rows)
-        return {(s, i) for s, i in result.all()}
+        # The envelope's text as it arrived (it decodes to ``originals``): no re-encoding.
+        texts = [
+            _as_text(record.value, row["envelope"])
+            for row, (_, record) in zip(rows, fresh, strict=True)
+        ]
+        return self.store.insert_raw_events(conn, rows, texts)
 
     def _event(self, env: Any, record: Record) -> Event:
         if env.time is not None:
@@ -413,9 +329,9 @@ class Pipeline:
     ) -> dict[tuple[str, str], str]:
         events = [self._event(env, rec) for env, rec in fresh]
         keys = sorted({k for ev in events for k in self.correlator.state_keys(ev)})
-        state = self._load_state(conn, keys)
+        state = self.store.load_state(conn, keys)
         mentioned = {str(i) for ev in events for i in ev.data.get("mentions_incidents", [])}
-        writer = _Writer(conn, self.accountable, self._rows)
+        writer = _Writer(conn, self.accountable, self.store)
         writer.load(_incident_refs(state.values()) | mentioned)
         touched: set[str] = set(keys)
         incident_of: dict[tuple[str, str], str] = {}
@@ -436,7 +352,7 @@ class Pipeline:
                         [],
                     )
                 )
-                insert_dead_letters(conn, [result.dead[-1]["row"]])
+                self.store.insert_dead_letters(conn, [result.dead[-1]["row"]])
                 continue
             for action in actions:
                 writer.apply(action)
@@ -456,39 +372,8 @@ class Pipeline:
         result.log_records = [
             (e["id"], e["incident_id"].encode(), entry_record(e)) for e in writer.entries
         ]
-        self._save_state(conn, {k: state[k] for k in touched if k in state})
+        self.store.save_state(conn, {k: state[k] for k in touched if k in state})
         return incident_of
-
-    def _load_state(self, conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
-        if self._rows is not None:
-            found = self._rows.state.select_in(conn, ("key", "data"), "key", keys)
-            return dict(found)  # each value freshly decoded: the rules may change it
-        state: dict[str, Any] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            rows = conn.execute(select(STATE.c.key, STATE.c.data).where(STATE.c.key.in_(chunk)))
-            state.update({k: dict(d) for k, d in rows.all()})
-        return state
-
-    def _save_state(self, conn: Connection, state: Mapping[str, Any]) -> None:
-        if not state:
-            return
-        if self._rows is not None:
-            self._rows.state.insert(
-                conn,
-                ("key", "data", "due"),
-                [{"key": k, "data": v, "due": v.get("due")} for k, v in sorted(state.items())],
-                tail=" ON CONFLICT (key) DO UPDATE SET data = excluded.data, due = excluded.due",
-            )
-            return
-        dialect = conn.dialect.name
-        ins = upsert_insert(dialect)
-        stmt = ins(STATE)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key"], set_={"data": stmt.excluded.data, "due": stmt.excluded.due}
-        )
-        rows = [{"key": k, "data": v, "due": v.get("due")} for k, v in sorted(state.items())]
-        conn.execute(stmt, parameters=rows)
 
     def _observe(
         self,
@@ -522,13 +407,10 @@ class Pipeline:
         return await self.run(self._tick, time.time() if now is None else now)
 
     def _tick(self, conn: Connection, now: float) -> list[str]:
-        rows = conn.execute(
-            select(STATE.c.key, STATE.c.data).where(STATE.c.due <= now).limit(_CHUNK)
-        ).all()
-        if not rows:
+        state = self.store.due_state(conn, now, _CHUNK)
+        if not state:
             return []
-        state = {k: dict(d) for k, d in rows}
-        writer = _Writer(conn, self.accountable, self._rows)
+        writer = _Writer(conn, self.accountable, self.store)
         writer.load(_incident_refs(state.values()))
         opened: list[str] = []
         for key, entry in state.items():
@@ -545,17 +427,9 @@ class Pipeline:
                     if self.metrics is not None:
                         self.metrics.incidents_opened.labels(action.type).inc()
         writer.flush()
-        self._save_state(conn, state)
+        self.store.save_state(conn, state)
         conn.commit()
         return opened
-
-
-def insert_dead_letters(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Idempotent by fingerprint: a redelivered bad record stays one dead letter."""
-    dialect = conn.dialect.name
-    ins = upsert_insert(dialect)
-    stmt = ins(DEAD).on_conflict_do_nothing(index_elements=["fingerprint"])
-    conn.execute(stmt, parameters=rows)
 
 
 def _incident_refs(entries: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -577,11 +451,11 @@ class _Writer:
         self,
         conn: Connection,
         accountable: Callable[[str], tuple[str | None, str | None]],
-        rows: _Rows | None = None,
+        store: Recorder,
     ) -> None:
         self.conn = conn
         self.accountable = accountable
-        self.rows = rows
+        self.store = store
         self.views: dict[str, IncidentView] = {}
         self.heads: dict[str, dict[str, Any]] = {}
         self.new_incidents: dict[str, dict[str, Any]] = {}
@@ -595,18 +469,7 @@ class _Writer:
             return
         ordered = sorted(ids)
         take_incident_locks(self.conn, incident_ids=ordered)
-        if self.rows is not None:
-            found = self.rows.incidents.select_in(self.conn, _HEAD_COLUMNS, "id", ordered)
-        else:
-            cols = INCIDENTS.c
-            found = []
-            for start in range(0, len(ordered), _CHUNK):
-                result = self.conn.execute(
-                    select(*(cols[c] for c in _HEAD_COLUMNS)).where(
-                        cols.id.in_(ordered[start : start + _CHUNK])
-                    )
-                )
-                found += [tuple(row) for row in result.all()]
+        found = self.store.incident_heads(self.conn, ordered)
         for id_, unit, status, level, political, exercise, head_seq, head_hash in found:
             self.views[id_] = IncidentView(id_, unit, status, level, political, exercise)
             self.heads[id_] = {
@@ -702,15 +565,10 @@ class _Writer:
     def flush(self) -> int:
         """Write everything in as few statements as possible; returns the entry count."""
         self._chain_pending()
-        conn, rows = self.conn, self.rows
         if self.new_incidents:
-            incidents = list(self.new_incidents.values())
-            if rows is not None:
-                rows.incidents.insert(conn, _INCIDENT_COLUMNS, incidents)
-            else:
-                conn.execute(insert(INCIDENTS), parameters=incidents)
+            self.store.insert_incidents(self.conn, list(self.new_incidents.values()))
         if self.entries:
-            self._insert_entries()
+            self.store.insert_entries(self.conn, self.entries)  # sets each entry's id
         changed = [
             {
                 "id": iid,
@@ -718,107 +576,13 @@ class _Writer:
                 "head_hash": h["head_hash"],
                 "level": h["level"],
                 "status": h["status"],
+                "closed_at": h["closed_at"],
             }
             for iid, h in self.heads.items()
             if iid not in self.new_incidents and h.get("dirty")
         ]
-        closed = [
-            {"id": iid, "closed_at": h["closed_at"]}
-            for iid, h in self.heads.items()
-            if iid not in self.new_incidents and h.get("dirty") and h["closed_at"] is not None
-        ]
-        if rows is not None:
-            if changed:
-                rows.incidents.update(
-                    conn, ("head_seq", "head_hash", "level", "status"), "id", changed
-                )
-            if closed:
-                rows.incidents.update(conn, ("closed_at",), "id", closed)
-            return len(self.entries)
-        if changed:
-            conn.execute(
-                update(INCIDENTS)
-                .where(INCIDENTS.c.id == bindparam("b_id"))
-                .values(
-                    head_seq=bindparam("head_seq"),
-                    head_hash=bindparam("head_hash"),
-                    level=bindparam("level"),
-                    status=bindparam("status"),
-                ),
-                parameters=[
-                    {"b_id": c["id"], **{k: v for k, v in c.items() if k != "id"}} for c in changed
-                ],
-            )
-        if closed:
-            conn.execute(
-                update(INCIDENTS)
-                .where(INCIDENTS.c.id == bindparam("b_id"))
-                .values(closed_at=bindparam("closed_at")),
-                parameters=[{"b_id": c["id"], "closed_at": c["closed_at"]} for c in closed],
-            )
+        self.store.update_heads(self.conn, changed)
         return len(self.entries)
-
-    def _insert_entries(self) -> None:
-        """Insert the entries and set each one's ``id`` (its feed position): the relay
-        publishes them from memory."""
-        if self.rows is not None:
-            for entry in self.entries:  # encoded once, for the table and for crisis.log
-                entry["data_json"] = json.dumps(entry["data"])
-            returned = self.rows.entries.insert(
-                self.conn,
-                _ENTRY_COLUMNS,
-                self.entries,
-                returning=("id", "incident_id", "seq"),
-                encoded=("data",),
-                keys={"data": "data_json"},
-            )
-            ids = {(incident_id, seq): id_ for id_, incident_id, seq in returned}
-            for entry in self.entries:
-                entry["id"] = ids[entry["incident_id"], entry["seq"]]
-            return
-        result = self.conn.execute(
-            insert(ENTRIES).returning(ENTRIES.c.id, sort_by_parameter_order=True),
-            parameters=self.entries,
-        )
-        for entry, id_ in zip(self.entries, result.scalars(), strict=True):
-            entry["id"] = id_
-
-
-class _Rows:
-    """The pipeline's tables as plain SQLite statements (``streams.sqlite_rows``)."""
-
-    def __init__(self, dialect: Any) -> None:
-        self.raw = SqliteRows(RAW, dialect)
-        self.entries = SqliteRows(ENTRIES, dialect)
-        self.incidents = SqliteRows(INCIDENTS, dialect)
-        self.state = SqliteRows(STATE, dialect)
-
-
-_RAW_COLUMNS = tuple(c.name for c in RAW.columns)
-_ENTRY_COLUMNS = (*HASHED_FIELDS, "hash")
-_INCIDENT_COLUMNS = tuple(c.name for c in INCIDENTS.columns)
-_HEAD_COLUMNS = (
-    "id",
-    "unit",
-    "status",
-    "level",
-    "security_political",
-    "exercise",
-    "head_seq",
-    "head_hash",
-)
-
-
-def sync_twin(engine: AsyncEngine) -> Engine | None:
-    """For SQLite, a synchronous engine on the same file with the same connection settings but
-    no busy timeout (the runner polls ``take_sqlite_writer`` instead) and no checkpoints in its
-    commits (``Pipeline.checkpoint`` runs them beside the batches); ``None`` for other
-    databases (they run the sync code through ``run_sync``)."""
-    if engine.dialect.name != "sqlite":
-        return None
-    return make_sync_sqlite_engine(
-        engine.url.set(drivername="sqlite"), busy_timeout_ms=0, autocheckpoint=False
-    )
 
 
 def incident_id_factory() -> Callable[[], str]:

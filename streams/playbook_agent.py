@@ -19,8 +19,8 @@ from typing import Any
 import faust
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.models import LogEntry, LogEntryPublic
-from crisis.organisation import Organisation
+from crisis.domain.organisation import Organisation
+from crisis.log.models import LogEntry, LogEntryPublic
 from crisis.settings import Settings
 from playbooks import engine
 from playbooks.model import Library
@@ -96,8 +96,7 @@ def attach_playbook_clock(
 
     A pass is spread over at most half the tick: after a storm, hundreds of open incidents
     evaluated back to back were seconds of one busy core beside the ingest, and the alarms
-    arriving meanwhile waited (``tests.bench pipeline``: p99 at 1,000/s 1.9 s with the clock,
-    0.6 s without).
+    arriving meanwhile waited.
     """
     interval = tick_seconds or settings.playbook_tick_seconds
     passes = 0

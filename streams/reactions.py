@@ -30,9 +30,9 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import topics
-from crisis.models import EntryKind
-from crisis.organisation import Organisation, load_organisation
+from crisis.domain.organisation import Organisation, load_organisation
+from crisis.domain.vocabulary import EntryKind
+from crisis.kafka import topics
 from crisis.settings import Settings
 from notifiers.config import NotifyConfig, load_notify_config
 from playbooks import engine
@@ -119,8 +119,7 @@ class Reactions:
         #: One reaction at a time in this process (plans, coalesced reactions and the
         #: clock's): a reaction that has taken SQLite's single writer lock must not wait on
         #: the event loop for another reaction's timeline read, because the ingest waits on
-        #: it (measured: a locked reaction's transaction lasted up to 0.9 s from its first
-        #: write to its commit while others ran).
+        #: it.
         self.lock = asyncio.Lock()
         self.timelines = engine.Timelines()
 

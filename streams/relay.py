@@ -23,11 +23,11 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.db import upsert_insert
+from crisis.clock import utcnow
 from crisis.log.chain import HASHED_FIELDS, format_time
-from crisis.models import LogEntry
-from crisis.sqltypes import utcnow
-from crisis.stream_models import FeedPosition
+from crisis.log.models import LogEntry
+from crisis.sources.models import FeedPosition
+from crisis.store.db import upsert_insert
 
 ENTRIES = LogEntry.__table__  # type: ignore[attr-defined]
 POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from crisis.db import make_engine
-from crisis.heartbeat import BROKER_FILE, read_json, write_json
+from crisis.runtime.heartbeat import BROKER_FILE, read_json, write_json
 from crisis.settings import Settings
-from crisis.stream_models import FeedPosition
+from crisis.sources.models import FeedPosition
+from crisis.store.db import make_engine
 
 logger = logging.getLogger("crisis.streams")
 

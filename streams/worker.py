@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import topics
-from crisis.broker import ensure_topics
-from crisis.correlation import CorrelationConfig, Correlator
-from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.heartbeat import beat
-from crisis.organisation import load_organisation
+from crisis.domain.correlation import CorrelationConfig, Correlator
+from crisis.domain.organisation import load_organisation
+from crisis.kafka import topics
+from crisis.kafka.broker import ensure_topics
+from crisis.runtime.heartbeat import beat
 from crisis.settings import WORKER_ROLES, Settings
+from crisis.store.db import make_engine, make_sessionmaker, migrate
 from streams.agents import attach_agents
 from streams.app import CrisisFaustApp, create_faust_app
 from streams.metrics import WorkerMetrics
@@ -173,8 +173,8 @@ def run_worker(role: str = "all") -> int:
     logging.getLogger("crisis.streams").setLevel(logging.INFO)
     if role == "reactions" and settings.reactions_nice:
         # For operators who want the ingest first on a busy machine. Off by default: on
-        # SQLite a niced reactions process held the single writer longer (a setup's lock 37-52
-        # ms against 27 ms, tests.bench pipeline at 1,000/s) and the ingest waited for it.
+        # SQLite a niced reactions process is preempted while it holds the single writer,
+        # and the ingest waits for it (docs/performance.md).
         os.nice(settings.reactions_nice)
     app = build_worker(settings, role)
     # Exempt what start-up built (Faust, SQLAlchemy, the organisation, the playbooks) from
@@ -184,8 +184,7 @@ def run_worker(role: str = "all") -> int:
     gc.freeze()
     # A batch allocates tens of thousands of short-lived objects, all reachable until it ends:
     # at the default 700 allocations a young collection ran dozens of times per batch, finding
-    # nothing. In-process (Pipeline.process, 60,000 events in 1,000-event batches): 80-90 µs
-    # per event at 700, 76-79 at 10,000.
+    # nothing.
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     sys.argv = [sys.argv[0], "worker", "-l", "info", "--without-web"]
     app.main()

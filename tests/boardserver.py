@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from crisis import accounts
-from crisis.broker import free_port
-from crisis.db import make_engine, make_sessionmaker, migrate
+from crisis.accounts import service as accounts
+from crisis.kafka.broker import free_port
+from crisis.store.db import make_engine, make_sessionmaker, migrate
 from notifiers import logbook
 
 T = TypeVar("T")

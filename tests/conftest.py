@@ -18,9 +18,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis import accounts
-from crisis.db import make_engine, migrate
+from crisis.accounts import service as accounts
 from crisis.settings import Settings
+from crisis.store.db import make_engine, migrate
 
 PG_ENV = "CRISIS_TEST_DATABASE_URL"
 #: The test clients' base URL, and the Origin a browser on it sends with each write: cookie

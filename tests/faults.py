@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from crisis.broker import free_port
+from crisis.kafka.broker import free_port
 from tests.ingest_support import event
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

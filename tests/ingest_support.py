@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from crisis import topics
-from crisis.events import Envelope, validate_event
+from crisis.kafka import topics
 from crisis.settings import Settings
+from crisis.sources.events import Envelope, validate_event
 from tests.conftest import ApiHarness
 
 STEP_TIMEOUT = 20.0

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crisis.db import make_sessionmaker
+from crisis.store.db import make_sessionmaker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT = 20.0

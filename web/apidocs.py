@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.board import to_login
+from web.board.pages import to_login
 from web.deps import SessionDep, get_current_user
 
 router = APIRouter(include_in_schema=False)

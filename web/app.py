@@ -9,32 +9,29 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.sessions import SessionMiddleware
 
-from crisis import accounts, topics
-from crisis.db import make_engine, make_sessionmaker, migrate
-from crisis.organisation import load_organisation
-from crisis.producer import OUTBOX_FILE, EventProducer, database_confirm
-from crisis.ratelimit import TokenBuckets
+from crisis.accounts import service as accounts
+from crisis.domain.organisation import load_organisation
+from crisis.kafka import topics
+from crisis.kafka.producer import OUTBOX_FILE, EventProducer, database_confirm
 from crisis.settings import Settings
-from web import (
+from crisis.sources.ratelimit import TokenBuckets
+from crisis.store.db import make_engine, make_sessionmaker, migrate
+from web import apidocs, auth, errors, limits, security
+from web.api import (
     acknowledgements,
-    apidocs,
     audit,
-    auth,
-    board,
-    board_ws,
     dlq,
-    errors,
     health,
     incidents,
     ingest,
-    limits,
     notifications,
-    security,
     sitreps,
     units,
     violations,
 )
-from web.metrics import WebMetrics
+from web.api.metrics import WebMetrics
+from web.board import pages as board
+from web.board import ws as board_ws
 
 
 def _ingest_producer(settings: Settings, engine: AsyncEngine) -> EventProducer | None:

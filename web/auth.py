@@ -15,9 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from crisis import accounts
-from crisis.models import UserPublic
-from web.board import render
+from crisis.accounts import service as accounts
+from crisis.accounts.models import UserPublic
+from web.board.pages import render
 from web.deps import CurrentUser, SessionDep
 
 router = APIRouter(tags=["auth"])

@@ -10,9 +10,9 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
-from crisis import accounts
-from crisis.models import User
-from crisis.organisation import Organisation
+from crisis.accounts import service as accounts
+from crisis.accounts.models import User
+from crisis.domain.organisation import Organisation
 
 #: The largest row id or seq: the tables' ids are INTEGER, a 32-bit integer on PostgreSQL
 #: (SQLite's reach 2**63 - 1). A larger id in a path or query is a 422, not a driver's 500.

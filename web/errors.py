@@ -17,9 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from crisis import dberrors
+from crisis.domain.permissions import Forbidden
 from crisis.log import IncidentNotFound, RuleViolation
-from crisis.permissions import Forbidden
+from crisis.store import errors as dberrors
 
 logger = logging.getLogger("crisis.web")
 

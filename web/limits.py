@@ -17,7 +17,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crisis import jsonlimits
+from crisis.sources import jsonlimits
 
 #: The paths that enforce their own (larger) limit: the ingest endpoints.
 INGEST_PATHS = frozenset({"/api/v1/events", "/api/v1/reports", "/api/v1/cap"})

@@ -15,8 +15,8 @@ from __future__ import annotations
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import rules
-from crisis.models import LogEntry
+from crisis.domain import rules
+from crisis.log.models import LogEntry
 
 
 class RuleViolation(Exception):

@@ -9,8 +9,9 @@ chains an entry.
 Invariants:
 - Appends to one incident are serialised — an advisory lock per incident on PostgreSQL
   (taken in key order, so writers of several incidents never deadlock), SQLite's single
-  writer lock elsewhere — and the head is read under that lock, so a chain never forks; the
-  unique (incident_id, seq) constraint is the last line of defence.
+  writer lock elsewhere, each supplied by its storage adapter — and the head is read under
+  that lock, so a chain never forks; the unique (incident_id, seq) constraint is the last
+  line of defence.
 - An entry's hashed data is exactly what its JSON column gives back (``json_safe``).
 - Functions over an ``AsyncSession`` flush but never commit: the caller owns the
   transaction, so a rule violation anywhere leaves the log untouched.
@@ -26,17 +27,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis import rules
+from crisis.clock import as_utc, utcnow
+from crisis.domain import rules
+from crisis.domain.vocabulary import EntryKind, Status
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.log.chain import Head, format_time, next_head
-from crisis.models import EntryKind, Incident, IncidentCreate, LogEntry, Status
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.models import Incident, IncidentCreate, LogEntry
+from crisis.log.tables import recorder
 
 # --- locks ------------------------------------------------------------------------------
 
@@ -46,40 +48,15 @@ def lock_key(incident_id: str) -> int:
     return int.from_bytes(hashlib.sha256(incident_id.encode()).digest()[:8], "big", signed=True)
 
 
-def take_sqlite_writer(conn: Connection, *, wait: bool = False) -> bool:
-    """Take SQLite's single writer lock before anything is read; ``False`` if another
-    connection holds it (``wait``: raise its "database is locked" error instead, after the
-    connection's busy timeout).
-
-    A write as the first statement of the transaction takes the lock, and it writes nothing.
-    Polling callers try again every ~1 ms: SQLite's own busy handler backs off to sleeps of
-    50-100 ms, long after the other writer let go.
-    """
-    try:
-        conn.execute(text("UPDATE incidents SET head_seq = head_seq WHERE 0"))
-        return True
-    except OperationalError as exc:
-        if wait or "locked" not in str(exc).lower():
-            raise
-        conn.rollback()
-        return False
-
-
 def take_incident_locks(conn: Connection, *, incident_ids: Iterable[str]) -> None:
     """Take these incidents' write locks until the transaction ends (a sync connection).
 
-    PostgreSQL: one transaction-scoped advisory lock each, in key order. SQLite: its writer
-    lock (it has one writer), idempotent within the transaction. Read the heads after this.
+    The storage adapter supplies the lock: on PostgreSQL one transaction-scoped advisory
+    lock per incident, taken here in key order; on SQLite its writer lock (it has one
+    writer), idempotent within the transaction. Read the heads after this.
     """
-    if conn.dialect.name == "postgresql":
-        keys = sorted({lock_key(i) for i in incident_ids})
-        if keys:
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-                parameters={"keys": keys},
-            )
-    else:
-        take_sqlite_writer(conn, wait=True)
+    keys = sorted({lock_key(i) for i in incident_ids})
+    recorder(conn).take_locks(conn, keys)
 
 
 async def lock_incidents(

@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.db import upsert_insert
+from crisis.clock import as_utc, utcnow
 from crisis.log.append import json_safe
-from crisis.models import RawEvent
-from crisis.sqltypes import as_utc, utcnow
+from crisis.log.tables import recorder
 
 
 async def store_raw_event(
@@ -29,10 +28,11 @@ async def store_raw_event(
         "incident_id": incident_id,
         "envelope": json_safe(envelope),
     }
-    insert = upsert_insert(session.get_bind().dialect.name)
-    stmt = insert(RawEvent).values(**values).on_conflict_do_nothing(index_elements=["source", "id"])
-    result = await session.exec(stmt)
-    return bool(result.rowcount)
+    connection = await session.connection()
+    inserted = await connection.run_sync(
+        lambda conn: recorder(conn).insert_raw_events(conn, [values])
+    )
+    return bool(inserted)
 
 
 def _parse_time(value: Any) -> datetime | None:

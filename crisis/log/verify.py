@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from crisis.clock import as_utc
 from crisis.log.chain import Head, next_head
-from crisis.models import Incident, LogEntry
-from crisis.sqltypes import as_utc
+from crisis.log.models import Incident, LogEntry
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
-"""What every bridge shares: its durable producer and the logging set-up."""
+"""What every bridge shares: its durable producer, its run loop and the logging set-up."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 
-from crisis import topics
-from crisis.db import make_engine
-from crisis.producer import EventProducer, database_confirm
+from crisis.kafka import topics
+from crisis.kafka.producer import EventProducer, database_confirm
 from crisis.settings import Settings
+from crisis.store.db import make_engine
 
 
 def bridge_producer(settings: Settings, name: str) -> EventProducer:
@@ -27,6 +30,21 @@ def bridge_producer(settings: Settings, name: str) -> EventProducer:
         until_logged=settings.outbox_until_logged,
         confirm=database_confirm(make_engine(settings)) if settings.outbox_until_logged else None,
     )
+
+
+async def serve(producer: EventProducer, run: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Start ``producer``, await ``run(stop)`` until SIGINT/SIGTERM sets ``stop``, then stop
+    the producer (its outbox keeps what Kafka has not confirmed)."""
+    await producer.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run(stop)
+    finally:
+        await producer.stop()
+    return 0
 
 
 def setup_logging() -> None:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import logging
 import re
-import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,15 +32,16 @@ import feedparser
 import httpx
 from sqlmodel import select
 
-from crisis import jsonlimits
-from crisis.db import make_engine, make_sessionmaker
-from crisis.events import PREFIX, Envelope, EventError, validate_event
-from crisis.models import Incident, Status
-from crisis.organisation import Unit, load_organisation
-from crisis.producer import EventProducer
+from crisis.domain.organisation import Unit, load_organisation
+from crisis.domain.vocabulary import Status
+from crisis.kafka.producer import EventProducer
+from crisis.log.models import Incident
 from crisis.settings import Settings
+from crisis.sources import jsonlimits
+from crisis.sources.events import PREFIX, Envelope, EventError, validate_event
+from crisis.store.db import make_engine, make_sessionmaker
 from streams.bridges import lexicon
-from streams.bridges.common import bridge_producer, setup_logging
+from streams.bridges.common import bridge_producer, serve, setup_logging
 
 log = logging.getLogger("crisis.bridge.media")
 
@@ -477,23 +477,17 @@ async def run_bridge(
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
     producer = bridge_producer(settings, "media")
-    await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_bridge(
+    return await serve(
+        producer,
+        lambda stop: run_bridge(
             args.feed,
             settings=settings,
             producer=producer,
             interval=args.interval,
             once=args.once,
             stop=stop,
-        )
-    finally:
-        await producer.stop()
-    return 0
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import signal
 import ssl
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -26,34 +25,18 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from crisis.events import EVENT_TYPES, PREFIX, SENSOR_TYPES, Envelope, EventError, validate_event
-from crisis.organisation import load_organisation
-from crisis.producer import EventProducer
+from crisis.domain.organisation import load_organisation
+from crisis.kafka.producer import EventProducer
 from crisis.settings import Settings
-from streams.bridges.common import bridge_producer, setup_logging
+from crisis.sources import catalogue
+from crisis.sources.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
+from streams.bridges.common import bridge_producer, serve, setup_logging
 
 log = logging.getLogger("crisis.bridge.mqtt")
 
 DEFAULT_TOPIC = "kriminalomsorgen/+/+/+"
 ROOT = "kriminalomsorgen"
 _ENVELOPE_KEYS = ("id", "time", "exercise", "type", "data")
-
-#: Sensor kinds as they appear in topics (besides the type names themselves).
-ALIASES = {
-    "breath": "breath_absent",
-    "pust": "breath_absent",
-    "motion": "motion_absent",
-    "bevegelse": "motion_absent",
-    "alarm": "personal_alarm",
-    "personalarm": "personal_alarm",
-    "fire": "fire_alarm",
-    "brann": "fire_alarm",
-    "perimeter": "perimeter_breach",
-    "door": "door_forced",
-    "dor": "door_forced",
-    "reverse_violence": "reverse_violence_alarm",
-    "gateway": "heartbeat",
-}
 
 
 class Rejected(Exception):
@@ -70,18 +53,20 @@ def _reject(field: str, message: str) -> Rejected:
 
 
 def sensor_type(kind: str, override: Any = None) -> str:
-    """Full event type for a topic's sensor kind (or the payload's ``type``)."""
+    """Full event type for a topic's sensor kind (or the payload's ``type``).
+
+    A kind is a sensor type's own name or one of its aliases in the catalogue (``pust``).
+    """
     if isinstance(override, str) and override:
         name = override if override.startswith(PREFIX) else PREFIX + "sensor." + override
         if name not in EVENT_TYPES:
             raise _reject("type", f"unknown event type {override!r}")
         return name
-    key = kind.lower().replace("-", "_")
-    key = ALIASES.get(key, key)
-    if key not in SENSOR_TYPES:
-        known = ", ".join(sorted(set(SENSOR_TYPES) | set(ALIASES)))
+    found = catalogue.for_topic(kind.lower().replace("-", "_"))
+    if found is None:
+        known = ", ".join(catalogue.topic_names())
         raise _reject("topic", f"unknown sensor kind {kind!r} (known: {known})")
-    return PREFIX + "sensor." + key
+    return found.type
 
 
 def message_to_event(
@@ -229,23 +214,17 @@ async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
     units = set(load_organisation(settings.organisation).units)
     producer = bridge_producer(settings, "mqtt")
-    await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_bridge(
+    return await serve(
+        producer,
+        lambda stop: run_bridge(
             url=args.url,
             topic=args.topic,
             producer=producer,
             known_units=units,
             client_id=args.client_id,
             stop=stop,
-        )
-    finally:
-        await producer.stop()
-    return 0
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

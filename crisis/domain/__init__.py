@@ -1,0 +1,1 @@
+"""Pure rules of the domain: vocabulary, organisation, correlation, rules, permissions."""

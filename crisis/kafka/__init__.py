@@ -1,0 +1,1 @@
+"""Kafka: topic names, the embedded broker, the producer and its outbox."""

@@ -1,0 +1,176 @@
+"""What the board shows, read from the crisis log alone: tasks, contacts, notifications.
+
+Pure functions over an incident's entries (in seq order), so the board works whatever
+part of the system wrote them — the playbook engine, the notifiers, or a person — and
+the situation-report draft is built from the same reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from crisis.clock import as_utc
+from crisis.domain.rules import NOTIFIER_ACTOR
+from crisis.domain.vocabulary import EntryKind, TaskStatus
+from crisis.log.models import LogEntry
+
+#: Delivery statuses the notifiers record, worst first (how a group's row is coloured).
+DELIVERY_ORDER = ("failed", "timed_out", "held", "queued", "sent", "acknowledged")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A datetime from an entry's data, or None when absent or unreadable."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            return as_utc(value)
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class Task:
+    seq: int
+    title: str
+    responsible_role: str
+    deadline: datetime | None
+    deadline_raw: str
+    checklist: list[str]
+    status: str = TaskStatus.NOT_STARTED.value
+    updated_at: datetime | None = None
+    actor: str = ""
+    rule: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status == TaskStatus.DONE.value
+
+
+@dataclass
+class Contact:
+    kind: str
+    name: str
+    status: str
+    at: datetime
+    by: str
+    seq: int
+
+
+@dataclass
+class GroupDelivery:
+    """One notification group of one update: the latest status per recipient."""
+
+    update_id: str
+    group: str
+    recipients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_at: datetime | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.recipients.values():
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    @property
+    def worst(self) -> str:
+        statuses = {r["status"] for r in self.recipients.values()}
+        for status in DELIVERY_ORDER:
+            if status in statuses:
+                return status
+        return next(iter(statuses), "queued")
+
+
+def _str(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_str(v) for v in value)
+    if isinstance(value, Mapping):
+        return str(value.get("title") or value.get("text") or value.get("name") or "")
+    return str(value)
+
+
+def tasks(entries: Iterable[LogEntry]) -> list[Task]:
+    """Tasks with their current status (the last ``task_update`` naming them wins)."""
+    out: dict[int, Task] = {}
+    for e in entries:
+        d = e.data or {}
+        if e.kind == EntryKind.TASK:
+            raw = d.get("deadline")
+            out[e.seq] = Task(
+                seq=e.seq,
+                title=_str(d.get("title")) or e.text,
+                responsible_role=_str(d.get("responsible_role")),
+                deadline=parse_time(raw),
+                deadline_raw=_str(raw),
+                checklist=[_str(i) for i in d.get("checklist") or []],
+                status=_str(d.get("status")) or TaskStatus.NOT_STARTED.value,
+                updated_at=e.at,
+                actor=e.actor,
+                rule=_str(d.get("rule")),
+            )
+        elif e.kind == EntryKind.TASK_UPDATE:
+            ref = d.get("task")
+            task = out.get(ref) if isinstance(ref, int) else None
+            if task is not None and d.get("status"):
+                task.status = _str(d["status"])
+                task.updated_at = e.at
+    return list(out.values())
+
+
+def decisions(entries: Iterable[LogEntry]) -> list[LogEntry]:
+    return [e for e in entries if e.kind == EntryKind.DECISION]
+
+
+def escalations(entries: Iterable[LogEntry]) -> list[LogEntry]:
+    return [e for e in entries if e.kind == EntryKind.ESCALATION]
+
+
+def contacts(entries: Iterable[LogEntry]) -> list[Contact]:
+    """Cooperation contacts (samvirke), one row per actor with its latest status."""
+    out: dict[tuple[str, str], Contact] = {}
+    for e in entries:
+        if e.kind != EntryKind.COOPERATION_CONTACT:
+            continue
+        d = e.data or {}
+        raw_actor = d.get("actor")
+        actor: Mapping[str, Any] = raw_actor if isinstance(raw_actor, Mapping) else {}
+        kind = _str(actor.get("kind") or d.get("actor_kind") or d.get("kind"))
+        name = _str(actor.get("name") or d.get("actor_name") or d.get("name")) or e.text
+        status = _str(actor.get("status") or d.get("status")) or "planned"
+        out[(kind, name)] = Contact(kind, name, status, e.at, e.actor, e.seq)
+    return list(out.values())
+
+
+def notifications(entries: Iterable[LogEntry]) -> list[GroupDelivery]:
+    """Delivery attempts (``message`` entries from the notifiers) per update and group."""
+    groups: dict[tuple[str, str], GroupDelivery] = {}
+    for e in entries:
+        d = e.data or {}
+        if e.kind != EntryKind.MESSAGE or "status" not in d or e.actor != NOTIFIER_ACTOR:
+            continue  # only the notifiers' receipts say what was delivered
+        key = (_str(d.get("update_id")), _str(d.get("group")) or "-")
+        g = groups.setdefault(key, GroupDelivery(*key))
+        recipient = _str(d.get("recipient")) or f"#{e.seq}"
+        g.recipients[recipient] = {
+            "status": _str(d.get("status")),
+            "channel": _str(d.get("channel")),
+            "attempt": d.get("attempt"),
+            "error": _str(d.get("error")),
+            "at": e.at,
+        }
+        g.last_at = e.at
+    return list(groups.values())
+
+
+def held_updates(groups: Sequence[GroupDelivery]) -> list[str]:
+    """Update ids with a message held for approval (the second person, Hawaii lesson)."""
+    return sorted(
+        {g.update_id for g in groups if any(r["status"] == "held" for r in g.recipients.values())}
+    )

@@ -1,0 +1,1 @@
+"""What `crisis up` runs: the process supervisor and its heartbeats."""

@@ -1,0 +1,1 @@
+"""Storage: engines, SQL types, database errors, the SQLite in-loop driver, migrations."""

@@ -1,0 +1,136 @@
+"""The outbox and the durable producer against the real embedded broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crisis.kafka import topics
+from crisis.kafka.broker import EmbeddedBroker, free_port
+from crisis.kafka.outbox import Outbox, Record
+from crisis.kafka.producer import EventProducer, ProducerClosed
+from tests.ingest_support import envelope, partitions, read_topic, wait_until
+
+
+def _rec(i: int) -> Record:
+    return Record(topics.EVENTS, b"k", json.dumps({"i": i}).encode(), 1_700_000_000_000 + i)
+
+
+def test_outbox_keeps_order_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    box.append([_rec(i) for i in range(5)])
+    box.append([_rec(5)])
+    assert box.depth() == 6
+    box.close()
+    box = Outbox(path)
+    assert box.depth() == 6
+    rows = box.peek(4)
+    assert [json.loads(r.value)["i"] for _, r in rows] == [0, 1, 2, 3]
+    box.remove([seq for seq, _ in rows[:2]])
+    assert box.depth() == 4
+    assert [json.loads(r.value)["i"] for _, r in box.peek(10)] == [2, 3, 4, 5]
+    assert box.peek(1)[0][1].timestamp_ms == 1_700_000_000_002
+    box.close()
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def broker_later(tmp_path: Path, port: int) -> Iterator[EmbeddedBroker]:
+    """A broker on a fixed port that the test starts when it wants (stopped at the end)."""
+    broker = EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+def _producer(tmp_path: Path, bootstrap: str) -> EventProducer:
+    return EventProducer(
+        bootstrap=bootstrap,
+        outbox_path=tmp_path / "var" / "outbox.db",
+        topic_partitions=partitions(),
+        send_timeout=2.0,
+        retry_max=0.5,
+    )
+
+
+@pytest.mark.broker
+async def test_broker_down_at_startup_then_drains_in_order(
+    tmp_path: Path, broker_later: EmbeddedBroker
+) -> None:
+    producer = _producer(tmp_path, broker_later.bootstrap)
+    await producer.start()
+    try:
+        assert not producer.connected
+        envs = [envelope(i) for i in range(30)]
+        assert await producer.accept(envs[:20]) == [e.id for e in envs[:20]]
+        assert producer.outbox_depth() == 20
+        await producer.dead_letter({"id": "x"}, reason="bad", origin="test")
+        assert producer.outbox_depth() == 21
+
+        broker_later.start()
+        await wait_until(lambda: producer.outbox_depth() == 0, what="outbox drained")
+        assert producer.connected
+        await producer.accept(envs[20:])  # goes straight to Kafka now
+        assert producer.outbox_depth() == 0
+        got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=30)
+        assert [v["id"] for _, v in got] == [e.id for e in envs]  # one unit → one partition
+        assert {k for k, _ in got} == {b"agder-froland"}
+        dlq = await read_topic(broker_later.bootstrap, topics.EVENTS_DLQ, count=1)
+        assert dlq[0][1]["reason"] == "bad" and dlq[0][1]["event"] == {"id": "x"}
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.broker
+async def test_outbox_survives_a_restart_and_new_events_queue_behind_it(
+    tmp_path: Path, broker_later: EmbeddedBroker
+) -> None:
+    first = _producer(tmp_path, broker_later.bootstrap)
+    await first.start()
+    old = [envelope(i) for i in range(15)]
+    await first.accept(old)
+    await first.stop()
+    with pytest.raises(ProducerClosed):
+        await first.accept(old)
+
+    broker_later.start()
+    second = _producer(tmp_path, broker_later.bootstrap)
+    await second.start()
+    try:
+        assert second.connected and second.outbox_depth() == 15
+        new = [envelope(100 + i) for i in range(5)]
+        await second.accept(new)  # must not overtake the 15 queued ones
+        await wait_until(lambda: second.outbox_depth() == 0, what="outbox drained")
+        got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=20)
+        assert [v["id"] for _, v in got] == [e.id for e in old + new]
+    finally:
+        await second.stop()
+
+
+@pytest.mark.broker
+async def test_broker_killed_while_connected(tmp_path: Path, broker_later: EmbeddedBroker) -> None:
+    broker_later.start()
+    producer = _producer(tmp_path, broker_later.bootstrap)
+    await producer.start()
+    try:
+        assert producer.connected
+        await producer.accept([envelope(0)])
+        assert producer.outbox_depth() == 0
+        broker_later.kill()
+        lost_broker = [envelope(i) for i in range(1, 11)]
+        await producer.accept(lost_broker[:5])  # fails within send_timeout → outbox
+        await producer.accept(lost_broker[5:])
+        assert producer.outbox_depth() == 10 and not producer.connected
+        broker_later.restart()  # memory storage: empty; the producer re-creates the topics
+        await wait_until(lambda: producer.outbox_depth() == 0, what="outbox drained")
+        got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=10)
+        assert [v["id"] for _, v in got] == [e.id for e in lost_broker]
+    finally:
+        await producer.stop()

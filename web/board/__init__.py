@@ -1,0 +1,1 @@
+"""The situation board: pages, live feed, websocket, map, texts."""
