@@ -26,8 +26,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crisis.clock import utcnow
 from crisis.log.chain import HASHED_FIELDS, format_time
 from crisis.log.models import LogEntry
+from crisis.log.tables import recorder
 from crisis.sources.models import FeedPosition
-from crisis.store.db import upsert_insert
 
 ENTRIES = LogEntry.__table__  # type: ignore[attr-defined]
 POSITIONS = FeedPosition.__table__  # type: ignore[attr-defined]
@@ -219,13 +219,9 @@ class LogRelay:
 
     async def _store(self, position: int) -> None:
         async with self.write_lock, self.sessions() as session:
-            ins = upsert_insert(session.get_bind().dialect.name)
-            stmt = ins(POSITIONS).values(name=self.name, position=position, updated_at=utcnow())
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["name"],
-                set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
-            )
-            await session.exec(stmt)
+            conn = await session.connection()
+            at = utcnow()
+            await conn.run_sync(lambda c: recorder(c).save_position(c, self.name, position, at))
             await session.commit()
         self._stored = position
         self._stored_at = time.monotonic()
