@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crisis.clock import as_utc
-from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, TaskStatus
+from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status, TaskStatus
 
 #: Coercive or restrictive measures (DOMAIN.md, "Hjemmel og notoritet"). A decision on one of
 #: these needs a legal basis, a proportionality assessment and the alternatives considered.
@@ -34,11 +34,16 @@ COERCIVE_REQUIRED_FIELDS = ("legal_basis", "proportionality", "alternatives")
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: which field, what is wrong, and the principle it protects."""
+    """One broken rule: which field, what is wrong, and the principle it protects.
+
+    ``conflict``: the write clashes with the incident's state (it is closed, or already has
+    the status asked for) rather than being malformed; the API answers 409 for it.
+    """
 
     field: str
     message: str
     principle: str | None = None
+    conflict: bool = False
 
     def as_error(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "message": self.message}
@@ -158,6 +163,64 @@ def check_correction(corrects: int | None, existing_seqs: int) -> list[Violation
     if not 1 <= corrects <= existing_seqs:
         return [Violation("corrects", f"no entry with seq {corrects} in this incident")]
     return []
+
+
+# --- closing and reopening: a closed incident is read-only ------------------------------
+
+
+def check_status_change(*, current: str, data: Mapping[str, Any]) -> list[Violation]:
+    """A status change is a logged decision: a known status, a reason, and (closing) the
+    final situation; asking for the status the incident already has is a conflict."""
+    status = data.get("status")
+    if status not in {s.value for s in Status}:
+        return [Violation("status", "status must be 'open' or 'closed'")]
+    out = []
+    if _blank(data.get("reason")):
+        out.append(
+            Violation("reason", "en statusendring har en begrunnelse / a status change states why")
+        )
+    if status == Status.CLOSED and _blank(data.get("final_situation")):
+        out.append(
+            Violation(
+                "final_situation",
+                "lukking beskriver sluttsituasjonen / closing states the final situation",
+            )
+        )
+    if status == current:
+        word = "lukket / closed" if status == Status.CLOSED else "åpen / open"
+        out.append(Violation("status", f"hendelsen er allerede {word}", conflict=True))
+    return out
+
+
+def is_delivery_receipt(kind: str, actor: str, data: Mapping[str, Any]) -> bool:
+    """A notifier's delivery receipt: a ``message`` by the notifiers with delivery data."""
+    return (
+        kind == EntryKind.MESSAGE and actor == NOTIFIER_ACTOR and bool(DELIVERY_KEYS & data.keys())
+    )
+
+
+def check_closed(*, status: str, kind: str, actor: str, data: Mapping[str, Any]) -> list[Violation]:
+    """A closed incident takes no entry until a status change reopens it.
+
+    Two exceptions: the reopening status change itself, and the notifiers' delivery receipts
+    (``is_delivery_receipt``) — a message sent before the close is delivered, fails or is
+    acknowledged after it, and the log must not lose that. Everything a person, a playbook
+    rule or a situation report writes is refused.
+    """
+    if status != Status.CLOSED:
+        return []
+    if kind == EntryKind.STATUS_CHANGE and data.get("status") == Status.OPEN:
+        return []
+    if is_delivery_receipt(kind, actor, data):
+        return []
+    return [
+        Violation(
+            "status",
+            "hendelsen er lukket og kan ikke endres før den gjenåpnes "
+            "(POST /api/v1/incidents/{id}/reopen) / the incident is closed: reopen it first",
+            conflict=True,
+        )
+    ]
 
 
 # --- who writes delivery data: the notifiers, and plans: the playbook engine ----------

@@ -1,10 +1,11 @@
 """The append service: the one way entries get into the crisis log.
 
 Every writer goes through here: the web and situation reports (``append``,
-``open_incident``, ``escalate``), the playbook engine (``lock_incidents``, ``append_many``),
-the notifiers' delivery receipts (``append_bulk``) and the stream pipeline's bulk insert
-(``take_incident_locks``, ``chain_rows``). No other module takes an incident's write lock or
-chains an entry.
+``open_incident``, ``escalate``, ``close_incident``, ``reopen_incident``), the playbook
+engine (``lock_incidents``, ``append_many``), the notifiers' delivery receipts
+(``append_bulk``) and the stream pipeline's bulk insert (``take_incident_locks``,
+``chain_rows``; correlation joins events to open incidents only). No other module takes an
+incident's write lock or chains an entry.
 
 Invariants:
 - Appends to one incident are serialised — an advisory lock per incident on PostgreSQL
@@ -13,6 +14,8 @@ Invariants:
   that lock, so a chain never forks; the unique (incident_id, seq) constraint is the last
   line of defence.
 - An entry's hashed data is exactly what its JSON column gives back (``json_safe``).
+- A closed incident is read-only until a status change reopens it (``rules.check_closed``;
+  the notifiers' delivery receipts are the one exception).
 - Functions over an ``AsyncSession`` flush but never commit: the caller owns the
   transaction, so a rule violation anywhere leaves the log untouched.
 """
@@ -254,13 +257,18 @@ async def append_many(
     entries: list[LogEntry] = []
     for spec in specs:
         payload = json_safe(spec.data)
+        closed = rules.check_closed(
+            status=incident.status, kind=spec.kind, actor=spec.actor, data=payload
+        )
+        if closed:
+            raise RuleViolation(closed, status=409)
         violations = rules.check_message_origin(spec.kind, spec.actor, payload)
         violations += await _check(
             session, incident, spec.kind, payload, spec.corrects, known_units
         )
         if violations:
-            status = 409 if any(v.principle == "nærhetsprinsippet" for v in violations) else 422
-            raise RuleViolation(violations, status=status)
+            conflict = any(v.conflict or v.principle == "nærhetsprinsippet" for v in violations)
+            raise RuleViolation(violations, status=409 if conflict else 422)
         safe = EntrySpec(spec.kind, spec.actor, spec.text, payload, spec.corrects)
         entry = _chain_one(incident, safe, when)
         _apply(incident, entry)
@@ -278,6 +286,9 @@ async def append_bulk(
     at: datetime | None = None,
 ) -> int:
     """Chain entries no rule governs (delivery receipts) onto their incidents, in bulk.
+
+    Receipts land on closed incidents too (``rules.check_closed`` allows them): a message
+    sent before the close is still delivered or acknowledged after it.
 
     All incidents' locks are taken first, then every row goes out in one executemany; the
     incident rows' heads move with them. Entries keep their order within each incident.
@@ -328,6 +339,47 @@ async def escalate(
         actor=actor,
         text=f"Eskalert fra {incident.level} til {to}: {reason}",
         data={"from": incident.level, "to": to, "reason": reason, "criteria": list(criteria)},
+    )
+
+
+async def close_incident(
+    session: AsyncSession, *, incident_id: str, reason: str, final_situation: str, actor: str
+) -> LogEntry:
+    """Close the incident by a logged decision (who, why, the final situation).
+
+    Raises ``IncidentNotFound``, or ``RuleViolation`` (422 for a blank reason or final
+    situation, 409 if it is closed already). Until reopened it takes no entries but
+    delivery receipts (``rules.check_closed``).
+    """
+    return await append(
+        session,
+        incident_id=incident_id,
+        kind=EntryKind.STATUS_CHANGE.value,
+        actor=actor,
+        text=f"Hendelsen er lukket: {reason}",
+        data={
+            "status": Status.CLOSED.value,
+            "reason": reason,
+            "final_situation": final_situation,
+        },
+    )
+
+
+async def reopen_incident(
+    session: AsyncSession, *, incident_id: str, reason: str, actor: str
+) -> LogEntry:
+    """Reopen a closed incident by a logged decision with its reason.
+
+    Raises ``IncidentNotFound``, or ``RuleViolation`` (422 for a blank reason, 409 if it
+    is open already).
+    """
+    return await append(
+        session,
+        incident_id=incident_id,
+        kind=EntryKind.STATUS_CHANGE.value,
+        actor=actor,
+        text=f"Hendelsen er gjenåpnet: {reason}",
+        data={"status": Status.OPEN.value, "reason": reason},
     )
 
 
@@ -392,6 +444,6 @@ async def _check(
             target=str(data.get("to")),
             security_political=incident.security_political,
         )
-    elif kind == EntryKind.STATUS_CHANGE and data.get("status") not in {s.value for s in Status}:
-        out.append(rules.Violation("status", "status must be 'open' or 'closed'"))
+    elif kind == EntryKind.STATUS_CHANGE:
+        out += rules.check_status_change(current=incident.status, data=data)
     return out

@@ -378,7 +378,7 @@ async def test_kept_timelines_grow_by_what_was_appended_and_forget_closed_incide
             kind="status_change",
             actor="user:vakt",
             text="Slukket",
-            data={"status": "closed"},
+            data={"status": "closed", "reason": "over", "final_situation": "normal drift"},
         )
         await session.commit()
     assert await react() == []
@@ -831,7 +831,7 @@ async def test_a_closed_incident_gets_nothing_new(
             kind="status_change",
             actor="user:vakthavende",
             text="Falsk alarm",
-            data={"status": "closed"},
+            data={"status": "closed", "reason": "over", "final_situation": "normal drift"},
         )
         await session.commit()
     assert await _react(engine, opening, org, library) == []

@@ -187,7 +187,7 @@ async def test_incident_closed_by_a_person_is_not_joined(
             incident_id=incident.id,
             kind="status_change",
             actor="user:kari",
-            data={"status": "closed"},
+            data={"status": "closed", "reason": "over", "final_situation": "normal drift"},
         )
         await session.commit()
     await pipeline.process([rec(event("sensor.door_forced", door="D1"))])

@@ -1,4 +1,5 @@
-"""Incidents, their timelines, new entries and escalation: thin views over crisis.log."""
+"""Incidents, their timelines, new entries, escalation, closing and reopening: thin views
+over crisis.log."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ class Escalation(BaseModel):
     to: Literal["region", "kdi", "jd"]
     reason: str = Field(min_length=1, max_length=5_000)
     criteria: list[str] = Field(default_factory=list)
+
+
+class Close(BaseModel):
+    """Close by a decision; blank text is refused by the rule (422 naming the field)."""
+
+    reason: str = Field(max_length=5_000)
+    final_situation: str = Field(max_length=20_000)
+
+
+class Reopen(BaseModel):
+    reason: str = Field(max_length=5_000)
 
 
 class IncidentOpen(BaseModel):
@@ -227,3 +239,60 @@ async def escalate(
     await session.commit()
     request.app.state.metrics.entries.labels(entry.kind).inc()
     return entry
+
+
+@router.post(
+    "/{incident_id}/close", response_model=LogEntryPublic, status_code=status.HTTP_201_CREATED
+)
+async def close_incident(
+    incident_id: str,
+    body: Close,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    """Close the incident by a logged decision; it is read-only until reopened (409 if
+    closed already)."""
+    require(user, Action.DECISION)
+    await _visible(session, user, org, incident_id)
+    try:
+        entry = await append.close_incident(
+            session,
+            incident_id=incident_id,
+            reason=body.reason,
+            final_situation=body.final_situation,
+            actor=actor_of(user),
+        )
+    except log.RuleViolation:
+        await session.rollback()
+        raise
+    await session.commit()
+    request.app.state.metrics.entries.labels(entry.kind).inc()
+    return _echo(user, entry)
+
+
+@router.post(
+    "/{incident_id}/reopen", response_model=LogEntryPublic, status_code=status.HTTP_201_CREATED
+)
+async def reopen_incident(
+    incident_id: str,
+    body: Reopen,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    request: Request,
+) -> Any:
+    """Reopen a closed incident by a logged decision (409 if it is open)."""
+    require(user, Action.DECISION)
+    await _visible(session, user, org, incident_id)
+    try:
+        entry = await append.reopen_incident(
+            session, incident_id=incident_id, reason=body.reason, actor=actor_of(user)
+        )
+    except log.RuleViolation:
+        await session.rollback()
+        raise
+    await session.commit()
+    request.app.state.metrics.entries.labels(entry.kind).inc()
+    return _echo(user, entry)
