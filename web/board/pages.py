@@ -24,7 +24,7 @@ from crisis.accounts.models import User
 from crisis.clock import utcnow
 from crisis.domain import permissions
 from crisis.domain.rules import COERCIVE_MEASURES
-from crisis.domain.vocabulary import Role, Status
+from crisis.domain.vocabulary import EntryKind, Role, Status
 from crisis.log import privacy, projection, sitreps
 from crisis.log.models import Incident, LogEntry, SitRepStatus
 from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
@@ -250,6 +250,17 @@ async def _shown_entries(
     ]
 
 
+def _closing(user: User, incident: Incident, entries: list[LogEntry]) -> dict[str, Any] | None:
+    """The status change that closed the incident, as this user may see it; None while open."""
+    if incident.status != Status.CLOSED.value:
+        return None
+    for entry in reversed(entries):
+        if entry.kind == EntryKind.STATUS_CHANGE and entry.data.get("status") == Status.CLOSED:
+            item, _ = privacy.entry_for_viewer(user, entry)
+            return {"e": entry, "text": item.text, "data": item.data}
+    return None
+
+
 async def _panels_context(
     request: Request, session: Any, user: User, incident: Incident, *, whole_log: bool = False
 ) -> dict[str, Any]:
@@ -267,6 +278,8 @@ async def _panels_context(
     violations_path = f"/api/v1/incidents/{incident.id}/violations"
     return {
         "incident": incident,
+        "closed": incident.status == Status.CLOSED.value,
+        "closing": _closing(user, incident, entries),
         "entries": entries,
         "tasks": projection.tasks(entries),
         "shown": shown,
