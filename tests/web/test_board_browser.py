@@ -469,3 +469,43 @@ def test_the_login_form_shows_a_throttled_login_in_norwegian_and_english(
             context.close()
     finally:
         server.stop()
+
+
+def test_closing_an_incident_from_its_page_makes_it_read_only_until_reopened(
+    browser: Any, board: BoardServer, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    incident = _open(board)
+    other = _open(board, title="Uteblivelse fra permisjon", type="leave", severity=2)
+    url = f"/api/v1/incidents/{incident['id']}"
+    page = _login(browser, board, "op", f"/incidents/{incident['id']}")
+    expect(page.locator("#countdown")).to_have_count(1)
+    page.locator("details:has(#form-close) > summary").click()
+    form = page.locator("#form-close")
+    form.locator("textarea[name=reason]").fill("Alarmen var utløst ved en feil")
+    form.locator("textarea[name=final_situation]").fill("Avdeling A i normal drift")
+    form.locator("button").click()
+    expect(page.locator("#closed-box")).to_contain_text("Avdeling A i normal drift", timeout=5000)
+    expect(page.locator("#closed-by")).to_have_text("user:op")
+    assert "UTC" in (page.locator("#closed-box time").get_attribute("title") or "")
+    got = board.api("GET", url, "op").json()
+    assert got["status"] == "closed" and got["closed_at"]
+    # read-only: the reopen form is the only form left (but the header's log-out), no countdown
+    forms = page.locator("main form").evaluate_all("fs => fs.map(f => f.id)")
+    assert forms == ["form-reopen"]
+    expect(page.locator("#countdown")).to_have_count(0)
+    shot = shots / "incident-closed.png"
+    page.screenshot(path=str(shot))
+    _keep(shot)
+    page.goto(board.base + "/")
+    expect(page.locator(".incident-row")).to_have_count(1)
+    expect(page.locator(f'.incident-row[data-incident="{other["id"]}"]')).to_have_count(1)
+    # reopened by the form on the closed page: the forms are back
+    page.goto(board.base + f"/incidents/{incident['id']}")
+    page.locator("#form-reopen textarea[name=reason]").fill("Ny alarm i samme avdeling")
+    page.locator("#form-reopen button").click()
+    expect(page.locator("#form-close")).to_have_count(1, timeout=5000)
+    expect(page.locator("#form-entry")).to_have_count(1)
+    assert board.api("GET", url, "op").json()["status"] == "open"
+    page.context.close()
