@@ -3,7 +3,7 @@ over crisis.log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -96,6 +96,19 @@ def _echo(user: User, entry: LogEntry) -> dict[str, Any]:
     gave these references, and the entry names its actor in the log itself."""
     item, _ = privacy.entry_for_viewer(user, entry)
     return {**entry.model_dump(), "text": item.text, "data": item.data}
+
+
+async def _commit(session: SessionDep, request: Request, write: Awaitable[LogEntry]) -> LogEntry:
+    """Await one decision's ``write``: roll back and re-raise a rule violation, otherwise
+    commit and count the entry."""
+    try:
+        entry = await write
+    except log.RuleViolation:
+        await session.rollback()
+        raise
+    await session.commit()
+    request.app.state.metrics.entries.labels(entry.kind).inc()
+    return entry
 
 
 @router.get("", response_model=list[IncidentPublic])
@@ -224,21 +237,18 @@ async def escalate(
 ) -> Any:
     require(user, Action.ESCALATE)
     await _visible(session, user, org, incident_id)
-    try:
-        entry = await append.escalate(
+    return await _commit(
+        session,
+        request,
+        append.escalate(
             session,
             incident_id=incident_id,
             to=body.to,
             reason=body.reason,
             criteria=body.criteria,
             actor=actor_of(user),
-        )
-    except log.RuleViolation:
-        await session.rollback()
-        raise
-    await session.commit()
-    request.app.state.metrics.entries.labels(entry.kind).inc()
-    return entry
+        ),
+    )
 
 
 @router.post(
@@ -256,19 +266,17 @@ async def close_incident(
     closed already)."""
     require(user, Action.DECISION)
     await _visible(session, user, org, incident_id)
-    try:
-        entry = await append.close_incident(
+    entry = await _commit(
+        session,
+        request,
+        append.close_incident(
             session,
             incident_id=incident_id,
             reason=body.reason,
             final_situation=body.final_situation,
             actor=actor_of(user),
-        )
-    except log.RuleViolation:
-        await session.rollback()
-        raise
-    await session.commit()
-    request.app.state.metrics.entries.labels(entry.kind).inc()
+        ),
+    )
     return _echo(user, entry)
 
 
@@ -286,13 +294,11 @@ async def reopen_incident(
     """Reopen a closed incident by a logged decision (409 if it is open)."""
     require(user, Action.DECISION)
     await _visible(session, user, org, incident_id)
-    try:
-        entry = await append.reopen_incident(
+    entry = await _commit(
+        session,
+        request,
+        append.reopen_incident(
             session, incident_id=incident_id, reason=body.reason, actor=actor_of(user)
-        )
-    except log.RuleViolation:
-        await session.rollback()
-        raise
-    await session.commit()
-    request.app.state.metrics.entries.labels(entry.kind).inc()
+        ),
+    )
     return _echo(user, entry)
