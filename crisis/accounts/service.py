@@ -36,8 +36,9 @@ from crisis.accounts.models import ApiToken, LoginThrottle, User, WebSession
 from crisis.clock import utcnow
 from crisis.domain.vocabulary import LEVEL_ORDER, Level, Role
 from crisis.log.models import Incident
+from crisis.log.tables import TABLES
 from crisis.settings import Settings
-from crisis.store.db import upsert_insert
+from crisis.store.recorder import recorder_for
 
 log = logging.getLogger("crisis.accounts")
 
@@ -220,7 +221,7 @@ async def _claim(
         )
         attempts = result.scalar_one_or_none()
         if attempts is None:
-            insert = upsert_insert(session.get_bind().dialect.name)
+            insert = recorder_for(session.get_bind().dialect.name, TABLES).upsert
             result = await session.exec(
                 insert(table)
                 .values(key=key, attempts=1, last_attempt_at=now, locked_until=None)

@@ -8,7 +8,6 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,11 +16,6 @@ from crisis.settings import Settings
 from crisis.store import sqlite_inloop
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def upsert_insert(dialect: str) -> Any:
-    """The INSERT construct that knows ON CONFLICT for ``dialect`` (PostgreSQL's or SQLite's)."""
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def make_engine(
