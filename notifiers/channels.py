@@ -76,7 +76,7 @@ class AsyncJSON(NotifyJSON):
     crisis_outcome: tuple[str, str] | None = None
 
     def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
-        """apprise rebuilds the URL for every result (~0.15 ms); a target never changes."""
+        """apprise rebuilds the URL for every result; a target never changes, so build it once."""
         if args or kwargs:
             return str(super().url(privacy, *args, **kwargs))
         cache: dict[bool, str] = self.__dict__.setdefault("_crisis_url_cache", {})
