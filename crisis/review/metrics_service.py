@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from crisis import log
 from crisis.clock import utcnow
 from crisis.log.models import Incident, LogEntry
 from crisis.review.metrics import IncidentMetrics, aggregate, incident_metrics
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 class ScopeLike(Protocol):
@@ -89,7 +89,8 @@ async def incident_rows(
     )
     by_incident: dict[str, list[Any]] = {}
     for row in rows.all():
-        by_incident.setdefault(row.incident_id, []).append(row)
+        entry: Any = row  # a Row: the columns by name, as the metrics read an entry
+        by_incident.setdefault(entry.incident_id, []).append(entry)
     when = now or utcnow()
     return [
         incident_metrics(
