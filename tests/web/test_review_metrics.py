@@ -73,6 +73,8 @@ async def test_response_metrics_scope_filters_and_bad_values(api: ApiHarness) ->
     for query, field in (
         ("from=yesterday", "from"),
         ("to=2026-13-01", "to"),
+        ("to=9999-12-31", "to"),  # the day after is past the calendar
+        ("from=0001-01-01T00:00:00%2B05:00", "from"),
         ("from=2026-11-23&to=2026-11-22", "to"),
         ("unit=nowhere", "unit"),
         ("region=atlantis", "region"),

@@ -47,7 +47,7 @@ def parse_bound(value: str | None, *, field: str, end: bool) -> datetime | None:
             start = datetime.combine(day + timedelta(days=1) if end else day, time(), OSLO)
             return as_utc(start)
         return as_utc(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # malformed, or past the calendar's ends in UTC
         raise _bad(field, f"not a date or time: {value!r} (YYYY-MM-DD or ISO 8601)") from None
 
 
