@@ -25,12 +25,14 @@ from web.api import (
     incidents,
     ingest,
     notifications,
+    review_metrics,
     sitreps,
     units,
     violations,
 )
 from web.api.metrics import WebMetrics
 from web.board import pages as board
+from web.board import statistics as board_statistics
 from web.board import ws as board_ws
 
 
@@ -129,7 +131,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         notifications,
         acknowledgements,
         sitreps,
+        review_metrics,
         board,
+        board_statistics,
         board_ws,
     ):
         app.include_router(module.router)

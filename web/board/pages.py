@@ -29,7 +29,7 @@ from crisis.log import privacy, projection, sitreps
 from crisis.log.models import Incident, LogEntry, SitRepStatus
 from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
 from web.api.sitreps import readable
-from web.board import i18n
+from web.board import i18n, metricsfmt
 from web.board import map as boardmap
 from web.board.feed import head
 from web.deps import RowId, SessionDep, scope_of, user_of
@@ -80,6 +80,7 @@ def environment(app: Any) -> Environment:
         env.filters["oslo_input"] = lambda v: (
             v.astimezone(OSLO).strftime("%Y-%m-%dT%H:%M") if v else ""
         )
+        env.filters.update(metricsfmt.FILTERS)
         env.globals["sevclass"] = lambda s: SEVERITY_CLASS.get(int(s or 0), "sev0")
         env.globals["coercive_measures"] = sorted(COERCIVE_MEASURES)
         env.globals["type_label"] = type_label
