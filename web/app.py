@@ -25,12 +25,14 @@ from web.api import (
     incidents,
     ingest,
     notifications,
+    replay,
     sitreps,
     units,
     violations,
 )
 from web.api.metrics import WebMetrics
 from web.board import pages as board
+from web.board import review as board_review
 from web.board import ws as board_ws
 
 
@@ -130,6 +132,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         acknowledgements,
         sitreps,
         board,
+        board_review,
+        replay,
         board_ws,
     ):
         app.include_router(module.router)
