@@ -98,7 +98,7 @@ def course_svg(
         if lane == "escalations":
             escalations.append((t, str((e.data or {}).get("to", ""))))
 
-    fmt = "%d.%m %H:%M" if span > 86400 else "%H:%M"
+    fmt = "%d.%m %H:%M" if span > 86400 else "%H:%M:%S" if span <= 600 else "%H:%M"
 
     def local(t: datetime) -> str:
         return t.astimezone(OSLO).strftime(fmt)
