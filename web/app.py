@@ -25,6 +25,7 @@ from web.api import (
     incidents,
     ingest,
     notifications,
+    replay,
     review_metrics,
     sitreps,
     units,
@@ -32,6 +33,7 @@ from web.api import (
 )
 from web.api.metrics import WebMetrics
 from web.board import pages as board
+from web.board import review as board_review
 from web.board import statistics as board_statistics
 from web.board import ws as board_ws
 
@@ -134,6 +136,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         review_metrics,
         board,
         board_statistics,
+        board_review,
+        replay,
         board_ws,
     ):
         app.include_router(module.router)

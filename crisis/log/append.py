@@ -35,12 +35,13 @@ from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.clock import as_utc, utcnow
+from crisis.clock import utcnow
 from crisis.domain import rules
 from crisis.domain.vocabulary import EntryKind, Status
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.log.chain import Head, format_time, next_head
 from crisis.log.models import Incident, IncidentCreate, LogEntry
+from crisis.log.projection import apply_entry
 from crisis.log.tables import recorder
 
 # --- locks ------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ async def append_many(
             raise RuleViolation(violations, status=409 if conflict else 422)
         safe = EntrySpec(spec.kind, spec.actor, spec.text, payload, spec.corrects)
         entry = _chain_one(incident, safe, when)
-        _apply(incident, entry)
+        apply_entry(incident, entry)
         entries.append(entry)
     session.add_all(entries)
     session.add(incident)
@@ -384,29 +385,6 @@ async def reopen_incident(
 
 
 # --- rules and projection ---------------------------------------------------------------
-
-
-def _apply(incident: Incident, entry: LogEntry) -> None:
-    """Keep the incident row (a projection of its log) in step with the new entry."""
-    data = entry.data
-    if entry.kind == EntryKind.ESCALATION and "to" in data:
-        incident.level = str(data["to"])
-    if entry.kind == EntryKind.DECISION:
-        if data.get("new_owner"):
-            incident.unit = str(data["new_owner"])
-            incident.accountable_role = (
-                data.get("new_accountable_role") or incident.accountable_role
-            )
-            incident.accountable_person = (
-                data.get("new_accountable_person") or incident.accountable_person
-            )
-        if isinstance(data.get("severity"), int):
-            incident.severity = data["severity"]
-    if entry.kind == EntryKind.STATUS_CHANGE and data.get("status") in {s.value for s in Status}:
-        incident.status = data["status"]
-        incident.closed_at = entry.at if data["status"] == Status.CLOSED.value else None
-    if data.get("next_update_at"):
-        incident.next_update_at = as_utc(data["next_update_at"])
 
 
 async def _check(

@@ -14,8 +14,8 @@ from typing import Any
 
 from crisis.clock import as_utc
 from crisis.domain.rules import NOTIFIER_ACTOR
-from crisis.domain.vocabulary import EntryKind, TaskStatus
-from crisis.log.models import LogEntry
+from crisis.domain.vocabulary import EntryKind, Status, TaskStatus
+from crisis.log.models import Incident, LogEntry
 
 #: Delivery statuses the notifiers record, worst first (how a group's row is coloured).
 DELIVERY_ORDER = ("failed", "timed_out", "held", "queued", "sent", "acknowledged")
@@ -94,6 +94,31 @@ def _str(value: Any) -> str:
     if isinstance(value, Mapping):
         return str(value.get("title") or value.get("text") or value.get("name") or "")
     return str(value)
+
+
+def apply_entry(incident: Incident, entry: LogEntry) -> None:
+    """Keep the incident row (a projection of its log) in step with the entry: level,
+    owner and accountable, severity, status, the promised next update. The append service
+    runs it on every write; a replay (``crisis.review.replay``) runs it over the log."""
+    data = entry.data
+    if entry.kind == EntryKind.ESCALATION and "to" in data:
+        incident.level = str(data["to"])
+    if entry.kind == EntryKind.DECISION:
+        if data.get("new_owner"):
+            incident.unit = str(data["new_owner"])
+            incident.accountable_role = (
+                data.get("new_accountable_role") or incident.accountable_role
+            )
+            incident.accountable_person = (
+                data.get("new_accountable_person") or incident.accountable_person
+            )
+        if isinstance(data.get("severity"), int):
+            incident.severity = data["severity"]
+    if entry.kind == EntryKind.STATUS_CHANGE and data.get("status") in {s.value for s in Status}:
+        incident.status = data["status"]
+        incident.closed_at = entry.at if data["status"] == Status.CLOSED.value else None
+    if data.get("next_update_at"):
+        incident.next_update_at = as_utc(data["next_update_at"])
 
 
 def tasks(entries: Iterable[LogEntry]) -> list[Task]:

@@ -270,6 +270,27 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Longest interval between sitreps",
     ),
     "metric.overdue_max_seconds": ("Lengste fristoverskridelse", "Longest task overrun"),
+    # review page: timeline filters, course chart, replay (issue 17, item 3)
+    "review.title": ("Gjennomgang", "Review"),
+    "review.link": ("Gjennomgang og avspilling", "Review and replay"),
+    "review.back": ("Tilbake til hendelsen", "Back to the incident"),
+    "review.report_pdf": ("Rapport (PDF)", "Report (PDF)"),
+    "review.course": ("Hendelsesforløp", "Course of the incident"),
+    "review.replay": ("Tavla slik den var", "The board as it was"),
+    "review.slider": ("Tidspunkt (loggføring)", "Time (log entry)"),
+    "review.show": ("Vis", "Show"),
+    "review.entries_upto": ("loggføringer til da", "log entries until then"),
+    "review.overdue": ("over frist", "overdue"),
+    "review.kind": ("Type loggføring", "Entry kind"),
+    "review.any": ("Alle", "Any"),
+    "review.source_events": ("Kildehendelser", "Source events"),
+    "review.show_events": ("Vis", "Show"),
+    "review.hide_events": ("Skjul", "Hide"),
+    "review.filter": ("Filtrer", "Filter"),
+    "review.reset": ("Nullstill", "Reset"),
+    "review.update": ("Utsendelse", "Update"),
+    "review.receipts": ("kvitteringer", "receipts"),
+    "review.replay_here": ("Vis tavla på dette tidspunktet", "Show the board at this time"),
 }
 
 
