@@ -172,6 +172,10 @@ async def test_the_chart_and_the_slots_for_metrics_and_report(api: ApiHarness) -
         assert 'data-lane="escalations" data-count="1"' in page
         assert 'data-lane="messages" data-count="3"' in page
         assert f'href="/api/v1/incidents/{facts["id"]}/report?format=pdf"' in page
+        metrics = (await client.get(f"/api/v1/incidents/{facts['id']}/metrics")).json()
+        assert f'id="metrics" data-incident="{facts["id"]}"' in page
+        assert len(metrics["escalations"]) == 1
+        assert page.count('data-moment="escalation"') == len(metrics["escalations"])
         assert '<script src="/static/review.js" defer></script>' in page
         assert "<script>" not in page  # no inline script (CSP)
         js = await client.get("/static/review.js")

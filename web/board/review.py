@@ -5,7 +5,8 @@ the panel from ``/api/v1/incidents/{id}/replay`` without a reload).
 
 Entries are shown as the viewer may read them (``privacy.read_entries``: an unmasked read is
 recorded, channel ``review``). The response metrics and the report export are other parts of
-the review: ``metrics`` (None until connected) fills ``_metrics.html`` when it exists.
+the review: the metrics (``crisis.review.metrics``, from the same entries) fill
+``_metrics.html``; the report link points at the export.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from crisis import log
-from crisis.clock import as_utc
+from crisis.clock import as_utc, utcnow
 from crisis.log import privacy
-from crisis.review import chart, replay, timeline
+from crisis.review import chart, metrics, replay, timeline
+from web.api.review_metrics import regions_of
 from web.board import i18n
 from web.board.feed import head
 from web.board.pages import _incident_for, page_user, render, to_login
@@ -108,6 +110,11 @@ async def review_page(
         unit_names={u.id: u.name for u in org.units.values()},
         replay_labels=labels,
         kind_labels=i18n.labels(lang, "kind"),
-        metrics=None,
+        metrics=metrics.incident_metrics(
+            incident=incident,
+            entries=entries,
+            now=utcnow(),
+            region=regions_of(org).get(incident.unit),
+        ).as_dict(),
         report_href=f"/api/v1/incidents/{incident.id}/report?format=pdf",
     )
