@@ -25,6 +25,7 @@ from web.api import (
     incidents,
     ingest,
     notifications,
+    report_export,
     sitreps,
     units,
     violations,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         notifications,
         acknowledgements,
         sitreps,
+        report_export,
         board,
         board_ws,
     ):
