@@ -63,7 +63,7 @@ async def build_incident(
         actor="user:kari",
         text="Avdelingen låses ned",
         data={
-            "measure": "innelåsing",
+            "measure": "innelasing",
             "legal_basis": "straffegjennomføringsloven § 37",
             "proportionality": "nødvendig for å evakuere",
             "alternatives": "flytting til annen avdeling vurdert",
