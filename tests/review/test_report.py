@@ -143,7 +143,7 @@ async def test_pdf_carries_the_head_hash(engine: AsyncEngine, incident: Incident
 async def test_norwegian_exercise_marking_and_oslo_times(engine: AsyncEngine) -> None:
     async with make_sessionmaker(engine)() as session:
         await build_incident(session, exercise="ovelse-2026-11-brann")
-    report, body = await _export(engine, ADMIN, "html")
+    _, body = await _export(engine, ADMIN, "html")
     html = body.decode()
     assert 'class="exercise-banner">ØVELSE – ovelse-2026-11-brann' in html
     assert "Integritetserklæring" in html and "Brann i avdeling A – Ærlig øvelse på Øya" in html
@@ -160,7 +160,10 @@ async def test_ministry_reads_approved_sitreps_only(engine: AsyncEngine) -> None
         from crisis.log.models import SitRepFields
 
         await sitreps.create_draft(
-            session, incident_id="inc-rep", actor="user:kari", fields=SitRepFields(situation="kladd")
+            session,
+            incident_id="inc-rep",
+            actor="user:kari",
+            fields=SitRepFields(situation="kladd"),
         )
         await session.commit()
     admin, _ = await _export(engine, ADMIN, "json")
