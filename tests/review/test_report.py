@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
+from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.log import privacy
-from crisis.log.models import DataAccess, Incident
+from crisis.log.chain import Head, next_head
+from crisis.log.models import DataAccess, Incident, LogEntry
 from crisis.review import report as review_report
 from crisis.store.db import make_sessionmaker
-from tests.review.scenario import INMATE, Viewer, build_incident
+from tests.review.scenario import INMATE, T0, Viewer, build_incident
 
 ADMIN = Viewer("anne", "admin")
 COMMUNICATION = Viewer("kim", "communication")
@@ -180,3 +186,65 @@ def test_the_fetcher_refuses_the_network() -> None:
             fetcher.fetch(url)
     inline = fetcher.fetch("data:text/plain,hei")
     assert inline.read() == b"hei"
+
+
+# --- over any sequence of entries ----------------------------------------------------------
+
+_STEP = st.one_of(
+    st.tuples(st.just("observation"), st.sampled_from(["", "p-1", "p-2"])),
+    st.tuples(st.just("receipt"), st.sampled_from(["staff", "kdi", "media"])),
+)
+
+
+def _chain(steps: list[tuple[str, str]]) -> tuple[Incident, list[LogEntry]]:
+    incident = Incident(
+        id="inc-p", type="fire_alarm", title="P", unit="ringerike", severity=3, opened_at=T0
+    )
+    head = Head()
+    entries = []
+    for n, (kind, arg) in enumerate(steps):
+        receipt = kind == "receipt"
+        fields = {
+            "incident_id": "inc-p",
+            "kind": "message" if receipt else "observation",
+            "at": T0 + timedelta(seconds=n),
+            "actor": NOTIFIER_ACTOR if receipt else "user:kari",
+            "text": f"{kind} {n}",
+            "data": (
+                {"update_id": f"u-{n // 4}", "group": arg, "recipient": f"r-{n}", "status": "sent"}
+                if receipt
+                else ({"person_ref": arg} if arg else {})
+            ),
+            "exercise": None,
+            "corrects": None,
+        }
+        new = next_head(head, fields)
+        entries.append(
+            LogEntry(id=n + 1, seq=new.seq, prev_hash=head.hash, hash=new.hash, **fields)
+        )
+        head = new
+    return incident, entries
+
+
+@given(st.lists(_STEP, min_size=1, max_size=40))
+@hsettings(max_examples=60, deadline=None)
+def test_every_entry_is_accounted_for_once(steps: list[tuple[str, str]]) -> None:
+    incident, entries = _chain(steps)
+    for viewer in (ADMIN, COMMUNICATION):
+        report = review_report.build_report(
+            incident=incident, entries=entries, viewer=viewer, now=T0, lang="nb"
+        )
+        rows = report.activity
+        assert sum(r.get("folded", 1) for r in rows) == len(entries)
+        assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+        receipts = sum(1 for kind, _ in steps if kind == "receipt")
+        assert sum(sum(g["totals"].values()) for g in report.notifications) == receipts
+        assert report.integrity.head_hash == entries[-1].hash
+        assert report.integrity.entry_count == len(entries)
+        refs = {arg for kind, arg in steps if kind == "observation" and arg}
+        document = review_report.render_json(report).decode()
+        if viewer is COMMUNICATION:
+            assert not any(f'person_ref: {ref}"' in document for ref in refs)
+            assert report.shown_refs == []
+        else:
+            assert sorted(set(report.shown_refs)) == sorted(refs)

@@ -69,7 +69,7 @@ async def export(
         session, incident_id=incident_id, viewer=user, fmt=fmt, lang=lang
     )
     await session.commit()
-    # Rendering a long log takes seconds (WeasyPrint most): off the event loop.
+    # Rendering a long log is slow (WeasyPrint above all): off the event loop.
     body = await run_in_threadpool(review_report.render, report, fmt)
     name = review_report.file_name(report, fmt)
     disposition = "attachment" if fmt == "pdf" else "inline"
