@@ -500,10 +500,13 @@ def build_report(
     now: datetime,
     lang: Lang = "nb",
     check: ChainCheck | None = None,
+    metrics: dict[str, Any] | None = None,
+    lessons: dict[str, Any] | None = None,
 ) -> Report:
     """The report of ``incident`` from its whole chain ``entries`` (seq order), as ``viewer``
     may read it. ``check`` is the chain's verification at export time (unverified if None);
-    the head hash and count are of ``entries`` themselves, so they match what was read."""
+    the head hash and count are of ``entries`` themselves, so they match what was read.
+    ``metrics`` and ``lessons`` are the JSON-ready sections of those items, shown when given."""
     shown: list[privacy.Shown] = []
     ids: list[int] = []
     refs: list[str] = []
@@ -538,6 +541,8 @@ def build_report(
         notifications=_notifications(entries),
         sitreps=_sitreps(viewer, entries),
         integrity=integrity,
+        metrics=metrics,
+        lessons=lessons,
         shown_entry_ids=ids,
         shown_refs=refs,
     )

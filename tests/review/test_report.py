@@ -248,3 +248,33 @@ def test_every_entry_is_accounted_for_once(steps: list[tuple[str, str]]) -> None
             assert report.shown_refs == []
         else:
             assert sorted(set(report.shown_refs)) == sorted(refs)
+
+
+async def test_metrics_and_lessons_sections_when_given(engine: AsyncEngine) -> None:
+    async with make_sessionmaker(engine)() as session:
+        await build_incident(session)
+        incident = await session.get(Incident, "inc-rep")
+        assert incident is not None
+        from crisis import log
+
+        entries = await log.timeline(session, "inc-rep")
+    metrics = {"owner_seconds": 12.5, "escalations": [{"to": "region", "seconds": 60}]}
+    lessons = {"findings": [{"text": "Røykvarsler A2 virket ikke"}], "actions": []}
+    report = review_report.build_report(
+        incident=incident,
+        entries=entries,
+        viewer=ADMIN,
+        now=T0,
+        lang="en",
+        metrics=metrics,
+        lessons=lessons,
+    )
+    doc = report.as_dict()
+    assert doc["metrics"] == metrics and doc["lessons"] == lessons
+    html = review_report.render_html(report)
+    assert "Response metrics" in html and "Lessons learned" in html
+    assert "<dt>to</dt><dd>region</dd>" in html and "Røykvarsler A2 virket ikke" in html
+    bare = review_report.render_html(
+        review_report.build_report(incident=incident, entries=entries, viewer=ADMIN, now=T0)
+    )
+    assert 'id="metrics"' not in bare and 'id="lessons"' not in bare
