@@ -94,6 +94,65 @@ async def _verify(settings: Settings) -> int:
     return 0
 
 
+async def _verify_incident(settings: Settings, incident_id: str, head: str | None) -> int:
+    """One incident's chain, and whether ``head`` (a report's head hash) is one of its
+    entries: the log may have grown since the report, so the seq and count are printed."""
+    from crisis.log.models import Incident
+    from crisis.log.verify import entry_with_hash
+
+    path = anchor_path(settings)
+    try:
+        anchor = AnchorLog.load(path)
+    except OSError as exc:
+        print(f"crisis log verify: cannot read the log anchor {path}: {exc}", file=sys.stderr)
+        return 2
+    report = await verify_anchored(settings, anchor, incident_id=incident_id)
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            incident = await session.get(Incident, incident_id)
+            seq = (
+                await entry_with_hash(session, incident_id=incident_id, hash_=head)
+                if head and incident is not None
+                else None
+            )
+    finally:
+        await engine.dispose()
+    if incident is None:
+        print(f"crisis log verify: no incident {incident_id}", file=sys.stderr)
+        return 1
+    print(f"incident {incident_id}: {report.entries} entries")
+    print(f"head: seq {incident.head_seq} hash {incident.head_hash}")
+    broken = False
+    if report.breaks:
+        broken = True
+        print(f"BROKEN: first broken entry: {report.breaks[0]}", file=sys.stderr)
+    for anchor_break in report.anchor_breaks:
+        broken = True
+        print(f"BROKEN: {anchor_break}", file=sys.stderr)
+    if head:
+        if seq is None:
+            broken = True
+            print(
+                f"BROKEN: {head} is not the hash of any entry of incident {incident_id} "
+                "(the report's head is not in the chain)",
+                file=sys.stderr,
+            )
+        else:
+            grown = incident.head_seq - seq
+            print(
+                f"report head: entry seq {seq} of {incident.head_seq}"
+                + (f" (the log has grown by {grown} entries since)" if grown else "")
+            )
+    if broken:
+        return 1
+    print(
+        f"OK: incident {incident_id}: chain intact"
+        + (f", report head at seq {seq}" if head else "")
+    )
+    return 0
+
+
 def _log(settings: Settings, args: argparse.Namespace) -> int:
     if args.log_command == "anchor":
         if args.every is None:
@@ -102,7 +161,80 @@ def _log(settings: Settings, args: argparse.Namespace) -> int:
             print("crisis log anchor: --every takes a positive number of seconds", file=sys.stderr)
             return 2
         return asyncio.run(anchor_every(settings, args.every))
+    if args.incident is not None:
+        return asyncio.run(_verify_incident(settings, args.incident, args.head))
+    if args.head is not None:
+        print("crisis log verify: --head needs --incident", file=sys.stderr)
+        return 2
     return asyncio.run(_verify(settings))
+
+
+# --- report export --------------------------------------------------------------------
+
+#: Above this many entries ``crisis report`` says on stderr what it is doing.
+PROGRESS_FROM = 1000
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    """``crisis report``: 0 written, 1 no such incident or user, 2 usage."""
+    from sqlmodel import select
+
+    from crisis.accounts.models import User
+    from crisis.domain.vocabulary import Person
+    from crisis.log import IncidentNotFound
+    from crisis.log.models import Incident
+    from crisis.review import report as review_report
+
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            viewer: Person
+            if args.as_user:
+                user = (await session.exec(select(User).where(User.name == args.as_user))).first()
+                if user is None:
+                    print(f"crisis report: no user {args.as_user!r}", file=sys.stderr)
+                    return 1
+                viewer = user
+            else:
+                viewer = _CliViewer()
+            incident = await session.get(Incident, args.incident_id)
+            big = incident is not None and incident.head_seq >= PROGRESS_FROM
+
+            def progress(line: str) -> None:
+                if big:
+                    print(f"crisis report {args.incident_id}: {line}", file=sys.stderr, flush=True)
+
+            try:
+                report, data = await review_report.export_report(
+                    session,
+                    incident_id=args.incident_id,
+                    viewer=viewer,
+                    fmt=args.format,
+                    lang=args.lang,
+                    progress=progress,
+                )
+            except IncidentNotFound:
+                print(f"crisis report: no incident {args.incident_id}", file=sys.stderr)
+                return 1
+            await asyncio.to_thread(Path(args.output).write_bytes, data)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    integrity = report.integrity
+    print(
+        f"{args.output}: {args.format}, {integrity.entry_count} entries, head "
+        f"{integrity.head_hash}, chain {'intact' if integrity.verified else 'BROKEN'}"
+    )
+    return 0
+
+
+class _CliViewer:
+    """``crisis report`` without ``--as``: a reader without need-to-know (everything masked)."""
+
+    name = "cli"
+    role = "cli"
+    unit: str | None = None
+    region: str | None = None
 
 
 # --- access audit ---------------------------------------------------------------------
@@ -420,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_log = sub.add_parser("log", help="crisis-log tools")
     log_sub = p_log.add_subparsers(dest="log_command", required=True)
-    log_sub.add_parser("verify", help="check every hash chain and every anchored head")
+    p_verify = log_sub.add_parser("verify", help="check every hash chain and every anchored head")
+    p_verify.add_argument("--incident", default=None, help="check this incident's chain only")
+    p_verify.add_argument(
+        "--head", default=None, metavar="HASH", help="a report's head hash: must be in the chain"
+    )
     p_anchor = log_sub.add_parser(
         "anchor", help="checkpoint the incidents' heads into DATA_DIR/log-anchor.jsonl"
     )
@@ -430,6 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="keep checkpointing until SIGTERM/SIGINT (then once more)",
+    )
+
+    p_report = sub.add_parser("report", help="export an incident's report (pdf, html, json)")
+    p_report.add_argument("incident_id", metavar="INCIDENT_ID")
+    p_report.add_argument("--format", choices=("pdf", "html", "json"), default="pdf")
+    p_report.add_argument("-o", "--output", required=True, metavar="FILE")
+    p_report.add_argument("--lang", choices=("nb", "en"), default="nb")
+    p_report.add_argument(
+        "--as",
+        dest="as_user",
+        default=None,
+        metavar="USERNAME",
+        help="mask as this user's need-to-know allows (default: everything masked)",
     )
 
     p_backup = sub.add_parser("backup", help="database, log anchor, outbox and key → one archive")
@@ -528,6 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "log":
         return _log(settings, args)
+    if args.command == "report":
+        return asyncio.run(_report(settings, args))
     if args.command == "backup":
         return backup(settings, Path(args.output))
     if args.command == "restore":

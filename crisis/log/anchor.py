@@ -408,11 +408,18 @@ def describe_last(log: AnchorLog) -> str:
     return f"last checkpoint line {log.lines} at {log.last_at}, root {log.last_root}"
 
 
-async def verify_anchored(settings: Settings, anchor: AnchorLog) -> VerifyReport:
-    """``verify_log`` over the database, against the heads of an anchor read beforehand."""
+async def verify_anchored(
+    settings: Settings, anchor: AnchorLog, *, incident_id: str | None = None
+) -> VerifyReport:
+    """``verify_log`` over the database (one incident's chain with ``incident_id``), against
+    the heads of an anchor read beforehand."""
     engine = make_engine(settings)
     try:
         async with make_sessionmaker(engine)() as session:
-            return await verify_log(session, anchored=anchor.heads if anchor.lines else None)
+            return await verify_log(
+                session,
+                anchored=anchor.heads if anchor.lines else None,
+                incident_id=incident_id,
+            )
     finally:
         await engine.dispose()

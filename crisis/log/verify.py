@@ -121,8 +121,10 @@ async def verify_log(
     *,
     snapshot: bool = True,
     anchored: Mapping[str, AnchoredHead] | None = None,
+    incident_id: str | None = None,
 ) -> VerifyReport:
     """Recompute every chain from the stored bytes; report the first break of each incident.
+    ``incident_id`` checks that incident's chain alone (its anchored head only, if given).
 
     Columns are read raw (JSON as text, times unparsed), so a tampered value that no longer
     parses is reported as a break instead of crashing the check. ``snapshot`` reads in one
@@ -138,18 +140,22 @@ async def verify_log(
         if not isinstance(session.bind, AsyncEngine):
             raise RuntimeError("verify_log(snapshot=True) needs a session bound to an engine")
         async with AsyncSession(session.bind) as fresh:
-            return await verify_log(fresh, anchored=anchored)
+            return await verify_log(fresh, anchored=anchored, incident_id=incident_id)
     report = VerifyReport()
     wanted = dict(anchored or {})
+    if incident_id is not None:
+        wanted = {k: v for k, v in wanted.items() if k == incident_id}
     report.anchored = len(wanted)
     #: incident id → whether its entry at the anchored seq carried the anchored hash
     found: dict[str, bool] = {}
+    chosen = select(Incident)
+    if incident_id is not None:
+        chosen = chosen.where(Incident.id == incident_id)
     incidents = {
         i.id: i
         for i in (
             await session.exec(
-                select(Incident)
-                .order_by(col(Incident.opened_at), col(Incident.id))
+                chosen.order_by(col(Incident.opened_at), col(Incident.id))
                 # the stored rows, not objects this session may hold from before
                 .execution_options(populate_existing=True)
             )
@@ -172,6 +178,8 @@ async def verify_log(
         table.c.prev_hash,
         table.c.hash,
     ).order_by(table.c.incident_id, table.c.seq, table.c.id)
+    if incident_id is not None:
+        stmt = stmt.where(table.c.incident_id == incident_id)
     rows = await session.stream(stmt.execution_options(yield_per=2000))
     async for row in rows:
         report.entries += 1
@@ -278,6 +286,21 @@ async def verify_log(
                 )
             )
     return report
+
+
+async def entry_with_hash(session: AsyncSession, *, incident_id: str, hash_: str) -> int | None:
+    """The seq of the incident's entry whose stored hash is ``hash_`` (a report's head), or
+    None when no entry of that incident has it."""
+    table = LogEntry.__table__  # type: ignore[attr-defined]
+    row = (
+        await session.execute(
+            core_select(table.c.seq)
+            .where(table.c.incident_id == incident_id, table.c.hash == hash_.strip().lower())
+            .order_by(table.c.seq)
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else int(row[0])
 
 
 def _parse_stored_time(raw: Any) -> datetime:
