@@ -51,6 +51,38 @@ DURATIONS: tuple[str, ...] = (
 )
 
 
+#: The summary's labels (bokmål, English): the board's catalogue and the report both read them.
+LABELS: dict[str, tuple[str, str]] = {
+    "detection_seconds": ("Første hendelse → opprettet", "First event → opened"),
+    "owner_seconds": ("→ eier og ansvarlig", "→ owner and accountable"),
+    "staff_alarm_seconds": ("→ varsel levert til ansatte", "→ staff alarm delivered"),
+    "first_ack_seconds": ("→ første bekreftelse", "→ first acknowledgement"),
+    "first_escalation_seconds": ("→ første eskalering", "→ first escalation"),
+    "public_seconds": ("→ første melding til publikum", "→ first public message"),
+    "first_sitrep_seconds": ("→ første godkjente sitrap", "→ first approved sitrep"),
+    "sitrep_interval_max_seconds": (
+        "Lengste intervall mellom sitraper",
+        "Longest interval between sitreps",
+    ),
+    "overdue_max_seconds": ("Lengste fristoverskridelse", "Longest task overrun"),
+}
+
+
+def format_duration(seconds: Any) -> str:
+    """``130`` → "2 min 10 s"; ``3900`` → "1 h 05 min"; None → "–" (it never happened)."""
+    if seconds is None:
+        return "–"
+    sign = "-" if seconds < 0 else ""
+    total = round(abs(float(seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{sign}{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{sign}{minutes} min {secs:02d} s"
+    return f"{sign}{secs} s"
+
+
 class EntryLike(Protocol):
     """What the metrics read of a log entry (a ``LogEntry`` or a selected row)."""
 

@@ -39,6 +39,8 @@ from crisis.log import privacy, projection
 from crisis.log.chain import GENESIS
 from crisis.log.models import DataAccess, Incident, LogEntry
 from crisis.log.verify import verify_log
+from crisis.review.metrics import DURATIONS, format_duration, incident_metrics
+from crisis.review.metrics import LABELS as METRIC_LABELS
 
 OSLO: Final = ZoneInfo("Europe/Oslo")
 FORMATS: Final = ("html", "pdf", "json")
@@ -102,6 +104,16 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "actions": "Tiltak",
         "needs": "Behov",
         "next_update": "Neste oppdatering",
+        "staff_before_public": "Ansatte varslet før publikum",
+        "yes": "ja",
+        "no_public_first": "nei – publikum fikk vite først",
+        "not_judged": "ingen melding til publikum",
+        "tasks_overdue": "Oppgaver over frist (av oppgaver med frist)",
+        "promises": "Lovede oppdateringer",
+        "kept": "holdt",
+        "broken_promises": "brutt",
+        "failed": "feilet",
+        "alternate": "via alternativ kontakt",
         "metrics": "Responstider",
         "lessons": "Læringspunkter",
         "integrity": "Integritetserklæring",
@@ -168,6 +180,16 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "actions": "Actions",
         "needs": "Needs",
         "next_update": "Next update",
+        "staff_before_public": "Staff told before the public",
+        "yes": "yes",
+        "no_public_first": "no – the public was told first",
+        "not_judged": "no public message",
+        "tasks_overdue": "Tasks overdue (of tasks with a deadline)",
+        "promises": "Promised updates",
+        "kept": "kept",
+        "broken_promises": "broken",
+        "failed": "failed",
+        "alternate": "via alternate contact",
         "metrics": "Response metrics",
         "lessons": "Lessons learned",
         "integrity": "Integrity statement",
@@ -565,6 +587,7 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["oslo"] = _oslo
+_ENV.filters["duration"] = format_duration
 STYLESHEET: Final = (TEMPLATES / "report.css").read_text(encoding="utf-8")
 #: The CSP source of the inline stylesheet: an HTML report served to a browser allows it alone.
 STYLE_HASH: Final = (
@@ -580,6 +603,8 @@ def render_html(report: Report) -> str:
     return _ENV.get_template("report.html").render(
         r=report,
         t=LABELS[report.lang],
+        metric_labels={k: v[report.lang == "en"] for k, v in METRIC_LABELS.items()},
+        durations=DURATIONS,
         css=STYLESHEET,
         check=check_command(report.incident_id, report.integrity.head_hash),
     )
@@ -689,7 +714,13 @@ async def prepare_report(
     if progress is not None:
         progress(f"{len(entries)} entries read, chain {'intact' if check.ok else 'BROKEN'}")
     report = build_report(
-        incident=incident, entries=entries, viewer=viewer, now=now, lang=lang, check=check
+        incident=incident,
+        entries=entries,
+        viewer=viewer,
+        now=now,
+        lang=lang,
+        check=check,
+        metrics=incident_metrics(incident=incident, entries=entries, now=now).as_dict(),
     )
     await record_export(session, report=report, viewer=viewer, fmt=fmt)
     return report

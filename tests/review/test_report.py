@@ -21,6 +21,7 @@ from crisis.log import privacy
 from crisis.log.chain import Head, next_head
 from crisis.log.models import DataAccess, Incident, LogEntry
 from crisis.review import report as review_report
+from crisis.review.metrics import incident_metrics
 from crisis.store.db import make_sessionmaker
 from tests.review.scenario import INMATE, T0, Viewer, build_incident
 
@@ -101,7 +102,8 @@ async def test_sections_and_integrity(engine: AsyncEngine, incident: Incident) -
     assert integrity["entry_count"] == integrity["head_seq"] == incident.head_seq
     assert integrity["verified"] is True and integrity["problem"] is None
     assert integrity["check"] == f"crisis log verify --incident inc-rep --head {incident.head_hash}"
-    assert doc["metrics"] is None and doc["lessons"] is None
+    assert doc["metrics"]["incident_id"] == "inc-rep" and doc["metrics"]["status"] == "closed"
+    assert doc["metrics"]["tasks_with_deadline"] == len([t for t in doc["tasks"] if t["deadline"]])
 
 
 async def test_a_broken_chain_is_stated(engine: AsyncEngine, incident: Incident) -> None:
@@ -258,7 +260,8 @@ async def test_metrics_and_lessons_sections_when_given(engine: AsyncEngine) -> N
         from crisis import log
 
         entries = await log.timeline(session, "inc-rep")
-    metrics = {"owner_seconds": 12.5, "escalations": [{"to": "region", "seconds": 60}]}
+    metrics = incident_metrics(incident=incident, entries=entries, now=T0).as_dict()
+    metrics["owner_seconds"] = 3912.0
     lessons = {"findings": [{"text": "Røykvarsler A2 virket ikke"}], "actions": []}
     report = review_report.build_report(
         incident=incident,
@@ -273,7 +276,11 @@ async def test_metrics_and_lessons_sections_when_given(engine: AsyncEngine) -> N
     assert doc["metrics"] == metrics and doc["lessons"] == lessons
     html = review_report.render_html(report)
     assert "Response metrics" in html and "Lessons learned" in html
-    assert "<dt>to</dt><dd>region</dd>" in html and "Røykvarsler A2 virket ikke" in html
+    assert (
+        '<tr data-metric="owner_seconds"><th>→ owner and accountable</th><td>1 h 05 min</td>'
+        in html
+    )
+    assert "Røykvarsler A2 virket ikke" in html
     bare = review_report.render_html(
         review_report.build_report(incident=incident, entries=entries, viewer=ADMIN, now=T0)
     )

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from crisis.review.metrics import LABELS as METRIC_LABELS
+
 LANGS = ("nb", "en")
 DEFAULT = "nb"
 COOKIE = "lang"
@@ -258,18 +260,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "metric.translation_fallback": ("språkreserve", "language fallback"),
     "metric.blocked": ("blokkert (øvelse)", "blocked (exercise)"),
     "metric.escalations": ("Eskaleringer", "Escalations"),
-    "metric.detection_seconds": ("Første hendelse → opprettet", "First event → opened"),
-    "metric.owner_seconds": ("→ eier og ansvarlig", "→ owner and accountable"),
-    "metric.staff_alarm_seconds": ("→ varsel levert til ansatte", "→ staff alarm delivered"),
-    "metric.first_ack_seconds": ("→ første bekreftelse", "→ first acknowledgement"),
-    "metric.first_escalation_seconds": ("→ første eskalering", "→ first escalation"),
-    "metric.public_seconds": ("→ første melding til publikum", "→ first public message"),
-    "metric.first_sitrep_seconds": ("→ første godkjente sitrap", "→ first approved sitrep"),
-    "metric.sitrep_interval_max_seconds": (
-        "Lengste intervall mellom sitraper",
-        "Longest interval between sitreps",
-    ),
-    "metric.overdue_max_seconds": ("Lengste fristoverskridelse", "Longest task overrun"),
+    **{f"metric.{key}": text for key, text in METRIC_LABELS.items()},
     # review page: timeline filters, course chart, replay (issue 17, item 3)
     "review.title": ("Gjennomgang", "Review"),
     "review.link": ("Gjennomgang og avspilling", "Review and replay"),

@@ -8,23 +8,12 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from crisis.clock import as_utc
+from crisis.review.metrics import format_duration
 
 OSLO = ZoneInfo("Europe/Oslo")
 
 
-def duration(seconds: Any) -> str:
-    """``130`` → "2 min 10 s"; ``3900`` → "1 h 05 min"; None → "–" (it never happened)."""
-    if seconds is None:
-        return "–"
-    sign = "-" if seconds < 0 else ""
-    total = round(abs(float(seconds)))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{sign}{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{sign}{minutes} min {secs:02d} s"
-    return f"{sign}{secs} s"
+duration = format_duration
 
 
 def oslo_iso(value: Any, fmt: str = "%d.%m.%Y %H:%M:%S") -> Markup:
