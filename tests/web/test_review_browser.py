@@ -92,6 +92,20 @@ def test_the_review_page_filters_and_replays_the_board(
     shot = shots / "review.png"
     page.screenshot(path=str(shot), full_page=True)
     _keep(shot)
+
+    # the report downloads as a PDF named after the incident, with the head it states
+    with page.expect_download() as info:
+        page.click("#report-link")
+    download = info.value
+    assert download.suggested_filename.startswith(f"rapport-{iid}-")
+    assert download.suggested_filename.endswith(".pdf")
+    body = Path(download.path()).read_bytes()
+    assert body.startswith(b"%PDF")
+    head = board.api("GET", f"/api/v1/incidents/{iid}/report?format=json", "kdi").json()
+    assert head["integrity"]["verified"] is True
+    assert head["integrity"]["entry_count"] == len(
+        board.api("GET", f"/api/v1/incidents/{iid}/timeline", "kdi").json()
+    )
     page.context.close()
 
 
