@@ -24,12 +24,15 @@ from web.api import (
     health,
     incidents,
     ingest,
+    lessons,
     notifications,
     sitreps,
     units,
     violations,
 )
 from web.api.metrics import WebMetrics
+from web.board import history as board_history
+from web.board import lessons as board_lessons
 from web.board import pages as board
 from web.board import ws as board_ws
 
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         auth,
         units,
         incidents,
+        lessons,
         ingest,
         dlq,
         audit,
@@ -129,6 +133,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         notifications,
         acknowledgements,
         sitreps,
+        board_history,
+        board_lessons,
         board,
         board_ws,
     ):

@@ -1,0 +1,1 @@
+"""Post-incident review: history, metrics, replay, reports and lessons learned."""
