@@ -166,9 +166,7 @@ async def test_a_scoped_user_pages_through_its_own_incidents_only(api: ApiHarnes
             closed=utc(2026, 4, 2, n),
         )
         mine.append(
-            await make(
-                api, title=f"Egen {n}", opened=utc(2026, 3, 1, n), closed=utc(2026, 3, 2, n)
-            )
+            await make(api, title=f"Egen {n}", opened=utc(2026, 3, 1, n), closed=utc(2026, 3, 2, n))
         )
     seen: list[str] = []
     for offset in (0, 2, 4):
