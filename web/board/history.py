@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from crisis import log
 from crisis.clock import utcnow
-from crisis.domain.vocabulary import Status
+from crisis.domain.vocabulary import Role, Status
 from crisis.log import privacy
 from crisis.review import history
 from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
@@ -46,7 +46,7 @@ async def history_page(request: Request, session: SessionDep) -> Response:
     user = await pages.page_user(request, session)
     if user is None:
         return pages.to_login(request)
-    if user.role == "ministry":
+    if user.role == Role.MINISTRY:
         return pages.render(request, "error.html", user=user, status_code=403, message="403")
     org = request.app.state.organisation
     params = {k: request.query_params.get(k, "").strip() for k in FIELDS}
