@@ -68,8 +68,9 @@ def test_a_closed_incident_leaves_the_board_and_appears_in_the_history(
         == incident["id"]
     )
 
-    # its lessons page records a finding on the closed incident
-    page.goto(board.base + f"/incidents/{incident['id']}/lessons")
+    # its lessons page, reached from the history row, records a finding on the closed incident
+    row.locator('a[href$="/lessons"]').click()
+    page.wait_for_url(board.base + f"/incidents/{incident['id']}/lessons")
     page.fill("#form-finding textarea[name=finding]", "Slukkeutstyret var lett å finne")
     page.locator("#form-finding button").click()
     expect(page.locator("#findings")).to_contain_text("Slukkeutstyret", timeout=5000)

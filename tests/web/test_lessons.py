@@ -260,6 +260,7 @@ async def test_the_lessons_pages_forms_and_the_overdue_panel(api: ApiHarness) ->
         # the closed incident's main page stays read-only: the reopen form only
         main = await client.get(f"/incidents/{iid}")
         assert re.findall(r'<form[^>]* id="([^"]+)"', main.text) == ["form-reopen"]
+        assert f'href="/incidents/{iid}/lessons" id="lessons-link"' in main.text
 
     async with api.login("kom") as client:
         page = await client.get(f"/incidents/{iid}/lessons")
