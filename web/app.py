@@ -24,6 +24,7 @@ from web.api import (
     health,
     incidents,
     ingest,
+    lessons,
     notifications,
     replay,
     report_export,
@@ -33,6 +34,8 @@ from web.api import (
     violations,
 )
 from web.api.metrics import WebMetrics
+from web.board import history as board_history
+from web.board import lessons as board_lessons
 from web.board import pages as board
 from web.board import review as board_review
 from web.board import statistics as board_statistics
@@ -127,6 +130,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         auth,
         units,
         incidents,
+        lessons,
         ingest,
         dlq,
         audit,
@@ -136,6 +140,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         sitreps,
         review_metrics,
         report_export,
+        board_history,
+        board_lessons,
         board,
         board_statistics,
         board_review,

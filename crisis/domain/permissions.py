@@ -26,6 +26,7 @@ class Action(StrEnum):
     APPROVE = "approve"  # the second person of the two-person rule
     APPROVE_TRANSLATION = "approve_translation"  # a template translation for inmates
     EXERCISE = "exercise"  # open an exercise incident, inject exercise events
+    RECORD_LESSON = "record_lesson"  # a finding, a follow-up action or its update (review)
 
 
 _ALL: Final = frozenset(Action)
@@ -40,12 +41,15 @@ _RESPONDER: Final = frozenset(
         Action.NOTIFY,
         Action.APPROVE,
         Action.EXERCISE,
+        Action.RECORD_LESSON,
     }
 )
 
 #: Role → what it may do (within its scope). Coercive measures are decided where the inmate
 #: is (the unit, its region); KDI leads the service and approves translations; the
-#: communication staff speak for it but decide nothing; the ministry reads.
+#: communication staff speak for it but decide nothing; the ministry reads. Lessons learned
+#: are recorded by those who lead the response, and by exercise controllers, who evaluate
+#: the exercises their scope holds.
 PERMISSIONS: Final[Mapping[Role, frozenset[Action]]] = {
     Role.ADMIN: _ALL,
     Role.OPERATOR: _RESPONDER,
@@ -56,7 +60,7 @@ PERMISSIONS: Final[Mapping[Role, frozenset[Action]]] = {
     ),
     Role.MINISTRY: frozenset({Action.READ}),
     Role.EXERCISE_CONTROLLER: frozenset(
-        {Action.READ, Action.REPORT, Action.WRITE_ENTRY, Action.EXERCISE}
+        {Action.READ, Action.REPORT, Action.WRITE_ENTRY, Action.EXERCISE, Action.RECORD_LESSON}
     ),
 }
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from crisis.clock import as_utc
-from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status, TaskStatus
+from crisis.domain.vocabulary import (
+    LESSON_KINDS,
+    LEVEL_ORDER,
+    EntryKind,
+    FollowUpStatus,
+    Level,
+    Status,
+    TaskStatus,
+)
 
 #: Coercive or restrictive measures (DOMAIN.md, "Hjemmel og notoritet"). A decision on one of
 #: these needs a legal basis, a proportionality assessment and the alternatives considered.
@@ -202,14 +211,17 @@ def is_delivery_receipt(kind: str, actor: str, data: Mapping[str, Any]) -> bool:
 def check_closed(*, status: str, kind: str, actor: str, data: Mapping[str, Any]) -> list[Violation]:
     """A closed incident takes no entry until a status change reopens it.
 
-    Two exceptions: the reopening status change itself, and the notifiers' delivery receipts
+    Three exceptions: the reopening status change itself, the notifiers' delivery receipts
     (``is_delivery_receipt``) — a message sent before the close is delivered, fails or is
-    acknowledged after it, and the log must not lose that. Everything a person, a playbook
-    rule or a situation report writes is refused.
+    acknowledged after it, and the log must not lose that — and the lessons learned
+    (``LESSON_KINDS``), which a review records after the close. Everything else a person, a
+    playbook rule or a situation report writes is refused.
     """
     if status != Status.CLOSED:
         return []
     if kind == EntryKind.STATUS_CHANGE and data.get("status") == Status.OPEN:
+        return []
+    if kind in LESSON_KINDS:
         return []
     if is_delivery_receipt(kind, actor, data):
         return []
@@ -221,6 +233,89 @@ def check_closed(*, status: str, kind: str, actor: str, data: Mapping[str, Any])
             conflict=True,
         )
     ]
+
+
+# --- lessons learned: findings and follow-up actions ------------------------------------
+
+FOLLOW_UP_STATES = ", ".join(s.value for s in FollowUpStatus)
+
+
+def _due_violation(value: Any) -> list[Violation]:
+    """A due date is an ISO date (or date and time)."""
+    if _blank(value):
+        return [Violation("due", "et oppfølgingstiltak har en frist / a follow-up has a due date")]
+    if not isinstance(value, str) or parse_due(value) is None:
+        return [Violation("due", f"due is an ISO date (YYYY-MM-DD), not {value!r}")]
+    return []
+
+
+def parse_due(value: str) -> date | datetime | None:
+    """A follow-up's due date (a date, or a date and time), or None if it is not ISO."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _status_violation(value: Any) -> list[Violation]:
+    if value not in {s.value for s in FollowUpStatus}:
+        return [Violation("status", f"unknown follow-up status {value!r} ({FOLLOW_UP_STATES})")]
+    return []
+
+
+def check_finding(data: Mapping[str, Any]) -> list[Violation]:
+    """A finding says what the review found."""
+    if _blank(data.get("finding")):
+        return [Violation("finding", "et funn beskriver hva som ble funnet / a finding says what")]
+    return []
+
+
+def check_follow_up(data: Mapping[str, Any], known_findings: set[int]) -> list[Violation]:
+    """A follow-up action has a title, an owner (ansvarsprinsippet), a due date and a known
+    status; the finding it answers, if named, is a finding of the same incident."""
+    out = []
+    if _blank(data.get("title")):
+        out.append(
+            Violation("title", "et oppfølgingstiltak har en tittel / a follow-up has a title")
+        )
+    if _blank(data.get("owner")):
+        out.append(
+            Violation(
+                "owner",
+                "et oppfølgingstiltak har en eier / a follow-up has an owner",
+                principle="ansvarsprinsippet",
+            )
+        )
+    out += _due_violation(data.get("due"))
+    out += _status_violation(data.get("status", FollowUpStatus.OPEN.value))
+    finding = data.get("finding")
+    if finding is not None and (not isinstance(finding, int) or finding not in known_findings):
+        out.append(Violation("finding", f"no finding entry with seq {finding!r} in this incident"))
+    return out
+
+
+def check_follow_up_update(data: Mapping[str, Any], known_follow_ups: set[int]) -> list[Violation]:
+    """An update names the follow-up it changes and changes its status, owner or due date."""
+    out = []
+    target = data.get("follow_up")
+    if not isinstance(target, int) or isinstance(target, bool) or target not in known_follow_ups:
+        out.append(
+            Violation("follow_up", f"no follow_up entry with seq {target!r} in this incident")
+        )
+    changes = [k for k in ("status", "owner", "due") if k in data]
+    if not changes:
+        out.append(Violation("status", "an update changes the status, the owner or the due date"))
+    if "status" in data:
+        out += _status_violation(data["status"])
+    if "owner" in data and _blank(data["owner"]):
+        out.append(Violation("owner", "a follow-up keeps an owner", principle="ansvarsprinsippet"))
+    if "due" in data:
+        out += _due_violation(data["due"])
+    return out
 
 
 # --- who writes delivery data: the notifiers, and plans: the playbook engine ----------

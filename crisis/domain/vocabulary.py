@@ -39,6 +39,9 @@ class EntryKind(StrEnum):
     CORRECTION = "correction"
     STATUS_CHANGE = "status_change"
     SITUATION_REPORT = "situation_report"  # a sitrep version or its approval (crisis.sitreps)
+    FINDING = "finding"  # lessons learned: what the review found (crisis.review.lessons)
+    FOLLOW_UP = "follow_up"  # lessons learned: an action with an owner, a due date, a status
+    FOLLOW_UP_UPDATE = "follow_up_update"  # a change of a follow-up's status, owner or due date
 
 
 #: Kinds a person may add through ``POST /api/v1/incidents/{id}/entries``; the others are
@@ -55,6 +58,21 @@ USER_ENTRY_KINDS = frozenset(
         EntryKind.STATUS_CHANGE,
     }
 )
+
+
+#: The lessons-learned kinds: written by their own endpoints, on an open or a closed incident.
+LESSON_KINDS = frozenset({EntryKind.FINDING, EntryKind.FOLLOW_UP, EntryKind.FOLLOW_UP_UPDATE})
+
+
+class FollowUpStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    DROPPED = "dropped"
+
+
+#: A follow-up in one of these states is settled: never overdue.
+SETTLED_FOLLOW_UPS = frozenset({FollowUpStatus.DONE, FollowUpStatus.DROPPED})
 
 
 class TaskStatus(StrEnum):

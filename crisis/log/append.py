@@ -424,4 +424,20 @@ async def _check(
         )
     elif kind == EntryKind.STATUS_CHANGE:
         out += rules.check_status_change(current=incident.status, data=data)
+    elif kind == EntryKind.FINDING:
+        out += rules.check_finding(data)
+    elif kind == EntryKind.FOLLOW_UP:
+        out += rules.check_follow_up(data, await _seqs(session, incident, EntryKind.FINDING))
+    elif kind == EntryKind.FOLLOW_UP_UPDATE:
+        out += rules.check_follow_up_update(
+            data, await _seqs(session, incident, EntryKind.FOLLOW_UP)
+        )
     return out
+
+
+async def _seqs(session: AsyncSession, incident: Incident, kind: EntryKind) -> set[int]:
+    """The seqs of the incident's entries of ``kind``."""
+    found = await session.exec(
+        select(LogEntry.seq).where(LogEntry.incident_id == incident.id, LogEntry.kind == kind.value)
+    )
+    return set(found.all())

@@ -27,15 +27,16 @@ EXERCISE = "ovelse-x"
 
 Y, N = True, False
 #: role → action → allowed; columns in docs/api.md's order: read, report, write_entry,
-#: decision, coercive_decision, escalate, notify, approve, approve_translation, exercise.
+#: decision, coercive_decision, escalate, notify, approve, approve_translation, exercise,
+#: record_lesson.
 EXPECTED: dict[str, dict[str, bool]] = {
-    "admin": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, Y, Y], strict=True)),
-    "operator": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y], strict=True)),
-    "region": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y], strict=True)),
-    "kdi": dict(zip(Action, [Y, Y, Y, Y, N, Y, Y, Y, Y, Y], strict=True)),
-    "communication": dict(zip(Action, [Y, Y, Y, N, N, N, Y, Y, N, N], strict=True)),
-    "ministry": dict(zip(Action, [Y, N, N, N, N, N, N, N, N, N], strict=True)),
-    "exercise-controller": dict(zip(Action, [Y, Y, Y, N, N, N, N, N, N, Y], strict=True)),
+    "admin": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, Y, Y, Y], strict=True)),
+    "operator": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y], strict=True)),
+    "region": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y], strict=True)),
+    "kdi": dict(zip(Action, [Y, Y, Y, Y, N, Y, Y, Y, Y, Y, Y], strict=True)),
+    "communication": dict(zip(Action, [Y, Y, Y, N, N, N, Y, Y, N, N, N], strict=True)),
+    "ministry": dict(zip(Action, [Y, N, N, N, N, N, N, N, N, N, N], strict=True)),
+    "exercise-controller": dict(zip(Action, [Y, Y, Y, N, N, N, N, N, N, Y, Y], strict=True)),
 }
 
 
@@ -179,6 +180,15 @@ async def _exercise(w: World, h: dict[str, str], drill: bool) -> httpx.Response:
     return await w.api.client.post("/api/v1/incidents", json=body, headers=h)
 
 
+async def _record_lesson(w: World, h: dict[str, str], drill: bool) -> httpx.Response:
+    incident = await _target(w, drill)
+    return await w.api.client.post(
+        f"/api/v1/incidents/{incident}/lessons/findings",
+        json={"finding": "Varslingslisten var utdatert"},
+        headers=h,
+    )
+
+
 CALLS: dict[Action, Call] = {
     Action.READ: _read,
     Action.REPORT: _report,
@@ -190,6 +200,7 @@ CALLS: dict[Action, Call] = {
     Action.APPROVE: _approve,
     Action.APPROVE_TRANSLATION: _approve_translation,
     Action.EXERCISE: _exercise,
+    Action.RECORD_LESSON: _record_lesson,
 }
 #: What an allowed call answers (reports: 503 here, no Kafka: refused for another reason).
 ALLOWED_STATUS = {Action.READ: {200}, Action.APPROVE: {200}, Action.REPORT: {202, 503}}

@@ -4,11 +4,11 @@ over crisis.log."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log
@@ -19,6 +19,7 @@ from crisis.domain.permissions import Action, entry_action, require
 from crisis.domain.vocabulary import USER_ENTRY_KINDS, Impact
 from crisis.log import append, privacy, rules
 from crisis.log.models import Incident, IncidentCreate, IncidentPublic, LogEntry, LogEntryPublic
+from crisis.review import history
 from crisis.sources import jsonlimits
 from web.deps import MAX_ID, CurrentUser, Org, SessionDep, scope_of
 
@@ -111,28 +112,93 @@ async def _commit(session: SessionDep, request: Request, write: Awaitable[LogEnt
     return entry
 
 
+def history_bounds(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """``from``/``to`` as UTC instants (``history.parse_bound``); 422 naming the bad one."""
+    out: list[datetime | None] = []
+    for name, value in (("from", start), ("to", end)):
+        try:
+            out.append(history.parse_bound(value, end=name == "to").at if value else None)
+        except history.BadBound as exc:
+            raise log.RuleViolation([rules.Violation(name, str(exc))]) from None
+    if out[0] is not None and out[1] is not None and out[0] >= out[1]:
+        raise log.RuleViolation([rules.Violation("to", "'to' comes after 'from'")])
+    return out[0], out[1]
+
+
+def page_links(request: Request, *, total: int, limit: int, offset: int) -> str:
+    """The ``Link`` header's next and prev pages (RFC 8288), none at the ends."""
+    links = []
+    if offset + limit < total:
+        url = request.url.include_query_params(limit=limit, offset=offset + limit)
+        links.append(f'<{url}>; rel="next"')
+    if offset > 0:
+        url = request.url.include_query_params(limit=limit, offset=max(0, offset - limit))
+        links.append(f'<{url}>; rel="prev"')
+    return ", ".join(links)
+
+
 @router.get("", response_model=list[IncidentPublic])
 async def list_incidents(
     user: CurrentUser,
     org: Org,
     session: SessionDep,
-    status_: Annotated[str | None, Query(alias="status")] = None,
-    unit: str | None = None,
-    exercise: Annotated[str | None, Query(description="'true', 'false', or an exercise id")] = None,
+    request: Request,
+    response: Response,
+    status_: Annotated[str | None, Query(alias="status", max_length=20)] = None,
+    unit: Annotated[str | None, Query(max_length=80)] = None,
+    exercise: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            description="'true', 'false', 'all', or an exercise id; unset: the closed "
+            "history (status=closed) shows real incidents only, any other list both",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=40,
+            description="ISO date (an Oslo calendar day) or date and time: incidents "
+            "not closed before it",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            max_length=40,
+            description="incidents opened before it (a date: its end)",
+        ),
+    ] = None,
+    type: Annotated[str | None, Query(max_length=80)] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in the id, title or type")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=history.MAX_LIMIT)] = history.DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[Incident]:
-    stmt = select(Incident).order_by(col(Incident.severity).desc(), col(Incident.opened_at).desc())
-    if status_:
-        stmt = stmt.where(Incident.status == status_)
-    if unit:
-        stmt = stmt.where(Incident.unit == unit)
-    if exercise == "true":
-        stmt = stmt.where(col(Incident.exercise).is_not(None))
-    elif exercise == "false":
-        stmt = stmt.where(col(Incident.exercise).is_(None))
-    elif exercise:
-        stmt = stmt.where(Incident.exercise == exercise)
-    stmt = scope_of(user, org).narrow(stmt)
-    return list((await session.exec(stmt)).all())
+    """Open incidents or the history, filtered and paged; ``X-Total-Count`` is the number
+    matching in all, ``Link`` the next and previous pages."""
+    opened_from, opened_to = history_bounds(start, end)
+    rows, total = await history.search_incidents(
+        session=session,
+        narrow=scope_of(user, org).narrow,
+        status=status_,
+        opened_from=opened_from,
+        opened_to=opened_to,
+        unit=unit,
+        type=type,
+        q=q,
+        exercise=exercise,
+        limit=limit,
+        offset=offset,
+    )
+    response.headers["X-Total-Count"] = str(total)
+    links = page_links(request, total=total, limit=limit, offset=offset)
+    if links:
+        response.headers["Link"] = links
+    return rows
 
 
 @router.post("", response_model=IncidentPublic, status_code=status.HTTP_201_CREATED)

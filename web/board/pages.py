@@ -28,6 +28,7 @@ from crisis.domain.vocabulary import EntryKind, Role, Status
 from crisis.log import privacy, projection, sitreps
 from crisis.log.models import Incident, LogEntry, SitRepStatus
 from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
+from web.api.lessons import follow_ups_across
 from web.api.sitreps import readable
 from web.board import i18n, metricsfmt
 from web.board import map as boardmap
@@ -179,6 +180,9 @@ async def _overview_context(session: Any, user: User, request: Request) -> dict[
         "outline": boardmap.outline_paths(),
         "tiles": boardmap.tiles(getattr(request.app.state.settings, "map_tile_url", None)),
         "dots": boardmap.dots(org, worst),
+        "overdue_follow_ups": await follow_ups_across(
+            session=session, user=user, org=org, overdue=True
+        ),
     }
 
 
