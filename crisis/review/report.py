@@ -24,21 +24,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis import log
-from crisis.clock import utcnow
+from crisis.clock import as_utc, utcnow
 from crisis.domain import rules
 from crisis.domain.rules import NOTIFIER_ACTOR
-from crisis.domain.vocabulary import EntryKind, Person, Status
+from crisis.domain.vocabulary import LESSON_KINDS, EntryKind, Person, Status
 from crisis.log import privacy, projection
 from crisis.log.chain import GENESIS
 from crisis.log.models import DataAccess, Incident, LogEntry
 from crisis.log.verify import verify_log
+from crisis.review.lessons import lessons_of
 from crisis.review.metrics import DURATIONS, format_duration, incident_metrics
 from crisis.review.metrics import LABELS as METRIC_LABELS
 
@@ -114,6 +115,16 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "broken_promises": "brutt",
         "failed": "feilet",
         "alternate": "via alternativ kontakt",
+        "findings": "Funn",
+        "follow_ups": "Oppfølgingstiltak",
+        "follow_up": "Tiltak",
+        "owner": "Eier",
+        "due": "Frist",
+        "overdue": "over frist",
+        "fu_open": "åpen",
+        "fu_in_progress": "pågår",
+        "fu_done": "utført",
+        "fu_dropped": "avsluttet uten tiltak",
         "metrics": "Responstider",
         "lessons": "Læringspunkter",
         "integrity": "Integritetserklæring",
@@ -190,6 +201,16 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = {
         "broken_promises": "broken",
         "failed": "failed",
         "alternate": "via alternate contact",
+        "findings": "Findings",
+        "follow_ups": "Follow-up actions",
+        "follow_up": "Action",
+        "owner": "Owner",
+        "due": "Due",
+        "overdue": "overdue",
+        "fu_open": "open",
+        "fu_in_progress": "in progress",
+        "fu_done": "done",
+        "fu_dropped": "dropped",
         "metrics": "Response metrics",
         "lessons": "Lessons learned",
         "integrity": "Integrity statement",
@@ -514,6 +535,25 @@ def _summary(incident: Incident, shown: Sequence[privacy.Shown]) -> dict[str, An
     }
 
 
+class _Masked(NamedTuple):
+    """A lesson entry as the viewer reads it (``lessons_of`` takes any such row)."""
+
+    seq: int
+    kind: str
+    at: datetime
+    actor: str
+    text: str
+    data: dict[str, Any]
+
+
+def _lesson_views(shown: Sequence[privacy.Shown]) -> list[_Masked]:
+    return [
+        _Masked(s.entry.seq, s.entry.kind, s.entry.at, s.entry.actor, s.text, s.data)
+        for s in shown
+        if s.entry.kind in LESSON_KINDS
+    ]
+
+
 def build_report(
     *,
     incident: Incident,
@@ -523,12 +563,12 @@ def build_report(
     lang: Lang = "nb",
     check: ChainCheck | None = None,
     metrics: dict[str, Any] | None = None,
-    lessons: dict[str, Any] | None = None,
 ) -> Report:
     """The report of ``incident`` from its whole chain ``entries`` (seq order), as ``viewer``
     may read it. ``check`` is the chain's verification at export time (unverified if None);
     the head hash and count are of ``entries`` themselves, so they match what was read.
-    ``metrics`` and ``lessons`` are the JSON-ready sections of those items, shown when given."""
+    ``metrics`` is the JSON-ready response metrics, shown when given; the lessons learned are
+    read from the entries as the viewer sees them."""
     shown: list[privacy.Shown] = []
     ids: list[int] = []
     refs: list[str] = []
@@ -564,7 +604,7 @@ def build_report(
         sitreps=_sitreps(viewer, entries),
         integrity=integrity,
         metrics=metrics,
-        lessons=lessons,
+        lessons=lessons_of(_lesson_views(shown)).as_dict(now=now),
         shown_entry_ids=ids,
         shown_refs=refs,
     )
@@ -573,9 +613,10 @@ def build_report(
 # --- rendering ---------------------------------------------------------------------------
 
 
-def _oslo(value: datetime | None) -> str:
+def _oslo(value: datetime | str | None) -> str:
     if value is None:
         return "–"
+    value = as_utc(value)
     local = value.astimezone(OSLO).strftime("%d.%m.%Y %H:%M:%S")
     return f"{local} ({value.astimezone(UTC).strftime('%H:%M:%S')} UTC)"
 

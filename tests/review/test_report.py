@@ -16,8 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
+from crisis import log
 from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.log import privacy
+from crisis.log.append import append
 from crisis.log.chain import Head, next_head
 from crisis.log.models import DataAccess, Incident, LogEntry
 from crisis.review import report as review_report
@@ -252,28 +254,50 @@ def test_every_entry_is_accounted_for_once(steps: list[tuple[str, str]]) -> None
             assert sorted(set(report.shown_refs)) == sorted(refs)
 
 
-async def test_metrics_and_lessons_sections_when_given(engine: AsyncEngine) -> None:
+async def test_metrics_and_lessons_sections(engine: AsyncEngine) -> None:
+    """The metrics given are shown with their labels; the lessons learned recorded on the
+    closed incident are read from its log, an overdue follow-up marked."""
+    later = T0 + timedelta(days=30)
     async with make_sessionmaker(engine)() as session:
         await build_incident(session)
+        finding = await append(
+            session,
+            incident_id="inc-rep",
+            kind="finding",
+            actor="user:kdi",
+            text="Røykvarsler A2 virket ikke",
+            data={"finding": "Røykvarsler A2 virket ikke", "category": "teknisk"},
+            at=T0 + timedelta(days=2),
+        )
+        await append(
+            session,
+            incident_id="inc-rep",
+            kind="follow_up",
+            actor="user:kdi",
+            text="Oppfølging: bytt røykvarslere",
+            data={
+                "title": "Bytt røykvarslere i A2",
+                "owner": "driftsleder",
+                "due": (T0 + timedelta(days=10)).date().isoformat(),
+                "status": "open",
+                "finding": finding.seq,
+            },
+            at=T0 + timedelta(days=2),
+        )
+        await session.commit()
         incident = await session.get(Incident, "inc-rep")
         assert incident is not None
-        from crisis import log
-
         entries = await log.timeline(session, "inc-rep")
-    metrics = incident_metrics(incident=incident, entries=entries, now=T0).as_dict()
+    metrics = incident_metrics(incident=incident, entries=entries, now=later).as_dict()
     metrics["owner_seconds"] = 3912.0
-    lessons = {"findings": [{"text": "Røykvarsler A2 virket ikke"}], "actions": []}
     report = review_report.build_report(
-        incident=incident,
-        entries=entries,
-        viewer=ADMIN,
-        now=T0,
-        lang="en",
-        metrics=metrics,
-        lessons=lessons,
+        incident=incident, entries=entries, viewer=ADMIN, now=later, lang="en", metrics=metrics
     )
     doc = report.as_dict()
-    assert doc["metrics"] == metrics and doc["lessons"] == lessons
+    assert doc["metrics"] == metrics
+    assert [f["finding"] for f in doc["lessons"]["findings"]] == ["Røykvarsler A2 virket ikke"]
+    [follow_up] = doc["lessons"]["follow_ups"]
+    assert follow_up["owner"] == "driftsleder" and follow_up["overdue"] is True
     html = review_report.render_html(report)
     assert "Response metrics" in html and "Lessons learned" in html
     assert (
@@ -281,7 +305,8 @@ async def test_metrics_and_lessons_sections_when_given(engine: AsyncEngine) -> N
         in html
     )
     assert "Røykvarsler A2 virket ikke" in html
+    assert f'<tr data-seq="{follow_up["seq"]}" class="overdue">' in html
     bare = review_report.render_html(
         review_report.build_report(incident=incident, entries=entries, viewer=ADMIN, now=T0)
     )
-    assert 'id="metrics"' not in bare and 'id="lessons"' not in bare
+    assert 'id="metrics"' not in bare and 'class="overdue"' not in bare
