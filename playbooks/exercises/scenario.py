@@ -37,6 +37,7 @@ from crisis.yamlsource import (
     schema_validator,
 )
 from playbooks.duration import parse_duration
+from playbooks.loader import load_library
 
 __all__ = [
     "ACTIONS",
@@ -178,8 +179,6 @@ _CARDS: dict[int, tuple[Organisation, frozenset[str]]] = {}
 
 def _card_ids(org: Organisation) -> frozenset[str]:
     """Every card id of the shipped playbook library (loaded once per organisation)."""
-    from playbooks.loader import load_library
-
     cached = _CARDS.get(id(org))
     if cached is None or cached[0] is not org:
         library = load_library(org=org)
