@@ -39,6 +39,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.clock import utcnow
+from crisis.exercises import service as exercise_service
 from crisis.log.models import Incident
 from notifiers import channels, logbook, rendering, service, sms, webhook
 from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
@@ -244,6 +245,17 @@ class Dispatcher:
                     )
                 ).all()
             )
+            exercises = {
+                e
+                for m in due
+                if (
+                    e := m.exercise
+                    or updates[m.update_id].exercise
+                    or incident_exercise.get(m.incident_id)
+                )
+            }
+            # Registered through the API: read each pass, so a change holds at once.
+            registered = await exercise_service.person_participants(session, exercise_ids=exercises)
             staff_gate = await self._staff_gate(
                 session, {m.incident_id for m in due if m.group in PUBLIC_KINDS}
             )
@@ -254,7 +266,7 @@ class Dispatcher:
                 update = updates[m.update_id]
                 exercise = m.exercise or update.exercise or incident_exercise.get(m.incident_id)
                 # 1. exercise isolation: the last gate before apprise.
-                if exercise and not self.config.is_participant(exercise, m.recipient):
+                if exercise and not self.config.is_participant(exercise, m.recipient, registered):
                     m.status = MessageStatus.BLOCKED.value
                     m.last_error = f"exercise {exercise}: {m.recipient} is not a participant"
                     session.add(m)
