@@ -48,9 +48,23 @@ class ExerciseError(Exception):
 
     status = 422
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        *,
+        status: int | None = None,
+        items: list[dict[str, object]] | None = None,
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+        if status is not None:
+            self.status = status
+        self.items = items
+
+    def errors(self) -> list[dict[str, object]]:
+        """The project's error shape (``{"errors": [...]}`` items)."""
+        return self.items or [{"index": None, "field": self.field, "message": self.message}]
 
 
 class ExerciseNotFound(ExerciseError):
@@ -205,7 +219,10 @@ async def progress(
         injects_total=len(rows),
         injects_sent=sum(r.state == InjectState.SENT for r in rows),
         injects_due=sum(
-            r.state == InjectState.PENDING and r.due_offset_seconds <= at for r in rows
+            exercise.started_at is not None
+            and r.state == InjectState.PENDING
+            and r.due_offset_seconds <= at
+            for r in rows
         ),
         injects_skipped=sum(r.state == InjectState.SKIPPED for r in rows),
     )
@@ -470,6 +487,25 @@ async def mark_sent(
         .values(state=InjectState.SENT.value, sent_at=now or utcnow())
     )
     return int(result.rowcount or 0)
+
+
+async def mark_skipped(
+    session: AsyncSession, *, exercise_id: str, inject_id: str, why: str
+) -> None:
+    """A pending inject that will not be sent (its events were refused), with the reason."""
+    row = (
+        await session.exec(
+            select(ExerciseInjectState).where(
+                ExerciseInjectState.exercise_id == exercise_id,
+                ExerciseInjectState.inject_id == inject_id,
+            )
+        )
+    ).first()
+    if row is not None and row.state == InjectState.PENDING:
+        row.state = InjectState.SKIPPED.value
+        row.summary = f"{row.summary} — {why}"[:4000]
+        session.add(row)
+        await session.flush()
 
 
 async def record_manual_inject(
