@@ -598,6 +598,18 @@ class Dispatcher:
             if not overdue:
                 return 0
             approvals = await service.db_translation_approvals(session)
+            # An ended exercise closed its incidents: their unacknowledged alarms go no further.
+            ended_drills = set(
+                (
+                    await session.exec(
+                        select(Incident.id).where(
+                            col(Incident.id).in_({m.incident_id for m in overdue}),
+                            col(Incident.exercise).is_not(None),
+                            Incident.status == "closed",
+                        )
+                    )
+                ).all()
+            )
             receipts: list[logbook.Receipt] = []
             for m in overdue:
                 update = await session.get(NotifyUpdate, m.update_id)
@@ -617,7 +629,11 @@ class Dispatcher:
                     group = self.config.group(m.group_id)
                 except KeyError:
                     group = None
-                nxt = service.escalation_next(group, m.recipient, already) if group else None
+                nxt = (
+                    service.escalation_next(group, m.recipient, already)
+                    if group and m.incident_id not in ended_drills
+                    else None
+                )
                 error = f"ikke bekreftet innen fristen / not acknowledged by {m.ack_deadline}"
                 receipts.append(
                     service._receipt(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crisis.clock import utcnow
 from crisis.exercises import service as exercises
 from crisis.store.db import make_sessionmaker
 from notifiers.dispatcher import Dispatcher
@@ -71,5 +73,44 @@ async def test_a_registered_participant_is_delivered_to_and_an_unregistered_one_
         await drain(dispatcher, all_final(engine, second))
         assert sink.hits == []
         assert {m.status for m in await messages(engine, second)} == {MessageStatus.BLOCKED}
+    finally:
+        await dispatcher.aclose()
+
+
+async def test_an_ended_exercise_stops_its_acknowledgement_escalation(
+    engine: AsyncEngine, sink: Sink
+) -> None:
+    config = make_config(sink, ack_timeout_seconds=300)  # ovelse-x: leader-a takes part
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        await exercises.create(
+            session,
+            exercise_id="ovelse-x",
+            scenario_id="demo",
+            title="Demo",
+            scenario_yaml="version: 1\n",
+            speed=1.0,
+            duration_seconds=None,
+            injects=[],
+            participants=[("person", "leader-b")],
+            actor="user:kari",
+        )
+        await exercises.start(session, exercise_id="ovelse-x", actor="user:kari")
+        await session.commit()
+    incident = await open_incident(engine, exercise="ovelse-x")
+    update_id = await request(engine, config, incident, groups=["leaders"], kind="alarm")
+    now = [utcnow()]
+    dispatcher = Dispatcher(sessions, config, clock=lambda: now[0])
+    try:
+        await drain(dispatcher, lambda: sink.to("/leader/a"))
+        async with sessions() as session:
+            await exercises.end(session, exercise_id="ovelse-x", actor="user:kari")
+            await session.commit()
+        now[0] += timedelta(seconds=301)
+        await dispatcher.run_once()
+        await dispatcher.run_once()
+        assert not sink.to("/leader/b")  # a participant, but the exercise is over
+        ms = await messages(engine, update_id)
+        assert [m.recipient for m in ms] == ["leader-a"] and ms[0].escalated
     finally:
         await dispatcher.aclose()
