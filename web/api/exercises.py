@@ -386,11 +386,9 @@ async def get_exercise(exercise_id: str, user: CurrentUser, session: SessionDep)
     }
 
 
-async def _state_change(
-    session: AsyncSession, exercise_id: str, progress_of: Exercise
-) -> dict[str, Any]:
+async def _state_change(session: AsyncSession, exercise: Exercise) -> dict[str, Any]:
     await session.commit()
-    return _summary(progress_of, await _progress(session, progress_of))
+    return _summary(exercise, await _progress(session, exercise, _expected_total(exercise)))
 
 
 @router.post("/{exercise_id}/start", response_model=ExerciseSummary)
@@ -402,7 +400,7 @@ async def start_exercise(
     exercise = await service.start(
         session, exercise_id=exercise_id, actor=actor_of(user), start_offset_seconds=offset
     )
-    return await _state_change(session, exercise_id, exercise)
+    return await _state_change(session, exercise)
 
 
 @router.post("/{exercise_id}/pause", response_model=ExerciseSummary)
@@ -411,7 +409,7 @@ async def pause_exercise(
 ) -> dict[str, Any]:
     require(user, Action.RUN_EXERCISE)
     exercise = await service.pause(session, exercise_id=exercise_id, actor=actor_of(user))
-    return await _state_change(session, exercise_id, exercise)
+    return await _state_change(session, exercise)
 
 
 @router.post("/{exercise_id}/resume", response_model=ExerciseSummary)
@@ -420,7 +418,7 @@ async def resume_exercise(
 ) -> dict[str, Any]:
     require(user, Action.RUN_EXERCISE)
     exercise = await service.resume(session, exercise_id=exercise_id, actor=actor_of(user))
-    return await _state_change(session, exercise_id, exercise)
+    return await _state_change(session, exercise)
 
 
 @router.post("/{exercise_id}/end", response_model=ExerciseSummary)
@@ -435,7 +433,7 @@ async def end_exercise(
         actor=actor_of(user),
         reason=body.reason if body else None,
     )
-    return await _state_change(session, exercise_id, exercise)
+    return await _state_change(session, exercise)
 
 
 @router.post("/{exercise_id}/inject", status_code=status.HTTP_202_ACCEPTED)
