@@ -123,7 +123,10 @@ def _login(browser: Any, board: BoardServer, name: str, path: str = "/") -> Any:
 
 
 def _live(page: Any) -> None:
-    page.wait_for_function("window.crisisBoard && window.crisisBoard.connected()", timeout=15_000)
+    # A function, not an expression: polling an expression needs eval, which the CSP refuses.
+    page.wait_for_function(
+        "() => window.crisisBoard && window.crisisBoard.connected()", timeout=15_000
+    )
 
 
 def test_login_then_overview_with_map_and_english_switch(
@@ -326,7 +329,7 @@ def test_a_dropped_websocket_reconnects_without_losing_entries(
     _live(page)
     # 1: the socket is closed from the page; entries written meanwhile arrive on reconnect
     page.evaluate("window.crisisBoard.pause()")
-    page.wait_for_function("!window.crisisBoard.connected()")
+    page.wait_for_function("() => !window.crisisBoard.connected()")
     for n in range(3):
         _entry(board, incident["id"], kind="observation", text=f"Mens frakoblet {n}")
     page.wait_for_timeout(300)

@@ -129,7 +129,7 @@ def test_the_board_runs_under_its_policy_and_an_injected_script_does_not(
         "() => { const s = document.createElement('script');"
         " s.textContent = 'window.__ran = true'; document.body.appendChild(s); }"
     )
-    page.wait_for_function("window.__csp.length > 0")
+    page.wait_for_function("() => window.__csp.length > 0")
     assert page.evaluate("window.__ran") is None
     assert [v.split()[0] for v in _violations(page)] == ["script-src-elem"]
 

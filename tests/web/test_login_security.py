@@ -110,9 +110,9 @@ async def test_healthz_stays_fast_while_logins_are_checked(
             f"p90 {p90 * 1000:.1f}, max {latencies[-1] * 1000:.1f} ms"
         )
         assert len(latencies) >= 10, "the logins ended before /healthz was measured"
-        # p90, not the maximum: other processes on a shared machine cause the odd spike
-        # even with no login running; argon2 in the loop made every sample wait.
-        assert p90 < 0.2 and latencies[-1] < 1.0, (latencies, server.output())
+        # p90 bounds it: argon2 in the loop made every sample wait. The maximum only catches a
+        # stall; other processes on a shared machine cause the odd spike with no login running.
+        assert p90 < 0.2 and latencies[-1] < 5.0, (latencies, server.output())
     finally:
         server.stop()
 
