@@ -1,0 +1,1 @@
+"""Exercises: scenario files, their runner and their evaluation (issue 18)."""
