@@ -1,1 +1,1 @@
-"""Exercises: scenario files, their runner and their evaluation (issue 18)."""
+"""Drills and exercises: scenario files (the shipped ones live here too), runner, evaluation."""

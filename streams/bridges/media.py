@@ -37,15 +37,15 @@ from crisis.domain.vocabulary import Status
 from crisis.kafka.producer import EventProducer
 from crisis.log.models import Incident
 from crisis.settings import Settings
-from crisis.sources import jsonlimits
-from crisis.sources.events import PREFIX, Envelope, EventError, validate_event
+from crisis.sources import jsonlimits, media
+from crisis.sources.events import Envelope, EventError, validate_event
 from crisis.store.db import make_engine, make_sessionmaker
 from streams.bridges import lexicon
 from streams.bridges.common import bridge_producer, serve, setup_logging
 
 log = logging.getLogger("crisis.bridge.media")
 
-ARTICLE_TYPE = PREFIX + "media.article"
+ARTICLE_TYPE = media.ARTICLE_TYPE
 
 
 @dataclass
@@ -307,17 +307,13 @@ def article_event(
     }
     if item.key_media is not None:
         data["key_media"] = item.key_media
-    return {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"/media/{host}",
-        "type": ARTICLE_TYPE,
-        "time": (item.published or datetime.now(UTC)).isoformat(),
-        "subject": units[0],
-        "unit": units[0],
-        "datacontenttype": "application/json",
-        "data": {k: v for k, v in data.items() if v is not None},
-    }
+    return media.article_event(
+        data,
+        event_id=event_id,
+        source=f"/media/{host}",
+        time=(item.published or datetime.now(UTC)).isoformat(),
+        unit=units[0],
+    )
 
 
 def _articles(

@@ -30,7 +30,7 @@ from crisis.domain.permissions import Action, allowed
 from crisis.domain.vocabulary import Role
 from crisis.kafka.producer import EventProducer
 from crisis.log.models import RawEvent
-from crisis.sources import cap, jsonlimits
+from crisis.sources import cap, jsonlimits, reports
 from crisis.sources.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.sources.ratelimit import TokenBuckets
 from crisis.store.errors import is_disk_full
@@ -46,7 +46,7 @@ JSON_TYPES = (
 )
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-REPORT_TYPE = PREFIX + "report.incident"
+REPORT_TYPE = reports.REPORT_TYPE
 
 
 class Refusal(Exception):
@@ -327,8 +327,8 @@ async def post_events(request: Request, user: CurrentUser, org: Org) -> JSONResp
 
 # --- staff reports ------------------------------------------------------------------------
 
-_REPORT_DATA = ("category", "place", "what", "affected", "severity")
-_REPORT_ENVELOPE = ("unit", "exercise", "time", "id")
+_REPORT_DATA = reports.REPORT_DATA
+_REPORT_ENVELOPE = reports.REPORT_ENVELOPE
 
 
 @router.post("/reports", status_code=202)
@@ -365,17 +365,13 @@ async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResp
         unit = fields.get("unit") or user.unit
         if not unit:
             raise Refusal(422, _err("unit", "hvilken enhet? / the unit is required"))
-        raw: dict[str, Any] = {
-            "specversion": "1.0",
-            "id": str(fields.get("id") or uuid.uuid4()),
-            "source": f"/users/{user.name}",
-            "type": REPORT_TYPE,
-            "time": fields.get("time") or datetime.now(UTC).isoformat(),
-            "unit": unit,
-            "subject": unit,
-            "datacontenttype": "application/json",
-            "data": {k: fields[k] for k in _REPORT_DATA if k in fields} | {"reporter": user.name},
-        }
+        raw = reports.report_event(
+            fields,
+            reporter=user.name,
+            unit=unit,
+            event_id=str(fields.get("id") or uuid.uuid4()),
+            time=fields.get("time") or datetime.now(UTC).isoformat(),
+        )
         if fields.get("exercise"):
             _require(user, Action.EXERCISE)
             raw["exercise"] = fields["exercise"]
