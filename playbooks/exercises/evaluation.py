@@ -47,19 +47,8 @@ from crisis.review.metrics import (
     summary,
 )
 from crisis.review.replay import state_at
+from playbooks.exercises.scenario import ACTIONS
 
-#: The closed list of expected actions (ex-spec); each maps onto a metric of the review.
-ACTIONS: Final = (
-    "incident_opened",
-    "owner_set",
-    "staff_alarm_delivered",
-    "staff_acknowledged",
-    "escalated",
-    "sitrep_approved",
-    "public_message",
-    "task_done",
-    "staff_before_public",
-)
 FORMATS: Final = review_report.FORMATS
 MEDIA_TYPES: Final = review_report.MEDIA_TYPES
 Format = Literal["html", "pdf", "json"]

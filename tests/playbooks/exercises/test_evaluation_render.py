@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from playbooks.exercises import evaluation as ev_mod
-from tests.exercises.test_evaluation import ACK, OWNER, STAFF_FIRST, Log, Obs, at, run
+from tests.playbooks.exercises.test_evaluation import ACK, OWNER, STAFF_FIRST, Log, Obs, at, run
 
 
 def _evaluation() -> ev_mod.Evaluation:

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from crisis.domain.organisation import load_organisation
 from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.log.chain import format_time
 from crisis.log.models import Incident, LogEntry
+from playbooks.exercises import scenario
 from playbooks.exercises.evaluation import Evaluation, ScenarioClock, evaluate
 
 T0 = datetime(2026, 12, 3, 18, 30, tzinfo=UTC)  # the exercise starts
@@ -375,3 +378,42 @@ def test_decided_actions_never_flip(
                 assert a.actual_at == first_seen[a.id], a.id
             elif a.actual_at is not None:
                 first_seen[a.id] = a.actual_at
+
+
+# --- against the parser -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(scenario.shipped()))
+def test_every_shipped_scenario_evaluates(name: str) -> None:
+    """A parsed scenario, nothing done: undecided while running, all missed but the rule
+    once ended (an exercise with no public message kept staff first)."""
+    parsed = scenario.load_scenario(scenario.shipped()[name], org=load_organisation())
+    log = Log()
+    running = evaluate(
+        scenario=parsed,
+        started_at=T0,
+        speed=1,
+        paused_seconds=0,
+        ended_at=None,
+        incidents=[log.incident],
+        entries={"i1": log.entries},
+        observations=[],
+        now=at(1),
+    )
+    assert len(running.expected_actions) == len(parsed.expected)
+    for a in running.expected_actions:
+        assert a.met is (True if a.action == "incident_opened" else None), a.id
+    ended = evaluate(
+        scenario=parsed,
+        started_at=T0,
+        speed=1,
+        paused_seconds=0,
+        ended_at=at(1),
+        incidents=[log.incident],
+        entries={"i1": log.entries},
+        observations=[],
+        now=at(1),
+    )
+    for a in ended.expected_actions:
+        want = a.action in ("incident_opened", "staff_before_public")
+        assert a.met is want, a.id
