@@ -104,9 +104,9 @@ class ObservationLike(Protocol):
 class ScenarioClock:
     """Wall time ↔ scenario time of one exercise.
 
-    ``pauses`` are the (start, end) wall intervals paused, ``end`` None while still paused.
-    When only the total ``paused_seconds`` is known it counts as paused right at the start:
-    exact for anything after the last pause, which is what a target is compared with.
+    ``pauses`` are known (start, end) wall intervals paused, ``end`` None while still paused;
+    what ``paused_seconds`` holds beyond the ended ones counts as paused right at the start,
+    as ``crisis.exercises.service.scenario_seconds`` counts it: exact after the last pause.
     """
 
     started_at: datetime
@@ -115,7 +115,8 @@ class ScenarioClock:
     pauses: tuple[tuple[datetime, datetime | None], ...] = ()
 
     def _lump(self) -> float:
-        return 0.0 if self.pauses else max(self.paused_seconds, 0.0)
+        known = sum((end - start).total_seconds() for start, end in self.pauses if end)
+        return max(self.paused_seconds - known, 0.0)
 
     def seconds(self, at: datetime) -> float:
         """The scenario seconds at wall instant ``at`` (never below zero)."""
@@ -501,9 +502,10 @@ def evaluate(
     """The evaluation of one exercise at ``now`` (its end, once ended).
 
     ``incidents`` are the exercise's incidents, ``entries`` each one's log entries in seq
-    order (by incident id); entries after the end are not counted. ``pauses`` (wall
-    intervals) make scenario times exact across pauses; without them ``paused_seconds`` is
-    taken as paused before any action.
+    order (by incident id); entries after the end are not counted. ``paused_seconds`` is the
+    wall time paused in ended pauses (``Exercise.paused_seconds``); ``pauses`` the intervals
+    known, the current one ``(paused_at, None)``. Ended pauses known only by their total are
+    taken as before any action: exact for actions after them.
     """
     until = as_utc(ended_at) if ended_at is not None else as_utc(now)
     clock = (

@@ -244,6 +244,9 @@ def test_pause_time_is_not_counted() -> None:
     # while the pause lasts the target does not pass
     paused = run(Log(), (OWNER,), now=1000, pauses=((30, None),))
     assert result(paused, "eier")["met"] is None and result(paused, "eier")["target_at"] is None
+    # ended pauses by their total, the current one open: scenario time frozen at its start
+    both = run(Log(), (OWNER,), now=1000, paused=60, pauses=((900, None),))
+    assert both.elapsed_seconds == 840.0
 
 
 def test_speed_scales_scenario_time() -> None:
