@@ -33,6 +33,7 @@ from crisis.clock import as_utc
 from crisis.domain import rules
 from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.domain.vocabulary import EntryKind
+from crisis.log import projection
 from crisis.log.chain import format_time
 from crisis.log.models import Incident, LogEntry
 from crisis.review import report as review_report
@@ -46,7 +47,7 @@ from crisis.review.metrics import (
     incident_metrics,
     summary,
 )
-from crisis.review.replay import state_at
+from crisis.review.replay import _opening
 from playbooks.exercises.scenario import ACTIONS
 
 FORMATS: Final = review_report.FORMATS
@@ -54,8 +55,8 @@ MEDIA_TYPES: Final = review_report.MEDIA_TYPES
 Format = Literal["html", "pdf", "json"]
 Lang = Literal["nb", "en"]
 TEMPLATES: Final = Path(__file__).parent / "templates"
-#: Receipts the violation sampling skips (many, and they change no standing violation).
-_MAX_SAMPLES: Final = 400
+#: At most so many moments are checked for violations (the end always among them).
+_MAX_SAMPLES: Final = 300
 
 
 class ExpectedLike(Protocol):
@@ -367,14 +368,28 @@ def _judge(
 # --- violations, deliveries ---------------------------------------------------------------
 
 
+def _is_receipt(e: LogEntry) -> bool:
+    return e.kind == EntryKind.MESSAGE and e.actor == NOTIFIER_ACTOR and "status" in (e.data or {})
+
+
+def _spread(times: set[datetime], most: int) -> set[datetime]:
+    ordered = sorted(times)
+    if len(ordered) <= most:
+        return set(ordered)
+    step = len(ordered) / most
+    return {ordered[int(k * step)] for k in range(most)}
+
+
 def _sample_times(entries: Sequence[LogEntry], until: datetime) -> list[datetime]:
-    """The moments the board's violations can change: each entry (receipts aside), a second
-    after each deadline, due time and promised update, and the end."""
-    times: set[datetime] = {until}
+    """The moments the board's violations can change: a second after each deadline, due
+    time and promised update, each entry (receipts aside) and the end; past the budget the
+    deadlines are kept before the entries."""
+    moments: set[datetime] = set()
+    due: set[datetime] = set()
     for e in entries:
-        if e.kind == EntryKind.MESSAGE and e.actor == NOTIFIER_ACTOR:
+        if _is_receipt(e):
             continue
-        times.add(as_utc(e.at))
+        moments.add(as_utc(e.at))
         d = e.data or {}
         for key in ("deadline", "due", "next_update_at"):
             raw = d.get(key)
@@ -384,12 +399,10 @@ def _sample_times(entries: Sequence[LogEntry], until: datetime) -> list[datetime
                 except (TypeError, ValueError):
                     continue
                 if when <= until:
-                    times.add(when)
-    ordered = sorted(times)
-    if len(ordered) > _MAX_SAMPLES:  # keep the end and an even spread of the rest
-        step = len(ordered) / (_MAX_SAMPLES - 1)
-        ordered = sorted({ordered[int(k * step)] for k in range(_MAX_SAMPLES - 1)} | {until})
-    return ordered
+                    due.add(when)
+    kept = _spread(due, _MAX_SAMPLES - 1)
+    kept |= _spread(moments - kept, _MAX_SAMPLES - 1 - len(kept))
+    return sorted(kept | {until})
 
 
 def _violations(
@@ -399,13 +412,22 @@ def _violations(
     clock: ScenarioClock,
     until: datetime,
 ) -> list[SeenViolation]:
+    """Replay the incident row (as ``crisis.review.replay`` does) once through the log and
+    check the standing violations at each sample time on the entries up to it."""
     seen: dict[tuple[str, str, int | None], SeenViolation] = {}
+    row = _opening(incident, entries)
+    upto: list[LogEntry] = []
+    pending = iter(entries)
+    entry = next(pending, None)
     for t in _sample_times(entries, until):
-        upto = [e for e in entries if as_utc(e.at) <= t]
+        while entry is not None and as_utc(entry.at) <= t:
+            projection.apply_entry(row, entry)
+            if not _is_receipt(entry):  # receipts change no standing violation
+                upto.append(entry)
+            entry = next(pending, None)
         if not upto:
             continue
-        board = state_at(incident=incident, entries=upto, at=t)
-        for v in rules.standing_violations(incident=board, entries=upto, now=t):
+        for v in rules.standing_violations(incident=row, entries=upto, now=t):
             key = (v.code, v.field, v.seq)
             if key not in seen:
                 seen[key] = SeenViolation(
@@ -444,7 +466,7 @@ def _deliveries(rows: Sequence[tuple[IncidentMetrics, Sequence[LogEntry]]]) -> d
     for m, entries in rows:
         for e in entries:
             d = e.data or {}
-            if not (e.kind == EntryKind.MESSAGE and e.actor == NOTIFIER_ACTOR and "status" in d):
+            if not _is_receipt(e):
                 continue
             key = (m.incident_id, d.get("message_id") or (d.get("update_id"), d.get("recipient")))
             status = str(d["status"])
