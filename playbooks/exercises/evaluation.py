@@ -417,7 +417,7 @@ def _violations(
     seen: dict[tuple[str, str, int | None], SeenViolation] = {}
     row = _opening(incident, entries)
     upto: list[LogEntry] = []
-    pending = iter(entries)
+    pending = iter(sorted(entries, key=lambda e: (as_utc(e.at), e.seq)))
     entry = next(pending, None)
     for t in _sample_times(entries, until):
         while entry is not None and as_utc(entry.at) <= t:

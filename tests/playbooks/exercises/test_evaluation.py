@@ -420,3 +420,22 @@ def test_every_shipped_scenario_evaluates(name: str) -> None:
     for a in ended.expected_actions:
         want = a.action in ("incident_opened", "staff_before_public")
         assert a.met is want, a.id
+
+
+def test_a_brief_overrun_is_seen_in_a_long_log() -> None:
+    log = Log()
+    log.owner(10)
+    task = log.add(
+        10,
+        "task",
+        "rule:fire/a",
+        title="Evakuer",
+        responsible_role="on_duty",
+        deadline=format_time(at(300.5)),
+    )
+    for k in range(600):  # more moments than are checked
+        log.add(11 + k * 0.5, "observation", "user:vakt")
+    log.add(302, "task_update", "user:vakt", task=task.seq, status="done")
+    ev = run(log, (), now=900, ended=900)
+    assert [v.code for v in ev.violations] == ["task_overdue"]
+    assert 300.5 < ev.violations[0].first_seen_seconds < 302
