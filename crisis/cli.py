@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -641,7 +642,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_media.add_argument("--feed", required=True, action="append", help="feed URL (repeatable)")
     p_media.add_argument("--interval", type=float, default=None, help="seconds between polls")
     p_media.add_argument("--once", action="store_true", help="poll once and exit")
+    _plugin_commands(sub)
     return parser
+
+
+#: Entry-point group of subcommands from the packages above the core (which this module
+#: may not import): each is a ``register(subparsers)`` that sets ``handler`` on its parsers.
+COMMANDS_GROUP = "crisis.commands"
+
+
+def _plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
 
 
 def _bridge_args(args: argparse.Namespace) -> list[str]:
@@ -658,6 +670,9 @@ def _bridge_args(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
     if args.command == "up":
         return up(args)
     if args.command == "worker":

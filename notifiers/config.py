@@ -6,7 +6,7 @@ Format and a full example: ``notifiers/data/notify.example.yaml``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -145,8 +145,17 @@ class NotifyConfig(_Strict):
                 return group
         raise KeyError(group_id)
 
-    def is_participant(self, exercise: str, person_id: str) -> bool:
-        return person_id in self._participants.get(exercise, frozenset())
+    def is_participant(
+        self,
+        exercise: str,
+        person_id: str,
+        registered: Mapping[str, Collection[str]] | None = None,
+    ) -> bool:
+        """In this file's ``exercises:`` section, or ``registered`` for the exercise (those
+        registered through the API, read from the database by the dispatcher)."""
+        if person_id in self._participants.get(exercise, frozenset()):
+            return True
+        return registered is not None and person_id in registered.get(exercise, ())
 
 
 class _RefError(ValueError):

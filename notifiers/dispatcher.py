@@ -39,6 +39,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from crisis.clock import utcnow
+from crisis.exercises import service as exercise_service
 from crisis.log.models import Incident
 from notifiers import channels, logbook, rendering, service, sms, webhook
 from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
@@ -244,6 +245,17 @@ class Dispatcher:
                     )
                 ).all()
             )
+            exercises = {
+                e
+                for m in due
+                if (
+                    e := m.exercise
+                    or updates[m.update_id].exercise
+                    or incident_exercise.get(m.incident_id)
+                )
+            }
+            # Registered through the API: read each pass, so a change holds at once.
+            registered = await exercise_service.person_participants(session, exercise_ids=exercises)
             staff_gate = await self._staff_gate(
                 session, {m.incident_id for m in due if m.group in PUBLIC_KINDS}
             )
@@ -254,7 +266,7 @@ class Dispatcher:
                 update = updates[m.update_id]
                 exercise = m.exercise or update.exercise or incident_exercise.get(m.incident_id)
                 # 1. exercise isolation: the last gate before apprise.
-                if exercise and not self.config.is_participant(exercise, m.recipient):
+                if exercise and not self.config.is_participant(exercise, m.recipient, registered):
                     m.status = MessageStatus.BLOCKED.value
                     m.last_error = f"exercise {exercise}: {m.recipient} is not a participant"
                     session.add(m)
@@ -586,6 +598,18 @@ class Dispatcher:
             if not overdue:
                 return 0
             approvals = await service.db_translation_approvals(session)
+            # An ended exercise closed its incidents: their unacknowledged alarms go no further.
+            ended_drills = set(
+                (
+                    await session.exec(
+                        select(Incident.id).where(
+                            col(Incident.id).in_({m.incident_id for m in overdue}),
+                            col(Incident.exercise).is_not(None),
+                            Incident.status == "closed",
+                        )
+                    )
+                ).all()
+            )
             receipts: list[logbook.Receipt] = []
             for m in overdue:
                 update = await session.get(NotifyUpdate, m.update_id)
@@ -605,7 +629,11 @@ class Dispatcher:
                     group = self.config.group(m.group_id)
                 except KeyError:
                     group = None
-                nxt = service.escalation_next(group, m.recipient, already) if group else None
+                nxt = (
+                    service.escalation_next(group, m.recipient, already)
+                    if group and m.incident_id not in ended_drills
+                    else None
+                )
                 error = f"ikke bekreftet innen fristen / not acknowledged by {m.ack_deadline}"
                 receipts.append(
                     service._receipt(

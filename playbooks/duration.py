@@ -1,4 +1,4 @@
-"""Offsets from an incident's start: ISO 8601 (``PT5M``) or short (``5m``, ``2h``, ``1d``)."""
+"""Offsets from an incident's start: ISO 8601 (``PT5M``) or short (``5m``, ``2h``, ``1h30m``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import re
 from datetime import timedelta
 
 _ISO = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$")
-_SHORT = re.compile(r"^(?P<n>\d+)\s*(?P<u>s|m|min|h|d)$")
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_SHORT = re.compile(
+    r"^(?=\d)(?:(?P<d>\d+)\s*d\s*)?(?:(?P<h>\d+)\s*h\s*)?"
+    r"(?:(?P<m>\d+)\s*(?:min|m)\s*)?(?:(?P<s>\d+)\s*s)?$"
+)
 
-#: For the JSON Schema: either form (the loader then parses it).
-PATTERN = r"^(0|P(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?|\d+\s*(s|m|min|h|d))$"
+#: For the JSON Schema: either form, the short one also compound (``1h30m``).
+PATTERN = (
+    r"^(0|P(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?"
+    r"|(\d+\s*d\s*)?(\d+\s*h\s*)?(\d+\s*(min|m)\s*)?(\d+\s*s)?)$"
+)
 
 
 def parse_duration(value: str | int) -> timedelta:
@@ -24,9 +29,10 @@ def parse_duration(value: str | int) -> timedelta:
         return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     short = _SHORT.match(text)
     if short:
-        return timedelta(seconds=int(short["n"]) * _UNITS[short["u"]])
+        parts = {k: int(v or 0) for k, v in short.groupdict().items()}
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     raise ValueError(
-        f"{value!r} is not a duration (use ISO 8601 like PT5M or short like 5m, 2h, 1d)"
+        f"{value!r} is not a duration (use ISO 8601 like PT5M or short like 5m, 2h, 1h30m, 1d)"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -16,11 +17,13 @@ from crisis.kafka.producer import OUTBOX_FILE, EventProducer, database_confirm
 from crisis.settings import Settings
 from crisis.sources.ratelimit import TokenBuckets
 from crisis.store.db import make_engine, make_sessionmaker, migrate
+from playbooks.exercises.runner import Runner, producer_send
 from web import apidocs, auth, errors, limits, security
 from web.api import (
     acknowledgements,
     audit,
     dlq,
+    exercises,
     health,
     incidents,
     ingest,
@@ -56,6 +59,22 @@ def _ingest_producer(settings: Settings, engine: AsyncEngine) -> EventProducer |
     )
 
 
+def _start_exercise_runner(
+    app: FastAPI, producer: EventProducer | None, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The exercise runner sends through the ingest's producer; without one, none runs."""
+    if producer is None:
+        return None
+    organisation = app.state.organisation
+    exercise_runner = Runner(
+        app.state.sessions,
+        org=organisation,
+        send=producer_send(producer, known_units=organisation.units),
+    )
+    app.state.exercise_send = exercise_runner.send
+    return asyncio.create_task(exercise_runner.run(stop), name="exercise-runner")
+
+
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     settings = settings or Settings()
     organisation = load_organisation(settings.organisation)
@@ -72,9 +91,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await producer.start()
             app.state.producer = producer
             app.state.metrics.outbox_depth.set_function(producer.outbox_depth)
+        runner_stop = asyncio.Event()
+        runner_task = _start_exercise_runner(app, producer, runner_stop)
         try:
             yield
         finally:
+            runner_stop.set()
+            if runner_task is not None:
+                await runner_task
             if producer is not None:
                 await producer.stop()
             feed = getattr(app.state, "board_feed", None)
@@ -135,6 +159,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         dlq,
         audit,
         violations,
+        exercises,
         notifications,
         acknowledgements,
         sitreps,

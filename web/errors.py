@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from crisis.domain.permissions import Forbidden
+from crisis.exercises.service import ExerciseError
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.store import errors as dberrors
 
@@ -97,3 +98,7 @@ def install(app: FastAPI) -> None:
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         error = {"index": None, "field": "role", "message": str(exc), "action": exc.action.value}
         return JSONResponse({"errors": [error], "detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(ExerciseError)
+    async def _exercise(_: Request, exc: ExerciseError) -> JSONResponse:
+        return JSONResponse({"errors": exc.errors(), "detail": str(exc)}, status_code=exc.status)

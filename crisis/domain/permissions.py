@@ -27,6 +27,7 @@ class Action(StrEnum):
     APPROVE_TRANSLATION = "approve_translation"  # a template translation for inmates
     EXERCISE = "exercise"  # open an exercise incident, inject exercise events
     RECORD_LESSON = "record_lesson"  # a finding, a follow-up action or its update (review)
+    RUN_EXERCISE = "run_exercise"  # create, start, pause, end a scripted exercise; participants
 
 
 _ALL: Final = frozenset(Action)
@@ -49,7 +50,7 @@ _RESPONDER: Final = frozenset(
 #: is (the unit, its region); KDI leads the service and approves translations; the
 #: communication staff speak for it but decide nothing; the ministry reads. Lessons learned
 #: are recorded by those who lead the response, and by exercise controllers, who evaluate
-#: the exercises their scope holds.
+#: the exercises their scope holds. Scripted exercises are run by controllers and admins only.
 PERMISSIONS: Final[Mapping[Role, frozenset[Action]]] = {
     Role.ADMIN: _ALL,
     Role.OPERATOR: _RESPONDER,
@@ -60,7 +61,14 @@ PERMISSIONS: Final[Mapping[Role, frozenset[Action]]] = {
     ),
     Role.MINISTRY: frozenset({Action.READ}),
     Role.EXERCISE_CONTROLLER: frozenset(
-        {Action.READ, Action.REPORT, Action.WRITE_ENTRY, Action.EXERCISE, Action.RECORD_LESSON}
+        {
+            Action.READ,
+            Action.REPORT,
+            Action.WRITE_ENTRY,
+            Action.EXERCISE,
+            Action.RECORD_LESSON,
+            Action.RUN_EXERCISE,
+        }
     ),
 }
 

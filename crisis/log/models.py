@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from crisis.clock import utcnow
@@ -21,6 +21,9 @@ from crisis.domain.vocabulary import (
     Status,
 )
 from crisis.store.sqltypes import UTCDateTime
+
+#: The partial index's predicate: the entry kinds of lessons learned.
+LESSON_WHERE = "kind IN ('finding', 'follow_up', 'follow_up_update')"
 
 # --- incidents ------------------------------------------------------------------------
 
@@ -84,7 +87,17 @@ class LogEntry(SQLModel, table=True):
     """One link of an incident's chain. Corrections are new entries pointing at ``corrects``."""
 
     __tablename__ = "log_entries"
-    __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_log_entries_incident_seq"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "seq", name="uq_log_entries_incident_seq"),
+        # Lessons learned are listed across incidents (crisis.review.lessons_store).
+        Index(
+            "ix_log_entries_lessons",
+            "kind",
+            "incident_id",
+            sqlite_where=text(LESSON_WHERE),
+            postgresql_where=text(LESSON_WHERE),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True, description="Global feed position.")
     incident_id: str = Field(foreign_key="incidents.id", max_length=40)

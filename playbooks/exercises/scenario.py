@@ -37,6 +37,7 @@ from crisis.yamlsource import (
     schema_validator,
 )
 from playbooks.duration import parse_duration
+from playbooks.loader import load_library
 
 __all__ = [
     "ACTIONS",
@@ -178,8 +179,6 @@ _CARDS: dict[int, tuple[Organisation, frozenset[str]]] = {}
 
 def _card_ids(org: Organisation) -> frozenset[str]:
     """Every card id of the shipped playbook library (loaded once per organisation)."""
-    from playbooks.loader import load_library
-
     cached = _CARDS.get(id(org))
     if cached is None or cached[0] is not org:
         library = load_library(org=org)
@@ -230,7 +229,9 @@ def _check_inject_fields(item: dict[str, Any], path: JsonPath, check: _Checker) 
             check.add((*path, key), f"required for a {item['type']} inject", at_key=True)
 
 
-def _check_cap(xml: str, path: JsonPath, org: Organisation, check: _Checker) -> bool:
+def _check_cap(
+    xml: str, path: JsonPath, units: list[str], org: Organisation, check: _Checker
+) -> bool:
     try:
         alert = cap.parse_alert(xml.encode("utf-8"))
     except cap.CapError as exc:
@@ -245,8 +246,17 @@ def _check_cap(xml: str, path: JsonPath, org: Organisation, check: _Checker) -> 
             "an exercise inject uses <status>Exercise</status>",
         )
         return False
-    if not cap.affected_units(alert, list(org.units.values())):
+    reached = cap.affected_units(alert, list(org.units.values()))
+    if not reached:
         check.add(path, "the alert's areas reach no unit of the organisation")
+        return False
+    outside = sorted(set(reached) - set(units))
+    if outside:
+        check.add(
+            path,
+            f"the alert's areas also reach {', '.join(outside)}, not among the scenario's "
+            "units (add them to 'units' or narrow the polygon)",
+        )
         return False
     return True
 
@@ -364,7 +374,7 @@ def _cross_problems(
                     f"unknown report category {category!r} (known: {', '.join(REPORT_CATEGORIES)})",
                 )
         if item["type"] == "cap" and isinstance(item.get("xml"), str):
-            _check_cap(item["xml"], (*path, "xml"), org, check)
+            _check_cap(item["xml"], (*path, "xml"), units, org, check)
 
     for i, item in enumerate(data.get("expected", [])):
         if not isinstance(item, dict) or item.get("action") not in ACTIONS:

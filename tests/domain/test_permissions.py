@@ -28,15 +28,15 @@ EXERCISE = "ovelse-x"
 Y, N = True, False
 #: role → action → allowed; columns in docs/api.md's order: read, report, write_entry,
 #: decision, coercive_decision, escalate, notify, approve, approve_translation, exercise,
-#: record_lesson.
+#: record_lesson, run_exercise.
 EXPECTED: dict[str, dict[str, bool]] = {
-    "admin": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, Y, Y, Y], strict=True)),
-    "operator": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y], strict=True)),
-    "region": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y], strict=True)),
-    "kdi": dict(zip(Action, [Y, Y, Y, Y, N, Y, Y, Y, Y, Y, Y], strict=True)),
-    "communication": dict(zip(Action, [Y, Y, Y, N, N, N, Y, Y, N, N, N], strict=True)),
-    "ministry": dict(zip(Action, [Y, N, N, N, N, N, N, N, N, N, N], strict=True)),
-    "exercise-controller": dict(zip(Action, [Y, Y, Y, N, N, N, N, N, N, Y, Y], strict=True)),
+    "admin": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, Y, Y, Y, Y], strict=True)),
+    "operator": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y, N], strict=True)),
+    "region": dict(zip(Action, [Y, Y, Y, Y, Y, Y, Y, Y, N, Y, Y, N], strict=True)),
+    "kdi": dict(zip(Action, [Y, Y, Y, Y, N, Y, Y, Y, Y, Y, Y, N], strict=True)),
+    "communication": dict(zip(Action, [Y, Y, Y, N, N, N, Y, Y, N, N, N, N], strict=True)),
+    "ministry": dict(zip(Action, [Y, N, N, N, N, N, N, N, N, N, N, N], strict=True)),
+    "exercise-controller": dict(zip(Action, [Y, Y, Y, N, N, N, N, N, N, Y, Y, Y], strict=True)),
 }
 
 
@@ -189,6 +189,24 @@ async def _record_lesson(w: World, h: dict[str, str], drill: bool) -> httpx.Resp
     )
 
 
+TINY_SCENARIO = """version: 1
+id: tilgang
+title: Tilgang
+title_en: Access
+units: [agder-froland]
+injects:
+  - {id: les, at: 0s, type: text, text: "Les opp"}
+"""
+
+
+async def _run_exercise(w: World, h: dict[str, str], drill: bool) -> httpx.Response:
+    return await w.api.client.post(
+        "/api/v1/exercises",
+        json={"scenario": TINY_SCENARIO, "speed": 10},
+        headers=h,
+    )
+
+
 CALLS: dict[Action, Call] = {
     Action.READ: _read,
     Action.REPORT: _report,
@@ -201,6 +219,7 @@ CALLS: dict[Action, Call] = {
     Action.APPROVE_TRANSLATION: _approve_translation,
     Action.EXERCISE: _exercise,
     Action.RECORD_LESSON: _record_lesson,
+    Action.RUN_EXERCISE: _run_exercise,
 }
 #: What an allowed call answers (reports: 503 here, no Kafka: refused for another reason).
 ALLOWED_STATUS = {Action.READ: {200}, Action.APPROVE: {200}, Action.REPORT: {202, 503}}

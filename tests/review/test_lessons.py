@@ -126,3 +126,12 @@ def test_a_closed_incident_takes_lessons_and_refuses_every_other_kind(
     receipt = rules.is_delivery_receipt(kind.value, actor, data)
     assert (not refused) == (kind in LESSON_KINDS or reopening or receipt)
     assert not rules.check_closed(status="open", kind=kind.value, actor=actor, data=data)
+
+
+def test_the_partial_index_covers_every_lesson_kind() -> None:
+    """The index the cross-incident list reads names exactly the lesson kinds."""
+    import re
+
+    from crisis.log.models import LESSON_WHERE
+
+    assert set(re.findall(r"'(\w+)'", LESSON_WHERE)) == {k.value for k in LESSON_KINDS}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crisis.domain.organisation import Organisation, load_organisation
+from crisis.sources.catalogue import incident_type_for
 from crisis.sources.events import validate_event
 from notifiers.config import load_notify_config
 from playbooks.exercises.scenario import (
@@ -42,7 +44,7 @@ def _line_of(text: str, needle: str, nth: int = 1) -> int:
     raise AssertionError(f"{needle!r} not in the text")
 
 
-def _events(scenario: Scenario, org: Organisation, exercise: str) -> list[dict[str, object]]:
+def _events(scenario: Scenario, org: Organisation, exercise: str) -> list[dict[str, Any]]:
     return [
         event
         for inject in scenario.injects
@@ -70,6 +72,13 @@ def test_every_shipped_scenario_validates(name: str, org: Organisation, people: 
     assert len(scenario.expected) >= 3
     assert {e.action for e in scenario.expected} <= set(ACTIONS)
     assert any(e.action == "staff_before_public" for e in scenario.expected)
+    # The seeds' targets: owner within 2 min, staff acknowledged within 5, sitrep within 30.
+    targets = {
+        e.action: e.within or timedelta(0) for e in scenario.expected if e.action != "task_done"
+    }
+    assert targets.get("owner_set", timedelta(0)) <= timedelta(minutes=2)
+    assert targets.get("staff_acknowledged", timedelta(0)) <= timedelta(minutes=5)
+    assert targets.get("sitrep_approved", timedelta(0)) <= timedelta(minutes=30)
 
 
 @pytest.mark.parametrize("name", sorted(shipped()))
@@ -81,7 +90,7 @@ def test_shipped_injects_become_valid_exercise_events(name: str, org: Organisati
         env = validate_event(raw, known_units=set(org.units))
         assert env.exercise == f"ovelse-{name}"
         assert env.source == f"/exercises/ovelse-{name}"
-        assert env.unit in scenario.units or scenario.injects[0].type == "cap"
+        assert env.unit in scenario.units
     keys = [(e["source"], e["id"]) for e in events]
     assert len(keys) == len(set(keys))
     # Deterministic: the same exercise gives the same events; another exercise other keys.
@@ -268,3 +277,107 @@ def test_unreadable_input(tmp_path: Path, org: Organisation) -> None:
         load_scenario("version: 1\nid: [\n", org=org)
     with pytest.raises(ScenarioError, match="duplicate key 'id'"):
         load_scenario("version: 1\nid: a\nid: b\n", org=org)
+
+
+def test_a_cap_inject_is_the_cap_ingest_events_on_the_exercise_clock(org: Organisation) -> None:
+    weather = load_scenario(shipped()["ekstremvaer"], org=org)
+    alert = next(i for i in weather.injects if i.type == "cap")
+    events = inject_events(alert, scenario=weather, exercise_id="x", started_at=START, org=org)
+    assert [e["id"] for e in events] == [f"{alert.id}-{n}" for n in range(1, len(events) + 1)]
+    assert sorted(e["unit"] for e in events) == sorted(weather.units)
+    for event in events:
+        env = validate_event(event, known_units=set(org.units))
+        assert env.data["status"] == "Exercise" and env.exercise == "x"
+        assert env.time == START + alert.at
+        # Sent moves to the inject's time; onset and expires keep their distance from it.
+        assert datetime.fromisoformat(env.data["sent"]) == START
+        assert datetime.fromisoformat(env.data["onset"]) == START + timedelta(hours=8)
+        assert datetime.fromisoformat(env.data["expires"]) == START + timedelta(hours=30)
+        assert env.data["headline_en"].startswith("Storm, orange level")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("<status>Exercise</status>", "<status>Actual</status>", "status Actual cannot be"),
+        (
+            "units: [agder-froland, agder-mandal, agder-friomsorg]",
+            "units: [agder-froland, agder-mandal]",
+            "also reach agder-friomsorg",
+        ),
+        (
+            "<polygon>57.90,7.20 57.95,8.30 58.45,9.10 58.80,9.00 58.75,8.20 58.30,7.20 57.90,7.20",
+            "<polygon>70.0,20.0 70.0,20.1 70.1,20.1 70.0,20.0",
+            "reach no unit",
+        ),
+        ("<msgType>Alert</msgType>", "<msgType>Sometimes</msgType>", "not a valid CAP 1.2 alert"),
+    ],
+)
+def test_cap_injects_are_checked(old: str, new: str, message: str, org: Organisation) -> None:
+    text = shipped()["ekstremvaer"].read_text(encoding="utf-8")
+    assert old in text
+    bad = text.replace(old, new)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(bad, org=org, name="vaer.yaml")
+    problems = [str(p) for p in caught.value.problems]
+    first_xml = _line_of(bad, "xml: |")
+    assert any(
+        p.startswith(f"vaer.yaml:{first_xml}: injects[0].xml: ") and message in p for p in problems
+    ), problems
+
+
+def test_a_media_inject_is_an_article_about_its_unit(org: Organisation) -> None:
+    weather = load_scenario(shipped()["ekstremvaer"], org=org)
+    article = next(i for i in weather.injects if i.type == "media")
+    [event] = inject_events(article, scenario=weather, exercise_id="x", started_at=START, org=org)
+    env = validate_event(event, known_units=set(org.units))
+    assert env.short_type == "media.article" and env.unit == "agder-mandal"
+    assert env.data["mentions_units"] == ["agder-mandal"]
+    assert env.data["sentiment"] == "negative"
+    assert env.data["title"] == article.data["title"]
+    assert datetime.fromisoformat(env.data["published"]) == START + article.at
+
+
+def test_offsets_may_be_compound_or_iso(org: Organisation) -> None:
+    text = shipped()["demo-kort"].read_text(encoding="utf-8")
+    text = text.replace("duration: 2m", "duration: 1h30m").replace("at: 1m\n", "at: PT1H20M\n")
+    scenario = load_scenario(text, org=org)
+    assert scenario.duration == timedelta(minutes=90)
+    assert scenario.injects[-1].at == timedelta(minutes=80)
+    with pytest.raises(ScenarioError, match=r"injects\[3\]\.at: '1m30' has the wrong format"):
+        load_scenario(text.replace("at: PT1H20M", "at: 1m30"), org=org)
+
+
+def test_inject_events_need_an_aware_start(org: Organisation) -> None:
+    demo = load_scenario(shipped()["demo-kort"], org=org)
+    with pytest.raises(ValueError, match="time zone"):
+        inject_events(
+            demo.injects[0],
+            scenario=demo,
+            exercise_id="x",
+            started_at=datetime(2026, 1, 1),
+            org=org,
+        )
+
+
+GROUNDED = {
+    "romning-natt": "escape",
+    "brann-evakuering": "fire",
+    "gisseltaking": "hostage",
+    "ikt-bortfall": "infrastructure_outage",
+    "smitteutbrudd": "infectious_disease",
+    "ekstremvaer": "extreme_weather",
+    "demo-kort": "fire",
+}
+
+
+def test_the_shipped_scenarios_cover_the_issues_incident_types(org: Organisation) -> None:
+    assert set(GROUNDED) <= set(shipped())
+    for name, incident_type in GROUNDED.items():
+        scenario = load_scenario(shipped()[name], org=org)
+        events = _events(scenario, org, "x")
+        signalled = {incident_type_for(str(e["type"]), e["data"]) for e in events}
+        assert incident_type in signalled, (name, signalled)
+        assert any(i.type == "text" for i in scenario.injects), name
+    weather = load_scenario(shipped()["ekstremvaer"], org=org)
+    assert any(i.type == "cap" for i in weather.injects)

@@ -1,0 +1,1 @@
+"""Exercises (issue 18): their state, scripted injects, participants and observations."""
