@@ -28,11 +28,16 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.clock import as_utc
+from crisis import log
+from crisis.clock import as_utc, utcnow
 from crisis.domain import rules
+from crisis.domain.organisation import Organisation
 from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.domain.vocabulary import EntryKind
+from crisis.exercises import service as exercises
 from crisis.log import projection
 from crisis.log.chain import format_time
 from crisis.log.models import Incident, LogEntry
@@ -48,7 +53,7 @@ from crisis.review.metrics import (
     summary,
 )
 from crisis.review.replay import _opening
-from playbooks.exercises.scenario import ACTIONS
+from playbooks.exercises.scenario import ACTIONS, load_scenario
 
 FORMATS: Final = review_report.FORMATS
 MEDIA_TYPES: Final = review_report.MEDIA_TYPES
@@ -778,3 +783,47 @@ def file_name(evaluation: Evaluation, fmt: Format, *, lang: Lang = "nb") -> str:
     stamp = evaluation.measured_until.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
     prefix = "ovelse-evaluering" if lang == "nb" else "exercise-evaluation"
     return f"{prefix}-{safe}-{stamp}.{fmt}"
+
+
+# --- reading an exercise -----------------------------------------------------------------
+
+
+async def exercise_incidents(session: AsyncSession, *, exercise_id: str) -> list[Incident]:
+    """The incidents an exercise's events opened (open or closed), by opening."""
+    rows = await session.exec(
+        select(Incident)
+        .where(Incident.exercise == exercise_id)
+        .order_by(col(Incident.opened_at), col(Incident.id))
+    )
+    return list(rows.all())
+
+
+async def evaluation_of(
+    session: AsyncSession,
+    *,
+    exercise_id: str,
+    org: Organisation,
+    now: datetime | None = None,
+    incidents: Sequence[Incident] | None = None,
+) -> Evaluation:
+    """Read the exercise, its scenario (the text run), incidents, log and observations, and
+    evaluate it. Raises ``crisis.exercises.service.ExerciseNotFound``; a scenario the
+    organisation no longer validates raises ``ScenarioError``."""
+    exercise = await exercises.get(session, exercise_id=exercise_id)
+    parsed = load_scenario(exercise.scenario_yaml, org=org, name=f"<{exercise.id}>")
+    if incidents is None:
+        incidents = await exercise_incidents(session, exercise_id=exercise.id)
+    entries = {i.id: await log.timeline(session, i.id) for i in incidents}
+    return evaluate(
+        scenario=parsed,
+        started_at=exercise.started_at,
+        speed=exercise.speed,
+        paused_seconds=exercise.paused_seconds,
+        ended_at=exercise.ended_at,
+        incidents=incidents,
+        entries=entries,
+        observations=await exercises.observations(session, exercise_id=exercise.id),
+        now=now or utcnow(),
+        exercise_id=exercise.id,
+        pauses=((exercise.paused_at, None),) if exercise.paused_at is not None else (),
+    )
