@@ -525,6 +525,7 @@ def evaluate(
     now: datetime,
     exercise_id: str = "",
     pauses: Sequence[tuple[datetime, datetime | None]] = (),
+    with_violations: bool = True,
 ) -> Evaluation:
     """The evaluation of one exercise at ``now`` (its end, once ended).
 
@@ -532,7 +533,8 @@ def evaluate(
     order (by incident id); entries after the end are not counted. ``paused_seconds`` is the
     wall time paused in ended pauses (``Exercise.paused_seconds``); ``pauses`` the intervals
     known, the current one ``(paused_at, None)``. Ended pauses known only by their total are
-    taken as before any action: exact for actions after them.
+    taken as before any action: exact for actions after them. ``with_violations=False``
+    skips the violations (the costly part) where only the actions are wanted.
     """
     until = as_utc(ended_at) if ended_at is not None else as_utc(now)
     clock = (
@@ -554,7 +556,7 @@ def evaluate(
         m = incident_metrics(incident=incident, entries=kept, now=until)
         rows.append((m, kept))
         course += kept
-        if clock is not None and kept:
+        if with_violations and clock is not None and kept:
             found += _violations(incident, kept, m, clock, until)
         summaries.append(
             {
@@ -805,6 +807,7 @@ async def evaluation_of(
     org: Organisation,
     now: datetime | None = None,
     incidents: Sequence[Incident] | None = None,
+    with_violations: bool = True,
 ) -> Evaluation:
     """Read the exercise, its scenario (the text run), incidents, log and observations, and
     evaluate it. Raises ``crisis.exercises.service.ExerciseNotFound``; a scenario the
@@ -826,4 +829,5 @@ async def evaluation_of(
         now=now or utcnow(),
         exercise_id=exercise.id,
         pauses=((exercise.paused_at, None),) if exercise.paused_at is not None else (),
+        with_violations=with_violations,
     )

@@ -283,6 +283,18 @@ def test_violations_seen_during_the_exercise() -> None:
     log.owner(250)
     ev = run(log, (), now=600, ended=600)
     codes = {v.code: v for v in ev.violations}
+    assert not evaluate(
+        scenario=Scen(expected=()),
+        started_at=T0,
+        speed=1,
+        paused_seconds=0,
+        ended_at=at(600),
+        incidents=[log.incident],
+        entries={"i1": log.entries},
+        observations=(),
+        now=at(600),
+        with_violations=False,
+    ).violations
     assert codes["task_overdue"].first_seen_seconds == 121.0
     assert codes["task_overdue"].principle == "ansvarsprinsippet"
     assert codes["no_accountable_role"].first_seen_seconds == 10.0
