@@ -13,6 +13,8 @@ standing violations, :func:`crisis.domain.rules.standing_violations`, sampled at
 of the log and at each deadline), delivery and acknowledgement figures, the course chart and
 the controller's observations. Renderers JSON, HTML and PDF reuse the incident report's
 stylesheet, Oslo-time filter and local-only WeasyPrint fetcher (:mod:`crisis.review.report`).
+:func:`evaluation_of` reads one exercise from the database and evaluates it (the API view
+and, through it, ``crisis exercise report``).
 """
 
 from __future__ import annotations
