@@ -49,7 +49,8 @@ class Client:
             raise ValueError(f"--url {url!r}: give http(s)://HOST[:PORT]")
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, raw: bool = False) -> Any:
+        """The answer's JSON, or with ``raw`` its bytes (a document: PDF, HTML)."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 (scheme checked above)
             self.url + path,
@@ -63,15 +64,17 @@ class Client:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                raw = response.read()
+                body_bytes = response.read()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
+            body_bytes = exc.read()
             try:
-                parsed = json.loads(raw)
+                parsed = json.loads(body_bytes)
             except ValueError:
-                parsed = raw.decode(errors="replace")
+                parsed = body_bytes.decode(errors="replace")
             raise ApiError(exc.code, parsed) from None
-        return json.loads(raw) if raw else None
+        if raw:
+            return body_bytes
+        return json.loads(body_bytes) if body_bytes else None
 
 
 # --- the command line ------------------------------------------------------------------
@@ -123,6 +126,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     end.add_argument("--reason", default=None)
     server(end)
     end.set_defaults(handler=_end)
+
+    report = ex.add_parser("report", help="write an exercise's evaluation (pdf, html, json)")
+    report.add_argument("exercise_id", metavar="ID")
+    report.add_argument("--format", choices=("pdf", "html", "json"), default="pdf")
+    report.add_argument("--lang", choices=("nb", "en"), default="nb")
+    report.add_argument("-o", "--output", default=None, metavar="FILE", help="- for stdout")
+    server(report)
+    report.set_defaults(handler=_report)
 
 
 def _client(args: argparse.Namespace) -> Client | None:
@@ -318,4 +329,26 @@ def _end(args: argparse.Namespace) -> int:
     except (ApiError, urllib.error.URLError, OSError) as exc:
         return _refused("end", exc)
     print(f"exercise {args.exercise_id} ended; its incidents are closed")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``crisis exercise report ID``: the evaluation from the API into a file (default
+    ``ovelse-evaluering-ID.FORMAT``) or stdout; 0 written, 1 refused, 2 no token."""
+    client = _client(args)
+    if client is None:
+        return 2
+    query = urllib.parse.urlencode({"format": args.format, "lang": args.lang})
+    path = f"/api/v1/exercises/{urllib.parse.quote(args.exercise_id)}/evaluation?{query}"
+    try:
+        data = client.call("GET", path, raw=True)
+    except (ApiError, urllib.error.URLError, OSError) as exc:
+        return _refused("report", exc)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    out = Path(args.output or f"ovelse-evaluering-{args.exercise_id}.{args.format}")
+    out.write_bytes(data)
+    print(f"{out}: {len(data)} bytes", file=sys.stderr)
     return 0
