@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from crisis.clock import utcnow
@@ -50,6 +52,9 @@ class Exercise(SQLModel, table=True):
     )
     paused_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     paused_seconds: float = 0.0
+    #: The ended pauses, ``[start, end]`` as UTC ISO strings: an action's scenario time
+    #: leaves out only the pauses before it.
+    pauses: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     ended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     ended_by: str | None = Field(default=None, max_length=200)
     end_reason: str | None = Field(default=None, max_length=500)

@@ -99,12 +99,34 @@ class Progress:
 # --- time -----------------------------------------------------------------------------
 
 
-def paused_seconds(exercise: Exercise, at: datetime) -> float:
-    """Wall seconds spent paused up to ``at`` (the current pause included)."""
-    paused = exercise.paused_seconds
+def pause_intervals(exercise: Exercise) -> list[tuple[datetime, datetime | None]]:
+    """The pauses as wall intervals, the current one open-ended."""
+    out: list[tuple[datetime, datetime | None]] = [
+        (as_utc(start), as_utc(end)) for start, end in exercise.pauses or ()
+    ]
     if exercise.paused_at is not None:
-        paused += max(0.0, (as_utc(at) - as_utc(exercise.paused_at)).total_seconds())
-    return paused
+        out.append((as_utc(exercise.paused_at), None))
+    return out
+
+
+def paused_seconds(exercise: Exercise, at: datetime) -> float:
+    """Wall seconds spent paused before ``at`` (the current pause included)."""
+    at = as_utc(at)
+    return sum(
+        max(0.0, (min(end or at, at) - start).total_seconds())
+        for start, end in pause_intervals(exercise)
+    )
+
+
+def close_pause(exercise: Exercise, now: datetime) -> None:
+    """Close the current pause, if any: record its interval and the running total."""
+    if exercise.paused_at is not None:
+        exercise.pauses = [
+            *(exercise.pauses or ()),
+            [as_utc(exercise.paused_at).isoformat(), as_utc(now).isoformat()],
+        ]
+    exercise.paused_seconds = paused_seconds(exercise, now)
+    exercise.paused_at = None
 
 
 def scenario_seconds(exercise: Exercise, at: datetime | None = None) -> float:
@@ -383,8 +405,7 @@ async def resume(
     exercise = await get(session, exercise_id=exercise_id, for_update=True)
     if exercise.state != ExerciseState.PAUSED:
         raise _refuse(exercise, "resume")
-    exercise.paused_seconds = paused_seconds(exercise, now or utcnow())
-    exercise.paused_at = None
+    close_pause(exercise, now or utcnow())
     exercise.state = ExerciseState.RUNNING.value
     session.add(exercise)
     await session.flush()
@@ -405,8 +426,7 @@ async def end(
     if exercise.state == ExerciseState.ENDED:
         raise _refuse(exercise, "end")
     now = now or utcnow()
-    exercise.paused_seconds = paused_seconds(exercise, now)
-    exercise.paused_at = None
+    close_pause(exercise, now)
     exercise.state = ExerciseState.ENDED.value
     exercise.ended_at = now
     exercise.ended_by = actor

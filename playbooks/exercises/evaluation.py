@@ -830,6 +830,6 @@ async def evaluation_of(
         observations=await exercises.observations(session, exercise_id=exercise.id),
         now=now or utcnow(),
         exercise_id=exercise.id,
-        pauses=((exercise.paused_at, None),) if exercise.paused_at is not None else (),
+        pauses=tuple(exercises.pause_intervals(exercise)),
         with_violations=with_violations,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -83,6 +83,13 @@ async def test_scenario_time_runs_at_speed_and_stops_while_paused(engine: AsyncE
         ex = await service.resume(
             session, exercise_id="ovelse-a", actor="user:kari", now=t0 + timedelta(seconds=10)
         )
+        assert service.scenario_seconds(ex, t0 + timedelta(seconds=11)) == pytest.approx(50)
+        # an instant before the pause keeps its scenario time once the pause is over
+        assert service.scenario_seconds(ex, t0 + timedelta(seconds=2)) == pytest.approx(20)
+        await session.commit()
+    async with sessions() as session:  # the intervals survive a reload
+        ex = await service.get(session, exercise_id="ovelse-a")
+        assert service.scenario_seconds(ex, t0 + timedelta(seconds=2)) == pytest.approx(20)
         assert service.scenario_seconds(ex, t0 + timedelta(seconds=11)) == pytest.approx(50)
         with pytest.raises(service.ExerciseConflict):
             await service.resume(session, exercise_id="ovelse-a", actor="user:kari")
@@ -193,17 +200,22 @@ def test_scenario_time_never_runs_while_paused_and_never_backwards(
     )
     running_wall = 0.0
     last = 0.0
+    history: list[tuple[datetime, float]] = []
     for action, seconds in steps:
         if action == "pause" and ex.state == "running":
             ex.paused_at, ex.state = t, "paused"
         elif action == "resume" and ex.state == "paused":
-            ex.paused_seconds = service.paused_seconds(ex, t)
-            ex.paused_at, ex.state = None, "running"
+            service.close_pause(ex, t)
+            ex.state = "running"
         elif action == "wait":
             t += timedelta(seconds=seconds)
             if ex.state == "running":
                 running_wall += seconds
         now = service.scenario_seconds(ex, t)
+        history.append((t, now))
         assert now >= last - 1e-6
         assert now == pytest.approx(running_wall * speed, rel=1e-6, abs=1e-4)
         last = now
+    # and afterwards, every instant seen keeps the scenario time it had then
+    for at, seen in history:
+        assert service.scenario_seconds(ex, at) == pytest.approx(seen, rel=1e-6, abs=1e-4)

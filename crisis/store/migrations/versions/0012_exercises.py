@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("started_at", UTC(timezone=True), nullable=True),
         sa.Column("paused_at", UTC(timezone=True), nullable=True),
         sa.Column("paused_seconds", sa.Float(), nullable=False),
+        sa.Column("pauses", sa.JSON(), nullable=False),
         sa.Column("ended_at", UTC(timezone=True), nullable=True),
         sa.Column("ended_by", _string(200), nullable=True),
         sa.Column("end_reason", _string(500), nullable=True),
