@@ -52,8 +52,17 @@ def test_crisis_up_demo_runs_the_demo_exercise_and_delivers_nothing(tmp_path: Pa
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crisis.cli", "up", "--demo", "--port", str(port)]
-        + ["--data-dir", str(data)],
+        [
+            sys.executable,
+            "-m",
+            "crisis.cli",
+            "up",
+            "--demo",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -75,13 +84,17 @@ def test_crisis_up_demo_runs_the_demo_exercise_and_delivers_nothing(tmp_path: Pa
         assert found, joined[-3000:]
         exercise_id = found.group(1)
         assert f"Situasjonsbilde / board: http://127.0.0.1:{port}/" in joined
-        token = subprocess.run(
-            [sys.executable, "-m", "crisis.cli", "token", "create", "admin"],
-            env={**env, "CRISIS_DATA_DIR": str(data)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip().splitlines()[-1]
+        token = (
+            subprocess.run(
+                [sys.executable, "-m", "crisis.cli", "token", "create", "admin"],
+                env={**env, "CRISIS_DATA_DIR": str(data)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         base = f"http://127.0.0.1:{port}"
 
         listed = {e["id"]: e for e in _get(base, token, "/api/v1/exercises")}
