@@ -17,7 +17,7 @@ import pytest
 from crisis.kafka import topics
 from crisis.kafka.broker import EmbeddedBroker, ensure_topics
 from tests.boardserver import BoardServer, run_async, start_board_server
-from tests.web.test_board_browser import ARGS, CHROMIUM, _browser_missing, _login
+from tests.web.test_board_browser import ARGS, CHROMIUM, _browser_missing, _keep, _login
 from tests.worker_harness import log_tail, spawn_worker, stop, worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.slow]
@@ -91,7 +91,7 @@ def _sent(page: Any) -> int:
 
 
 def test_the_controller_page_runs_the_demo_and_leaves_nothing_on_the_board(
-    browser: Any, system: BoardServer
+    browser: Any, system: BoardServer, tmp_path: Path
 ) -> None:
     board = system
     page = _login(browser, board, "ovingsleder", "/exercises")
@@ -128,9 +128,14 @@ def test_the_controller_page_runs_the_demo_and_leaves_nothing_on_the_board(
 
     page.click("#form-resume button")
     page.locator("#ex-state", has_text="pågår").wait_for()
-    nxt = pending[0]["inject_id"]
-    page.locator(f'[data-inject="{nxt}"][data-state="sent"]').wait_for(timeout=20_000)
+    # The last scripted inject turns "sent" on this very page: polled, not reloaded.
+    page.evaluate("window.notReloaded = true")
+    page.locator('[data-inject="ny-alarm"][data-state="sent"]').wait_for(timeout=40_000)
+    assert page.evaluate("window.notReloaded === true")
     assert _sent(page) > counter
+    shot = tmp_path / "exercise-controller.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _keep(shot)
 
     deadline = time.monotonic() + 30
     while not _incidents(board, "ovelse-nettleser") and time.monotonic() < deadline:
