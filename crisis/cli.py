@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import secrets
 import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -416,6 +418,72 @@ async def ensure_demo_login(settings: Settings) -> tuple[str, str] | None:
     return None
 
 
+#: The demo's exercise controller account (created by ``crisis up --demo``) and its scenario.
+DEMO_ACCOUNT = "ovelse-demo"
+DEMO_SCENARIO = "demo-kort"
+
+
+async def demo_token(settings: Settings) -> str:
+    """A fresh API token of the local demo exercise-controller account (created if absent)."""
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            from sqlmodel import select
+
+            from crisis.accounts.models import User
+
+            if (await session.exec(select(User).where(User.name == DEMO_ACCOUNT))).first() is None:
+                await accounts.add_user(
+                    session,
+                    name=DEMO_ACCOUNT,
+                    role="exercise-controller",
+                    password=secrets.token_urlsafe(18),
+                )
+            token = await accounts.create_token(
+                session, name=DEMO_ACCOUNT, label="crisis up --demo", expires_days=1
+            )
+            await session.commit()
+            return token
+    finally:
+        await engine.dispose()
+
+
+def _api(url: str, token: str, method: str, path: str, body: object = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def start_demo(settings: Settings, url: str) -> str:
+    """Create and start the two-minute demo scenario with NO registered participants: every
+    exercise message is then blocked and logged by the dispatcher, none leaves the machine."""
+    token = asyncio.run(demo_token(settings))
+    stamp = datetime.now(UTC).astimezone(ZoneInfo("Europe/Oslo")).strftime("%Y%m%d-%H%M%S")
+    created = _api(
+        url,
+        token,
+        "POST",
+        "/api/v1/exercises",
+        {"scenario": DEMO_SCENARIO, "speed": 1.0, "id": f"ovelse-demo-{stamp}"},
+    )
+    assert isinstance(created, dict)
+    exercise_id = str(created["id"])
+    exercise = _api(url, token, "GET", f"/api/v1/exercises/{exercise_id}")
+    assert isinstance(exercise, dict)
+    for part in exercise["participants"]:
+        person = urllib.parse.quote(part["person_id"], safe="")
+        _api(url, token, "DELETE", f"/api/v1/exercises/{exercise_id}/participants/{person}")
+    _api(url, token, "POST", f"/api/v1/exercises/{exercise_id}/start", {})
+    return exercise_id
+
+
 # --- processes ------------------------------------------------------------------------
 
 
@@ -510,6 +578,18 @@ def up(args: argparse.Namespace) -> int:
         print(f"\nSituasjonsbilde / board: {url}/", flush=True)
         if login:
             print(f"Innlogging / login: {login[0]} / {login[1]}", flush=True)
+        if getattr(args, "demo", False):
+            try:
+                exercise_id = start_demo(settings, url)
+            except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+                print(f"crisis up: the demo exercise did not start: {exc}", file=sys.stderr)
+            else:
+                print(
+                    f"ØVELSE {exercise_id} (demo, ingen deltakere: alle utsendelser blokkeres"
+                    " / no participants: every delivery is blocked)",
+                    flush=True,
+                )
+                print(f"Øvingsleder / controller: {url}/exercises/{exercise_id}", flush=True)
         print("Ctrl-C stopper alt / stops everything.", flush=True)
         while not supervisor.signals:
             supervisor.tick()
@@ -539,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="on Ctrl-C, how long to wait for the outbox to reach the crisis log",
+    )
+    p_up.add_argument(
+        "--demo",
+        action="store_true",
+        help="also start the two-minute demo exercise (no participants: nothing is delivered)",
     )
 
     p_worker = sub.add_parser(

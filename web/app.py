@@ -38,6 +38,7 @@ from web.api import (
     violations,
 )
 from web.api.metrics import WebMetrics
+from web.board import exercises as board_exercises
 from web.board import history as board_history
 from web.board import lessons as board_lessons
 from web.board import pages as board
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         sitreps,
         review_metrics,
         report_export,
+        board_exercises,
         board_history,
         board_lessons,
         board,
