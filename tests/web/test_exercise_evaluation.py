@@ -87,6 +87,16 @@ async def test_evaluation_json(api: ApiHarness, controller: dict[str, str]) -> N
     assert [o["text"] for o in body["observations"]] == ["Rask eier"]
     assert body["deliveries"]["acknowledged"] == 1 and body["deliveries"]["failed"] == 1
     assert {v["code"] for v in body["violations"]} >= {"task_overdue"}
+    # the exercise's own state carries the same judgement, and so does the controller's page
+    state = (await api.client.get(f"/api/v1/exercises/{EX}", headers=controller)).json()
+    assert state["progress"]["expected"] == body["counts"]
+    assert {a["id"]: a["met"] for a in state["expected"]} == {k: v[0] for k, v in got.items()}
+    async with api.login("ovingsleder") as client:
+        page = (await client.get(f"/exercises/{EX}")).text
+    for action_id, (met, _, _) in got.items():
+        status = "met" if met else "missed"
+        assert f'data-expected="{action_id}" data-status="{status}"' in page
+    assert '<strong id="ex-met">3</strong>' in page and f'href="{BASE}?format=pdf"' in page
 
 
 @pytest.mark.parametrize(("lang", "word"), [("nb", "ikke oppfylt"), ("en", "missed")])

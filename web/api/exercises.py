@@ -28,6 +28,7 @@ from crisis.exercises.models import Exercise, ExerciseState
 from crisis.sources.events import EventError
 from playbooks.duration import parse_duration
 from playbooks.exercises import runner
+from playbooks.exercises.evaluation import Evaluation, evaluation_of
 from playbooks.exercises.scenario import (
     Scenario,
     ScenarioError,
@@ -128,7 +129,8 @@ class ProgressPublic(BaseModel):
     scenario_seconds: float
     duration_seconds: float | None
     injects: dict[str, int]
-    #: met / missed / pending: None (shown "–") until the evaluation fills them in.
+    #: met / missed / pending / total; met… are None in lists and state changes (the
+    #: evaluation reads every incident's log: ``GET /{id}`` fills them).
     expected: dict[str, int | None]
 
 
@@ -151,6 +153,9 @@ class ExercisePublic(ExerciseSummary):
     ended_by: str | None
     end_reason: str | None
     scenario_yaml: str
+    #: The evaluation's expected actions so far (``met`` True / False / None), as
+    #: ``GET /{id}/evaluation`` gives them.
+    expected: list[dict[str, Any]]
     injects: list[InjectPublic]
     participants: list[ParticipantPublic]
     observations: list[ObservationPublic]
@@ -231,9 +236,17 @@ def _seconds(value: str | float | None) -> float:
 
 
 async def _progress(
-    session: AsyncSession, exercise: Exercise, expected_total: int | None = None
+    session: AsyncSession,
+    exercise: Exercise,
+    expected_total: int | None = None,
+    evaluation: Evaluation | None = None,
 ) -> ProgressPublic:
     p = await service.progress(session, exercise=exercise)
+    counts: dict[str, int | None] = (
+        dict(evaluation.counts)
+        if evaluation is not None
+        else {"met": None, "missed": None, "pending": None, "total": expected_total}
+    )
     return ProgressPublic(
         scenario_seconds=round(p.scenario_seconds, 3),
         duration_seconds=p.duration_seconds,
@@ -243,7 +256,7 @@ async def _progress(
             "total": p.injects_total,
             "skipped": p.injects_skipped,
         },
-        expected={"met": None, "missed": None, "pending": None, "total": expected_total},
+        expected=counts,
     )
 
 
@@ -360,12 +373,23 @@ async def list_exercises(
 
 
 @router.get("/{exercise_id}", response_model=ExercisePublic)
-async def get_exercise(exercise_id: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-    """State and progress: injects sent/due/total, participants, observations."""
+async def get_exercise(
+    exercise_id: str, user: CurrentUser, org: Org, session: SessionDep
+) -> dict[str, Any]:
+    """State and progress: injects sent/due/total, expected actions met/missed so far,
+    participants, observations."""
     require(user, Action.RUN_EXERCISE)
     exercise = await service.get(session, exercise_id=exercise_id)
+    try:
+        evaluation: Evaluation | None = await evaluation_of(
+            session, exercise_id=exercise.id, org=org, with_violations=False
+        )
+    except ScenarioError:  # the organisation no longer validates what was run
+        evaluation = None
+    progress = await _progress(session, exercise, _expected_total(exercise), evaluation)
     return {
-        **_summary(exercise, await _progress(session, exercise, _expected_total(exercise))),
+        **_summary(exercise, progress),
+        "expected": [a.as_dict() for a in evaluation.expected_actions] if evaluation else [],
         "paused_at": exercise.paused_at,
         "paused_seconds": exercise.paused_seconds,
         "ended_by": exercise.ended_by,

@@ -25,6 +25,7 @@ from crisis.clock import as_utc, utcnow
 from crisis.domain import permissions
 from crisis.exercises import service
 from crisis.exercises.models import ExerciseState
+from playbooks.exercises.evaluation import evaluation_of
 from playbooks.exercises.scenario import ScenarioError, load_scenario, shipped
 from web.api import exercises as api
 from web.api.notifications import notify_config
@@ -146,7 +147,9 @@ async def exercise_page(exercise_id: str, request: Request, session: SessionDep)
                 "sent_at": as_utc(row.sent_at) if row.sent_at else None,
             }
         )
-    evaluation = pages.route_exists(request, EVALUATION_PATH)
+    evaluation = await evaluation_of(
+        session, exercise_id=exercise.id, org=org, now=now, with_violations=False
+    )
     return pages.render(
         request,
         "exercise.html",
@@ -156,12 +159,14 @@ async def exercise_page(exercise_id: str, request: Request, session: SessionDep)
         progress=progress,
         injects=injects,
         expected=scenario.expected,
+        results={a.id: a for a in evaluation.expected_actions},
+        counts=evaluation.counts,
         participants=await service.participants(session, exercise_id=exercise_id),
         observations=await service.observations(session, exercise_id=exercise_id),
         people=_people(request),
         inject_types=list(INJECT_EXAMPLES),
         inject_example=INJECT_EXAMPLES["report"],
-        evaluation=EVALUATION_PATH.format(exercise_id=exercise_id) if evaluation else None,
+        evaluation=EVALUATION_PATH.format(exercise_id=exercise_id),
         active=exercise.state in ACTIVE,
         clock=clock,
         resume=await head(session),

@@ -367,7 +367,6 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "End the exercise? The incidents it caused are closed.",
     ),
     "ex.evaluation": ("Evaluering", "Evaluation"),
-    "ex.evaluation_none": ("Evaluering er ikke tilgjengelig", "No evaluation available"),
     "ex.script": ("Dreiebok", "Script"),
     "ex.at": ("Scenariotid", "Scenario time"),
     "ex.wall": ("Klokkeslett", "Oslo time"),

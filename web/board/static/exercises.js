@@ -1,6 +1,6 @@
 /* The exercise controller's page: confirmation of "end", removing a participant (DELETE),
    the manual inject's example per type, and a poll of GET /api/v1/exercises/{id} (and the
-   evaluation, when this build has it) that updates the states without a reload. */
+   expected actions as the evaluation judges them) that updates the states without a reload. */
 (function () {
   "use strict";
   const body = document.body;
@@ -50,13 +50,12 @@
     let met = 0, missed = 0;
     for (const x of items || []) {
       const row = document.querySelector('[data-expected="' + (x.id || x.expected_id) + '"]');
-      let st = x.status || x.state || (x.met === true ? "met" : x.missed === true || (x.met === false && body.dataset.state === "ended") ? "missed" : "open");
-      if (st === "pending") st = "open";
+      const st = x.met === true ? "met" : x.met === false ? "missed" : "open";
       if (st === "met") met += 1; else if (st === "missed") missed += 1;
       if (!row) continue;
       row.className = "expected exp-" + st; row.dataset.status = st;
       const cell = row.querySelector(".exp-state"); if (cell) cell.textContent = labels[st] || st;
-      const at = x.actual_seconds ?? x.at_seconds ?? x.actual;
+      const at = x.actual_seconds;
       const actual = row.querySelector(".exp-actual");
       if (actual && at !== undefined && at !== null) actual.textContent = typeof at === "number" ? clock(at) : String(at);
     }
@@ -94,25 +93,11 @@
     if (Array.isArray(x.expected)) { const c = showExpected(x.expected); if (!apiCounts) { setText("ex-met", c.met); setText("ex-missed", c.missed); } }
   }
 
-  let evalEvery = 0, apiCounts = false;
-  async function pollEvaluation() {
-    const src = body.dataset.evaluationSrc;
-    if (!src) return;
-    let r;
-    try { r = await fetch(src, { credentials: "same-origin", headers: { "Accept": "application/json" } }); } catch (_) { return; }
-    if (r.status === 404) { delete body.dataset.evaluationSrc; return; }
-    if (!r.ok) return;
-    const e = await r.json();
-    const c = showExpected(e.expected_actions || []);
-    if (!apiCounts) { setText("ex-met", c.met); setText("ex-missed", c.missed); }
-  }
-
+  let apiCounts = false;
   async function loop() {
     await poll();
-    if (evalEvery % 3 === 0) await pollEvaluation();
-    evalEvery += 1;
     setTimeout(loop, body.dataset.state === "ended" ? 10000 : 1500);
   }
-  window.crisisExercise = { poll, pollEvaluation };
+  window.crisisExercise = { poll };
   loop();
 })();
