@@ -208,7 +208,14 @@ def contacts(entries: Iterable[LogEntry]) -> list[Contact]:
             continue
         by_name[(kind, name)] = e.seq
         out[e.seq] = Contact(
-            kind, name, status, e.at, e.actor, e.seq, _str(d.get("purpose")), parse_time(d.get("due"))
+            kind,
+            name,
+            status,
+            e.at,
+            e.actor,
+            e.seq,
+            _str(d.get("purpose")),
+            parse_time(d.get("due")),
         )
     return list(out.values())
 

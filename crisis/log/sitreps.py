@@ -216,8 +216,7 @@ def compose_draft(
         criteria = ", ".join(str(c) for c in e.data.get("criteria") or [])
         needs.append(
             f"- Støtte fra {labels.label('level', str(e.data.get('to')))}: "
-            f"{e.data.get('reason', '')}"
-            + (f" (kriterier: {criteria})" if criteria else "")
+            f"{e.data.get('reason', '')}" + (f" (kriterier: {criteria})" if criteria else "")
         )
     for e in entries:
         # A report's own needs are in its log entry too; those are carried forward below,

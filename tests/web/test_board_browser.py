@@ -289,7 +289,9 @@ def test_coercive_decision_without_legal_basis_shows_the_error_and_records_nothi
     expect(esc.locator(".form-errors")).to_contain_text("nærhetsprinsippet")
     esc.locator("select[name=to]").select_option("region")
     esc.locator("button").click()
-    expect(page.locator("#timeline")).to_contain_text("Eskalert fra enhetsnivå til regionnivå", timeout=5000)
+    expect(page.locator("#timeline")).to_contain_text(
+        "Eskalert fra enhetsnivå til regionnivå", timeout=5000
+    )
     timeline = board.api("GET", f"/api/v1/incidents/{incident['id']}/timeline", "op").json()
     escalations = [e for e in timeline if e["kind"] == "escalation"]
     assert len(escalations) == 1

@@ -158,7 +158,10 @@ def test_escalate_one_level_and_the_header_follows_live(browser: Any, board: Boa
     expect(page.locator("#incident-level")).to_have_text("regionnivå", timeout=MS)
     # another person escalates further: the open page's header follows without a reload
     r = board.api(
-        "POST", f"/api/v1/incidents/{iid}/escalate", "kdi", json={"to": "kdi", "reason": "Nasjonalt"}
+        "POST",
+        f"/api/v1/incidents/{iid}/escalate",
+        "kdi",
+        json={"to": "kdi", "reason": "Nasjonalt"},
     )
     assert r.status_code == 201, r.text
     page.wait_for_function(

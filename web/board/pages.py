@@ -23,8 +23,8 @@ from crisis import log
 from crisis.accounts.models import User
 from crisis.clock import utcnow
 from crisis.domain import permissions
-from crisis.domain.rules import COERCIVE_MEASURES
 from crisis.domain.organisation import ACCOUNTABLE_ROLES, DAILY_ROLES
+from crisis.domain.rules import COERCIVE_MEASURES
 from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Role, Status
 from crisis.log import labels, privacy, projection, sitreps
 from crisis.log.models import Incident, LogEntry, SitRepStatus
