@@ -158,9 +158,34 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], Any], ...]] = (
 )
 
 
-def humanise(text: str) -> str:
-    """A stored bokmål text with the codes it names said in words (the log keeps the code:
-    entries are hash-chained and never rewritten, so the reading is done where it is shown)."""
-    for pattern, repl in _PATTERNS:
+_PATTERNS_EN: Final[tuple[tuple[re.Pattern[str], Any], ...]] = (
+    (
+        re.compile(rf"\b(?:at )?level ({_LEVEL})\b"),
+        lambda m: (
+            f"at {label('level', m[1], 'en')}"
+            if m[0].startswith("at ")
+            else label("level", m[1], "en")
+        ),
+    ),
+    (
+        re.compile(r"\((" + _ROLE_REF + r")\)"),
+        lambda m: f"({role(m[1], 'en')})",
+    ),
+    (
+        re.compile(r"\(status: (" + "|".join(TASK_STATUSES) + r")\)"),
+        lambda m: f"(status: {label('task', m[1], 'en')})",
+    ),
+    (
+        re.compile(r"\bof kind '(" + "|".join(ACTOR_KINDS) + r")'"),
+        lambda m: f"of kind '{label('actor_kind', m[1], 'en')}'",
+    ),
+)
+
+
+def humanise(text: str, lang: str = "nb") -> str:
+    """A stored text with the codes it names said in words (the log keeps the code: entries
+    are hash-chained and never rewritten, so the reading is done where it is shown). The
+    log's texts are bokmål; ``lang="en"`` reads the English messages of the violations."""
+    for pattern, repl in _PATTERNS_EN if lang == "en" else _PATTERNS:
         text = pattern.sub(repl, text)
     return text
