@@ -40,7 +40,7 @@ class Task:
     responsible_role: str
     deadline: datetime | None
     deadline_raw: str
-    checklist: list[str]
+    checklist: list[dict[str, Any]]
     status: str = TaskStatus.NOT_STARTED.value
     updated_at: datetime | None = None
     actor: str = ""
@@ -53,12 +53,17 @@ class Task:
 
 @dataclass
 class Contact:
+    """A cooperation contact; ``seq`` is the entry that opened it, which updates name."""
+
     kind: str
     name: str
     status: str
     at: datetime
     by: str
     seq: int
+    purpose: str = ""
+    due: datetime | None = None
+    updates: int = 0
 
 
 @dataclass
@@ -84,6 +89,14 @@ class GroupDelivery:
             if status in statuses:
                 return status
         return next(iter(statuses), "queued")
+
+
+def _check_item(value: Any) -> dict[str, Any]:
+    """A checklist item as ``{item, done}``: the playbooks write that, older entries text."""
+    if isinstance(value, Mapping):
+        text = _str(value.get("item") or value.get("title") or value.get("text"))
+        return {"item": text, "done": bool(value.get("done"))}
+    return {"item": _str(value), "done": False}
 
 
 def _str(value: Any) -> str:
@@ -134,7 +147,7 @@ def tasks(entries: Iterable[LogEntry]) -> list[Task]:
                 responsible_role=_str(d.get("responsible_role")),
                 deadline=parse_time(raw),
                 deadline_raw=_str(raw),
-                checklist=[_str(i) for i in d.get("checklist") or []],
+                checklist=[_check_item(i) for i in d.get("checklist") or []],
                 status=_str(d.get("status")) or TaskStatus.NOT_STARTED.value,
                 updated_at=e.at,
                 actor=e.actor,
@@ -143,9 +156,16 @@ def tasks(entries: Iterable[LogEntry]) -> list[Task]:
         elif e.kind == EntryKind.TASK_UPDATE:
             ref = d.get("task")
             task = out.get(ref) if isinstance(ref, int) else None
-            if task is not None and d.get("status"):
+            if task is None:
+                continue
+            if d.get("status"):
                 task.status = _str(d["status"])
                 task.updated_at = e.at
+            item = d.get("item")
+            if isinstance(item, int) and not isinstance(item, bool):
+                if 0 <= item < len(task.checklist):
+                    task.checklist[item]["done"] = d.get("done") is not False
+                    task.updated_at = e.at
     return list(out.values())
 
 
@@ -158,18 +178,45 @@ def escalations(entries: Iterable[LogEntry]) -> list[LogEntry]:
 
 
 def contacts(entries: Iterable[LogEntry]) -> list[Contact]:
-    """Cooperation contacts (samvirke), one row per actor with its latest status."""
-    out: dict[tuple[str, str], Contact] = {}
+    """Cooperation contacts (samvirke), one row per contact with its latest status.
+
+    An update names its contact by seq (``contact``); an entry without one updates the
+    contact of the same kind and name, else opens a new one.
+    """
+    out: dict[int, Contact] = {}
+    by_name: dict[tuple[str, str], int] = {}
     for e in entries:
         if e.kind != EntryKind.COOPERATION_CONTACT:
             continue
         d = e.data or {}
         raw_actor = d.get("actor")
         actor: Mapping[str, Any] = raw_actor if isinstance(raw_actor, Mapping) else {}
+        status = _str(actor.get("status") or d.get("status")) or "planned"
+        ref = d.get("contact")
+        if isinstance(ref, int) and ref in out:
+            contact = out[ref]
+            contact.status, contact.at, contact.by = status, e.at, e.actor
+            contact.updates += 1
+            continue
         kind = _str(actor.get("kind") or d.get("actor_kind") or d.get("kind"))
         name = _str(actor.get("name") or d.get("actor_name") or d.get("name")) or e.text
-        status = _str(actor.get("status") or d.get("status")) or "planned"
-        out[(kind, name)] = Contact(kind, name, status, e.at, e.actor, e.seq)
+        known = by_name.get((kind, name))
+        if known is not None:
+            contact = out[known]
+            contact.status, contact.at, contact.by = status, e.at, e.actor
+            contact.updates += 1
+            continue
+        by_name[(kind, name)] = e.seq
+        out[e.seq] = Contact(
+            kind,
+            name,
+            status,
+            e.at,
+            e.actor,
+            e.seq,
+            _str(d.get("purpose")),
+            parse_time(d.get("due")),
+        )
     return list(out.values())
 
 

@@ -16,7 +16,7 @@ exercise controllers never approve.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,13 +28,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from crisis import log
 from crisis.clock import utcnow
 from crisis.domain.vocabulary import EntryKind, Level, Person, Role
-from crisis.log import projection
+from crisis.log import labels, projection
 from crisis.log.append import append
 from crisis.log.models import Incident, LogEntry, SitRep, SitRepFields, SitRepStatus, SitRepVersion
 
 OSLO = ZoneInfo("Europe/Oslo")
 DEFAULT_UPDATE_INTERVAL = timedelta(hours=1)
-TASK_STATUS_NB = {"not_started": "ikke startet", "started": "startet", "done": "utført"}
 #: A report field's length limit (``SitRepFields``, the ``sitrep_versions`` columns).
 FIELD_LIMIT = 20_000
 #: The last line of a composed field that was cut to fit ``FIELD_LIMIT``.
@@ -136,27 +135,52 @@ def _fit(text: str, limit: int = FIELD_LIMIT) -> str:
     return f"{head}\n{SHORTENED}"
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _delivery_summary(totals: dict[str, int]) -> str:
+    """Recipients per delivery status, in words: "3 sendt, 1 feilet"."""
+    order = {s: i for i, s in enumerate(labels.DELIVERY_STATUSES)}
+    return ", ".join(
+        f"{n} {labels.label('delivery', status)}"
+        for status, n in sorted(totals.items(), key=lambda kv: order.get(kv[0], 99))
+    )
+
+
 def compose_draft(
-    incident: Incident, entries: Sequence[LogEntry], *, now: datetime
+    incident: Incident,
+    entries: Sequence[LogEntry],
+    *,
+    now: datetime,
+    unit_names: Mapping[str, str] | None = None,
 ) -> SitRepFields:
-    """The first version of a report, written from the log alone (pure)."""
+    """The first version of a report, written from the log alone (pure), in plain bokmål:
+    a ministry reader gets words, not the log's codes (``crisis.log.labels``)."""
+    unit = (unit_names or {}).get(incident.unit, incident.unit)
+    who = labels.role(incident.accountable_role) if incident.accountable_role else ""
+    person = incident.accountable_person
+    accountable = " ".join(x for x in (who, person) if x)
     lines = [
-        f"{incident.title}. Type: {incident.type}. Alvorlighetsgrad {incident.severity}, "
-        f"håndteres på nivå {incident.level}, eier {incident.unit}"
-        + (f" (ansvarlig: {incident.accountable_person})." if incident.accountable_person else ".")
+        f"{incident.title}. {labels.label('type', incident.type)} ved {unit}. "
+        f"Alvorlighetsgrad {incident.severity} av 5. "
+        f"Hendelsen håndteres på {labels.label('level', incident.level)}"
+        + (f", ansvarlig er {accountable}." if accountable else ".")
     ]
     if incident.exercise:
         lines.insert(0, f"ØVELSE ({incident.exercise}).")
     observed = [e for e in entries if e.kind in ("observation", "source_event") and e.text]
     for e in observed[-5:]:
-        lines.append(f"- {_oslo(e.at)}: {e.text}")
+        lines.append(f"- {_oslo(e.at)}: {labels.humanise(e.text)}")
 
     actions: list[str] = []
     for t in projection.tasks(entries):
-        status = TASK_STATUS_NB.get(t.status, t.status)
-        actions.append(f"- Tiltak: {t.title} ({t.responsible_role}) — {status}")
+        status = labels.label("task", t.status)
+        actions.append(f"- Tiltak: {t.title} ({labels.role(t.responsible_role)}) — {status}")
     for c in projection.contacts(entries):
-        actions.append(f"- Samvirke: {c.name} ({c.kind}) — {c.status}")
+        kind = labels.label("actor_kind", c.kind)
+        name = f"{c.name} ({kind})" if c.name and c.name != kind else kind
+        actions.append(f"- Samvirke: {name} — {labels.label('contact', c.status)}")
     # One line per group, summed over its updates: every approved report sends one to the
     # ministry, so a line per update would make each report longer than the last.
     per_group: dict[str, tuple[int, dict[str, int]]] = {}
@@ -166,11 +190,16 @@ def compose_draft(
             totals[k] = totals.get(k, 0) + v
         per_group[g.group] = (updates + 1, totals)
     for group, (updates, totals) in per_group.items():
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(totals.items()))
-        sent = f" ({updates} utsendelser)" if updates > 1 else ""
-        actions.append(f"- Varsling {group}{sent}: {counts}")
+        sent = f" ({_plural(updates, 'utsendelse', 'utsendelser')})" if updates > 1 else ""
+        actions.append(
+            f"- Varsling til {labels.label('group', group)}{sent}: {_delivery_summary(totals)}"
+        )
     for e in projection.escalations(entries):
-        actions.append(f"- {_oslo(e.at)}: {e.text}")
+        target = labels.label("level", str(e.data.get("to")))
+        reason = str(e.data.get("reason") or "").strip()
+        actions.append(
+            f"- {_oslo(e.at)}: Eskalert til {target}" + (f": {reason}" if reason else "")
+        )
 
     decided: list[str] = []
     for e in projection.decisions(entries):
@@ -180,14 +209,14 @@ def compose_draft(
         if e.data.get("legal_basis"):
             extra.append(f"hjemmel: {e.data['legal_basis']}")
         suffix = f" ({'; '.join(extra)})" if extra else ""
-        decided.append(f"- {_oslo(e.at)}: {e.text}{suffix}")
+        decided.append(f"- {_oslo(e.at)}: {labels.humanise(e.text)}{suffix}")
 
     needs: list[str] = []
     for e in projection.escalations(entries):
         criteria = ", ".join(str(c) for c in e.data.get("criteria") or [])
         needs.append(
-            f"- Støtte fra {e.data.get('to')}: {e.data.get('reason', '')}"
-            + (f" (kriterier: {criteria})" if criteria else "")
+            f"- Støtte fra {labels.label('level', str(e.data.get('to')))}: "
+            f"{e.data.get('reason', '')}" + (f" (kriterier: {criteria})" if criteria else "")
         )
     for e in entries:
         # A report's own needs are in its log entry too; those are carried forward below,
@@ -199,7 +228,7 @@ def compose_draft(
     open_tasks = [t for t in projection.tasks(entries) if not t.done]
     for t in open_tasks:
         due = f", frist {_oslo(t.deadline)}" if t.deadline else ""
-        needs.append(f"- Gjenstår: {t.title} ({t.responsible_role}{due})")
+        needs.append(f"- Gjenstår: {t.title} ({labels.role(t.responsible_role)}{due})")
     needs.extend(_carried_needs(entries, composed=needs))
 
     promised = incident.next_update_at
@@ -285,12 +314,14 @@ async def create_draft(
     actor: str,
     fields: SitRepFields | None = None,
     now: datetime | None = None,
+    unit_names: Mapping[str, str] | None = None,
 ) -> tuple[SitRep, SitRepVersion]:
     """A new report whose first version is composed from the log (unless ``fields`` given)."""
     now = now or utcnow()
     incident = await _incident(session, incident_id)
     if fields is None:
-        fields = compose_draft(incident, await log.timeline(session, incident_id), now=now)
+        entries = await log.timeline(session, incident_id)
+        fields = compose_draft(incident, entries, now=now, unit_names=unit_names)
     last = await session.exec(
         select(func.max(SitRep.number)).where(SitRep.incident_id == incident_id)
     )

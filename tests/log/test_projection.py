@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crisis.domain.rules import NOTIFIER_ACTOR
 from crisis.log import projection
 from crisis.log.models import LogEntry
@@ -99,3 +102,69 @@ def test_notifications_per_group_latest_attempt_per_recipient() -> None:
     assert groups["staff"].worst == "timed_out"
     assert projection.held_updates(list(groups.values())) == ["u1"]
     assert set(groups) == {"staff", "media"}
+
+
+def test_checklist_items_are_read_as_playbooks_write_them_and_ticked_by_index() -> None:
+    log = [
+        _e(
+            1,
+            "task",
+            title="Kontroller celle",
+            responsible_role="on_duty",
+            checklist=[{"item": "To betjenter", "done": False}, {"item": "Meld tilbake"}],
+        ),
+        _e(2, "task", title="Eldre form", responsible_role="leader", checklist=["Telling"]),
+        _e(3, "task_update", task=1, item=1, done=True),
+        _e(4, "task_update", task=1, item=9, done=True),  # no such item: nothing changes
+        _e(5, "task_update", task=2, item=0, done=True),
+    ]
+    a, b = projection.tasks(log)
+    assert a.checklist == [
+        {"item": "To betjenter", "done": False},
+        {"item": "Meld tilbake", "done": True},
+    ]
+    assert a.status == "not_started", "ticking an item is not a status change"
+    assert b.checklist == [{"item": "Telling", "done": True}]
+
+
+def test_a_contact_update_replaces_its_row() -> None:
+    log = [
+        _e(
+            1,
+            "cooperation_contact",
+            actor_kind="fire",
+            actor_name="Agder brann",
+            status="to_contact",
+        ),
+        _e(2, "cooperation_contact", actor_kind="amk", actor_name="AMK Agder", status="to_contact"),
+        _e(3, "cooperation_contact", by="user:op", contact=1, status="contacted"),
+        _e(4, "cooperation_contact", by="user:op", contact=1, status="acknowledged"),
+    ]
+    got = [(c.seq, c.kind, c.name, c.status, c.by) for c in projection.contacts(log)]
+    assert got == [
+        (1, "fire", "Agder brann", "acknowledged", "user:op"),
+        (2, "amk", "AMK Agder", "to_contact", "rule:pb/r"),
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=2), st.sampled_from(["contacted", "acknowledged"])
+        ),
+        max_size=20,
+    )
+)
+def test_any_sequence_of_contact_updates_keeps_one_row_per_contact_with_its_last_status(
+    updates: list[tuple[int, str]],
+) -> None:
+    log = [
+        _e(i + 1, "cooperation_contact", actor_kind=k, actor_name=f"{k} x", status="to_contact")
+        for i, k in enumerate(("police", "fire", "amk"))
+    ]
+    last = {1: "to_contact", 2: "to_contact", 3: "to_contact"}
+    for n, (which, status) in enumerate(updates):
+        log.append(_e(4 + n, "cooperation_contact", contact=which + 1, status=status))
+        last[which + 1] = status
+    rows = projection.contacts(log)
+    assert [(c.seq, c.status) for c in rows] == sorted(last.items())

@@ -64,8 +64,13 @@ async def test_draft_is_composed_from_the_log(api: ApiHarness) -> None:
     assert body["status"] == "draft" and body["number"] == 1
     current = body["current"]
     assert "Betjent skadet i hånden" in current["situation"]
-    assert "Tilkall lege (on_duty) — utført" in current["actions"]
-    assert "Agder politidistrikt (police) — acknowledged" in current["actions"]
+    # plain language for a ministry reader: the log's codes are said in words
+    assert "Tilkall lege (vakthavende) — utført" in current["actions"]
+    assert "Agder politidistrikt (politiet) — bekreftet" in current["actions"]
+    assert "Type:" not in current["situation"] and "nivå unit" not in current["situation"]
+    assert "håndteres på enhetsnivå" in current["situation"]
+    for code in ("on_duty", "police", "acknowledged", "not_started", "family_liaison"):
+        assert code not in current["actions"] + current["needs"], code
     assert "Innelåsing av avdeling A" in current["decisions"]
     assert "hjemmel: strgjfl. § 37" in current["decisions"]
     assert "Gjenstår: Informer pårørende" in current["needs"]

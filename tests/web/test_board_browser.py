@@ -289,7 +289,9 @@ def test_coercive_decision_without_legal_basis_shows_the_error_and_records_nothi
     expect(esc.locator(".form-errors")).to_contain_text("nærhetsprinsippet")
     esc.locator("select[name=to]").select_option("region")
     esc.locator("button").click()
-    expect(page.locator("#timeline")).to_contain_text("Eskalert fra unit til region", timeout=5000)
+    expect(page.locator("#timeline")).to_contain_text(
+        "Eskalert fra enhetsnivå til regionnivå", timeout=5000
+    )
     timeline = board.api("GET", f"/api/v1/incidents/{incident['id']}/timeline", "op").json()
     escalations = [e for e in timeline if e["kind"] == "escalation"]
     assert len(escalations) == 1
@@ -494,8 +496,9 @@ def test_closing_an_incident_from_its_page_makes_it_read_only_until_reopened(
     assert "UTC" in (page.locator("#closed-box time").get_attribute("title") or "")
     got = board.api("GET", url, "op").json()
     assert got["status"] == "closed" and got["closed_at"]
-    # read-only: the reopen form is the only form left (but the header's log-out), no countdown
-    forms = page.locator("main form").evaluate_all("fs => fs.map(f => f.id)")
+    # read-only: the reopen form is the only writing form left (the log's filter reads), no
+    # countdown
+    forms = page.locator("main form[data-api]").evaluate_all("fs => fs.map(f => f.id)")
     assert forms == ["form-reopen"]
     expect(page.locator("#countdown")).to_have_count(0)
     shot = shots / "incident-closed.png"

@@ -137,10 +137,9 @@ async def test_incident_page_reads_tasks_contacts_and_deliveries_from_the_log(
         assert "Evakuer avdeling B" in page and "on_duty" in page and "Telling" in page
         assert "Agder brannvesen" in page and "bekreftet" in page
         assert "holdt tilbake: 1" in page and "u7" in page
-        # no message-approval endpoint in this build: the hook says so instead of a dead button
-        assert "ikke tilgjengelig" in page
-        # no violations endpoint in this build: nothing is computed, none shown
-        assert "data-violations-src" not in page and "Ingen registrerte brudd" in page
+        # the violations are the service's (no route scanning): the task is past its deadline
+        assert 'data-code="task_overdue"' in page and "Ingen registrerte brudd" not in page
+        assert "(vakthavende)" in page and "(status: ikke startet)" in page
 
 
 async def test_roles_and_groups_are_shown_as_staff_say_them(api: ApiHarness) -> None:

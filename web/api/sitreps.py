@@ -171,7 +171,11 @@ async def create(
         else None
     )
     report, _ = await sitreps.create_draft(
-        session, incident_id=incident_id, actor=actor_of(user), fields=fields
+        session,
+        incident_id=incident_id,
+        actor=actor_of(user),
+        fields=fields,
+        unit_names={u.id: u.name for u in org.units.values()},
     )
     await session.commit()
     view = await sitreps.view(session, sitrep_id=report.id or 0, approved_only=False)

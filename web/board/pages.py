@@ -23,13 +23,17 @@ from crisis import log
 from crisis.accounts.models import User
 from crisis.clock import utcnow
 from crisis.domain import permissions
+from crisis.domain.organisation import ACCOUNTABLE_ROLES, DAILY_ROLES
 from crisis.domain.rules import COERCIVE_MEASURES
-from crisis.domain.vocabulary import EntryKind, Role, Status
-from crisis.log import privacy, projection, sitreps
+from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Role, Status
+from crisis.log import labels, privacy, projection, sitreps
 from crisis.log.models import Incident, LogEntry, SitRepStatus
+from crisis.review import timeline
 from crisis.sources.incident_types import INCIDENT_TYPE_LABELS
+from playbooks import engine
 from web.api.lessons import follow_ups_across
 from web.api.sitreps import readable
+from web.api.violations import get_library
 from web.board import i18n, metricsfmt
 from web.board import map as boardmap
 from web.board.feed import head
@@ -47,6 +51,13 @@ STATIC_TYPES = {
 }
 OSLO = ZoneInfo("Europe/Oslo")
 SEVERITY_CLASS = {5: "sev5", 4: "sev4", 3: "sev3", 2: "sev2", 1: "sev1", 0: "sev0"}
+#: Role references a task form offers: the unit's daily roles, then the region's and KDI's
+#: accountable ones (likhetsprinsippet: no role the organisation lacks).
+ROLE_CHOICES = (
+    *DAILY_ROLES,
+    *(f"region:{r}" for r in ACCOUNTABLE_ROLES),
+    *(f"kdi:{r}" for r in ACCOUNTABLE_ROLES),
+)
 
 
 def oslo(value: datetime | None, fmt: str = "%d.%m.%Y %H:%M") -> Markup:
@@ -86,6 +97,7 @@ def environment(app: Any) -> Environment:
         env.globals["coercive_measures"] = sorted(COERCIVE_MEASURES)
         env.globals["type_label"] = type_label
         env.globals["personal_fields"] = list(privacy.PERSONAL_FIELDS)
+        env.filters["human"] = labels.humanise
         app.state.board_templates = env
     return env
 
@@ -112,20 +124,6 @@ def render(request: Request, name: str, *, status_code: int = 200, **ctx: Any) -
             i18n.COOKIE, request.query_params["lang"], max_age=365 * 86400, samesite="lax"
         )
     return response
-
-
-def route_exists(request: Request, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in request.app.routes)
-
-
-def message_approval_path(request: Request) -> str | None:
-    """The notifier engineer's approval endpoint, if this build has one (placeholder hook)."""
-    for r in request.app.routes:
-        p = getattr(r, "path", "")
-        methods = getattr(r, "methods", None) or set()
-        if "POST" in methods and "approve" in p and ("notif" in p or "message" in p):
-            return str(p)
-    return None
 
 
 @router.get("/static/{name}")
@@ -236,23 +234,15 @@ async def _incident_for(request: Request, session: Any, user: User, incident_id:
     return incident
 
 
-async def _shown_entries(
+async def _read(
     session: Any, user: User, incident: Incident, entries: list[LogEntry], channel: str
-) -> list[dict[str, Any]]:
+) -> list[privacy.Shown]:
     """Entries as this user may see them; unmasked references are recorded (data_access)."""
     shown = await privacy.read_entries(
         session, user=user, incident_id=incident.id, entries=entries, channel=channel
     )
     await session.commit()
-    return [
-        {
-            "e": item.entry,
-            "text": item.text,
-            "data": item.data,
-            "refs": privacy.personal_items(item.data),
-        }
-        for item in shown
-    ]
+    return list(shown)
 
 
 def _closing(user: User, incident: Incident, entries: list[LogEntry]) -> dict[str, Any] | None:
@@ -266,6 +256,73 @@ def _closing(user: User, incident: Incident, entries: list[LogEntry]) -> dict[st
     return None
 
 
+def _trigger(shown: list[privacy.Shown]) -> privacy.Shown | None:
+    """The event that opened the incident: its first source event, else its first entry."""
+    for item in shown:
+        if item.entry.kind == EntryKind.SOURCE_EVENT:
+            return item
+    return shown[0] if shown else None
+
+
+async def _violations(request: Request, session: Any, incident: Incident) -> list[Any]:
+    """The principles the incident breaks now: the service the violations API calls."""
+    library = get_library(request)
+    return list(await engine.violations(session, incident_id=incident.id, library=library))
+
+
+#: The log filters of the incident page (GET parameters, as on the review page).
+LOG_FILTERS = ("kind", "actor", "group", "unit", "events")
+
+
+def _log_filters(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    return {
+        "kinds": [k for k in q.getlist("kind") if k],
+        "actor": q.get("actor", ""),
+        "group": q.get("group", ""),
+        "unit": q.get("unit", ""),
+        "events": q.get("events", "show"),
+    }
+
+
+def _group_counts(row: timeline.Row) -> dict[str, dict[str, int]]:
+    """A folded update's recipients per group and latest status, worst status first."""
+    order = {s: i for i, s in enumerate(projection.DELIVERY_ORDER)}
+    out: dict[str, dict[str, int]] = {}
+    for d in row.deliveries:
+        counts = out.setdefault(d.group, {})
+        counts[d.status] = counts.get(d.status, 0) + 1
+    return {
+        g: dict(sorted(c.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+        for g, c in out.items()
+    }
+
+
+def _log_context(shown: list[privacy.Shown], filters: dict[str, Any]) -> dict[str, Any]:
+    """The log as rows, deliveries folded per update (``crisis.review.timeline``)."""
+    rows = timeline.rows(
+        entries=shown,
+        kinds=filters["kinds"] or None,
+        actor=filters["actor"] or None,
+        group=filters["group"] or None,
+        unit=filters["unit"] or None,
+        source_events=filters["events"] != "hide",
+    )
+    return {
+        "rows": list(reversed(rows)),
+        "total": len(timeline.fold(shown)),
+        "options": timeline.options(entries=shown),
+        "filters": filters,
+        "group_counts": _group_counts,
+        "filtered": any(filters[k] for k in ("kinds", "actor", "group", "unit"))
+        or filters["events"] == "hide",
+    }
+
+
+def _labeller(lang: str) -> Any:
+    return lambda table, code: labels.label(table, code, lang)
+
+
 async def _panels_context(
     request: Request, session: Any, user: User, incident: Incident, *, whole_log: bool = False
 ) -> dict[str, Any]:
@@ -273,37 +330,50 @@ async def _panels_context(
     entries = await log.timeline(session, incident.id)
     decisions = projection.decisions(entries)
     # One read, one audit row: the page's log already shows the decisions the panel repeats.
-    shown = await _shown_entries(
-        session, user, incident, entries if whole_log else decisions, "page"
-    )
+    shown = await _read(session, user, incident, entries if whole_log else decisions, "page")
     wanted = {e.id for e in decisions}
     groups = projection.notifications(entries)
     org = request.app.state.organisation
     region = org.units[incident.unit].region if incident.unit in org.units else None
-    violations_path = f"/api/v1/incidents/{incident.id}/violations"
+    now = utcnow()
+    tasks = projection.tasks(entries)
+    closed = incident.status == Status.CLOSED.value
     return {
         "incident": incident,
-        "closed": incident.status == Status.CLOSED.value,
+        "closed": closed,
         "closing": _closing(user, incident, entries),
         "entries": entries,
-        "tasks": projection.tasks(entries),
+        "tasks": tasks,
+        "overdue_tasks": [
+            t for t in tasks if not closed and t.deadline and t.deadline < now and not t.done
+        ],
         "shown": shown,
-        "decisions": [item for item in shown if item["e"].id in wanted],
+        "decisions": [
+            {"e": item.entry, "text": item.text, "data": item.data}
+            for item in shown
+            if item.entry.id in wanted
+        ],
         "contacts": projection.contacts(entries),
         "groups": groups,
         "held": projection.held_updates(groups),
-        "approve_message_path": message_approval_path(request),
-        "violations_src": violations_path
-        if route_exists(request, "/api/v1/incidents/{incident_id}/violations")
-        else None,
+        "violations": await _violations(request, session, incident),
         "reports": await sitreps.list_reports(
             session, incident_id=incident.id, approved_only=False
         ),
         "can_approve": sitreps.can_approve(user, incident, region_of_owner=region),
         "writer": permissions.allowed(user.role, permissions.Action.WRITE_ENTRY),
         "can": {a.value: permissions.allowed(user.role, a) for a in permissions.Action},
-        "now": utcnow(),
+        "units": org.units,
+        "unit_names": {u.id: u.name for u in org.units.values()},
+        "label": _labeller(i18n.pick_lang(request)),
+        "now": now,
     }
+
+
+def _next_level(level: str) -> str | None:
+    order = [lvl.value for lvl in LEVEL_ORDER]
+    at = order.index(level) if level in order else len(order)
+    return order[at + 1] if at + 1 < len(order) else None
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, response_model=None)
@@ -313,7 +383,9 @@ async def incident_page(incident_id: str, request: Request, session: SessionDep)
         return to_login(request)
     incident = await _incident_for(request, session, user, incident_id)
     ctx = await _panels_context(request, session, user, incident, whole_log=True)
+    lang = i18n.pick_lang(request)
     unit = request.app.state.organisation.units.get(incident.unit)
+    trigger = _trigger(ctx["shown"])
     return render(
         request,
         "incident.html",
@@ -321,8 +393,34 @@ async def incident_page(incident_id: str, request: Request, session: SessionDep)
         unit_name=unit.name if unit else incident.unit,
         resume=await head(session),
         page="incident",
-        kind_labels=i18n.labels(i18n.pick_lang(request), "kind"),
+        kind_labels=i18n.labels(lang, "kind"),
+        level_labels={code: labels.label("level", code, lang) for code in labels.LEVELS},
+        trigger=trigger,
+        trigger_refs=privacy.personal_items(trigger.data) if trigger else [],
+        next_level=_next_level(incident.level),
+        roles=ROLE_CHOICES,
+        **_log_context(ctx["shown"], _log_filters(request)),
         **ctx,
+    )
+
+
+@router.get("/incidents/{incident_id}/log", response_class=HTMLResponse, response_model=None)
+async def incident_log(incident_id: str, request: Request, session: SessionDep) -> Response:
+    """The log alone, filtered as the page is (the script refreshes it as entries land)."""
+    user = await page_user(request, session)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED)
+    incident = await _incident_for(request, session, user, incident_id)
+    entries = await log.timeline(session, incident.id)
+    shown = await _read(session, user, incident, entries, "page")
+    return render(
+        request,
+        "_log.html",
+        user=user,
+        incident=incident,
+        unit_names={u.id: u.name for u in request.app.state.organisation.units.values()},
+        label=_labeller(i18n.pick_lang(request)),
+        **_log_context(shown, _log_filters(request)),
     )
 
 
@@ -377,7 +475,6 @@ async def report_page(request: Request, session: SessionDep) -> Response:
         "report.html",
         user=user,
         units=units,
-        reports_available=route_exists(request, "/api/v1/reports"),
         resume=await head(session),
         page="report",
     )

@@ -76,16 +76,23 @@
   const live = document.getElementById("live");
   function setLive(on) { if (live) { live.className = "live " + (on ? "on" : "off"); live.textContent = on ? live.dataset.on : live.dataset.off; } }
 
-  let refreshTimer = null;
+  // One debounce timer per target: a log refresh must not cancel a panels refresh.
+  const refreshTimers = {};
   function refresh(url, targetId) {
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(async () => {
+    clearTimeout(refreshTimers[targetId]);
+    refreshTimers[targetId] = setTimeout(async () => {
       const r = await fetch(url, { credentials: "same-origin" });
       if (!r.ok) return;
       const target = document.getElementById(targetId);
-      if (target) { target.innerHTML = await r.text(); bindForms(target); loadViolations(); tick(); }
+      if (target) { target.innerHTML = await r.text(); bindForms(target); tick(); }
     }, 250);
   }
+  /* The incident's log is re-read from the server (deliveries folded, filters kept). */
+  function refreshLog() {
+    const box = document.getElementById("log-body");
+    if (box && box.dataset.src) refresh(box.dataset.src, "log-body");
+  }
+  const receipt = (e) => e.kind === "message" && e.actor === "system:notifiers" && e.data && "status" in e.data;
 
   function addEntry(e) {
     const list = document.getElementById("timeline");
@@ -107,19 +114,37 @@
     list.insertBefore(li, before);
   }
 
+  const levelEl = document.getElementById("level-labels");
+  const levelLabels = levelEl ? JSON.parse(levelEl.textContent) : {};
+  const unitEl = document.getElementById("unit-names");
+  const unitNames = unitEl ? JSON.parse(unitEl.textContent) : {};
+  /* The incident header follows every change: level, severity, owner, status, next update. */
   function onIncident(i) {
     const cd = document.getElementById("countdown");
     if (cd) cd.dataset.countdown = i.next_update_at || "";
     const sev = document.getElementById("incident-severity");
     if (sev) { sev.textContent = i.severity; sev.className = "sev big sev" + i.severity; }
+    const sevText = document.getElementById("incident-severity-text");
+    if (sevText) sevText.textContent = i.severity + " / 5";
+    const level = document.getElementById("incident-level");
+    if (level && i.level && level.dataset.level !== i.level) {
+      level.dataset.level = i.level; level.className = "level-badge l-" + i.level;
+      level.textContent = levelLabels[i.level] || i.level;
+    }
+    const owner = document.getElementById("incident-owner");
+    if (owner && i.unit) owner.textContent = unitNames[i.unit] || i.unit;
     const st = document.getElementById("incident-status");
-    if (st && st.dataset[i.status]) st.textContent = st.dataset[i.status];
+    if (st && i.status && st.dataset[i.status]) {
+      const was = st.dataset.status; st.textContent = st.dataset[i.status];
+      // Closing or reopening changes what the page offers (forms, countdown): reload it.
+      if (was && was !== i.status) { st.dataset.status = i.status; location.reload(); }
+    }
   }
 
   function handle(msg) {
     if (typeof msg.resume === "number" && msg.resume > state.resume) state.resume = msg.resume;
     if (msg.type === "resync") {
-      if (incidentId) refresh("/incidents/" + incidentId + "/panels", "panels");
+      if (incidentId) { refresh("/incidents/" + incidentId + "/panels", "panels"); refreshLog(); }
       else if (body.dataset.page === "overview") refresh("/board/overview" + location.search, "overview-body");
       return;
     }
@@ -128,8 +153,10 @@
     if (state.seen.has(msg.seq)) return;
     state.seen.add(msg.seq); state.received += 1;
     if (incidentId && msg.entry.incident_id === incidentId) {
-      addEntry(msg.entry); onIncident(msg.incident);
-      if (msg.topic !== "entry" || msg.entry.kind === "cooperation_contact") refresh("/incidents/" + incidentId + "/panels", "panels");
+      const list = document.getElementById("timeline");
+      if (list && list.dataset.filtered !== "true" && !receipt(msg.entry)) addEntry(msg.entry);
+      refreshLog(); onIncident(msg.incident);
+      if (msg.topic !== "entry" || msg.entry.kind === "cooperation_contact" || msg.entry.kind === "decision") refresh("/incidents/" + incidentId + "/panels", "panels");
     } else if (body.dataset.page === "overview") {
       const known = document.querySelector('[data-incident="' + msg.incident.id + '"]');
       if (msg.topic === "incident" || !known) refresh("/board/overview" + location.search, "overview-body");
@@ -171,6 +198,7 @@
       if (v === "" || v == null) continue;
       if (el.hasAttribute("data-oslo")) v = osloToUtc(v);
       if (el.hasAttribute("data-int")) v = parseInt(v, 10);
+      if (el.hasAttribute("data-bool")) v = v === "true";
       if (el.hasAttribute("data-list")) v = v.split("\n").map((s) => s.trim()).filter(Boolean);
       out[el.name] = v;
     }
@@ -192,6 +220,15 @@
     }
   }
 
+  /* A form whose fields differ from what the page was rendered with. */
+  function dirty(form) {
+    for (const el of form.elements) {
+      if (!el.name) continue;
+      if (el.type === "checkbox" ? el.checked !== el.defaultChecked : el.value !== el.defaultValue) return true;
+    }
+    return false;
+  }
+
   async function submit(ev) {
     ev.preventDefault();
     const form = ev.currentTarget;
@@ -200,10 +237,29 @@
     showErrors(form, []);
     form.querySelectorAll(".form-ok").forEach((x) => x.remove());
     try {
+      const body = formJson(form);
+      // Approving with unsaved edits: save them as a new version first, then approve that
+      // version; never the old text silently (a refused save stops the approval).
+      const first = form.dataset.saveFirst && document.getElementById(form.dataset.saveFirst);
+      if (first && dirty(first)) {
+        const saved = await fetch(first.dataset.api, {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "Accept": "application/json" },
+          body: JSON.stringify(formJson(first)),
+        });
+        let out = null; try { out = await saved.json(); } catch (_) { out = null; }
+        if (!saved.ok || !out || !out.current) {
+          const errors = (out && out.errors) || [{ field: "", message: (out && out.detail) || (saved.status + " " + saved.statusText) }];
+          showErrors(first, errors);
+          showErrors(form, [{ field: "", message: form.dataset.unsavedError || "unsaved edits were not saved" }]);
+          return;
+        }
+        body.version = out.current.version;
+      }
       const r = await fetch(form.dataset.api, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "Accept": "application/json" },
-        body: JSON.stringify(formJson(form)),
+        body: JSON.stringify(body),
       });
       let payload = null; try { payload = await r.json(); } catch (_) { payload = null; }
       if (!r.ok) {
@@ -224,23 +280,6 @@
 
   function bindForms(root) { root.querySelectorAll("form[data-api]").forEach((f) => { if (!f.dataset.bound) { f.dataset.bound = "1"; f.addEventListener("submit", submit); } }); }
 
-  /* --- principle violations, if this build has the endpoint ------------------------------ */
-  async function loadViolations() {
-    const panel = document.querySelector("[data-violations-src]");
-    if (!panel) return;
-    const r = await fetch(panel.dataset.violationsSrc, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const items = await r.json();
-    const list = Array.isArray(items) ? items : (items.violations || []);
-    if (!list.length) return;
-    const box = panel.querySelector(".violations"); box.textContent = "";
-    for (const v of list) {
-      const p = document.createElement("div"); p.className = "error";
-      p.textContent = (v.principle ? v.principle + ": " : "") + (v.message || JSON.stringify(v));
-      box.appendChild(p);
-    }
-  }
-
   /* A wrong password answers 401 JSON; show it on the form instead of leaving the page. */
   const login = document.getElementById("login-form");
   if (login) {
@@ -254,5 +293,5 @@
     });
   }
 
-  bindForms(document); loadViolations(); connect();
+  bindForms(document); connect();
 })();
