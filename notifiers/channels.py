@@ -8,8 +8,8 @@ connection per message) in a thread pool. :class:`AsyncJSON` keeps apprise's
 (:mod:`notifiers.webhook`). It is registered explicitly by :func:`register_plugins` (nothing
 happens at import time). :class:`Inbox` (``inbox://PERSON/CHANNEL``) is the built-in local
 inbox of the demo: nothing leaves the machine; the dispatcher stores each message it delivers
-there (:class:`notifiers.models.InboxMessage`). Every other scheme (mailto, workflows, slack, matrix, …) is
-apprise's own plugin.
+there (:class:`notifiers.models.InboxMessage`). Every other scheme (mailto, workflows,
+slack, matrix, …) is apprise's own plugin.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class AsyncJSON(NotifyJSON):
         return request
 
 
-class Inbox(NotifyBase):  # type: ignore[misc]
+class Inbox(NotifyBase):
     """The built-in local inbox: ``inbox://PERSON/CHANNEL`` (both only name the mailbox).
 
     Sending always succeeds and touches no network. The plugin has no database: the
@@ -190,31 +190,30 @@ class Inbox(NotifyBase):  # type: ignore[misc]
     delivers here in the transaction that records the attempt as ``sent``.
     """
 
-    service_name = "crisis local inbox"
-    protocol = "inbox"
-    secure_protocol = "inbox"
-    setup_url = "https://github.com/caronc/apprise/wiki/DevelopCustomPluginModule"
-    title_maxlen = 300
+    service_name = "crisis local inbox"  # type: ignore[assignment]
+    protocol = "inbox"  # type: ignore[assignment]
+    secure_protocol = "inbox"  # type: ignore[assignment]
+    setup_url = "https://github.com/caronc/apprise/wiki/DevelopCustomPluginModule"  # type: ignore[assignment]
     crisis_outcome: tuple[str, str] | None = None
 
     def __init__(self, mailbox: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mailbox = mailbox or str(self.host or "")
 
-    def send(self, body: str, title: str = "", **_: Any) -> bool:
+    def send(self, *args: Any, **kwargs: Any) -> bool:
         return True
 
-    async def async_notify(self, body: str = "", title: str = "", **_: Any) -> bool:
+    async def async_notify(self, *args: Any, **kwargs: Any) -> bool:
         return True
 
-    def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
+    def url(self, *args: Any, **kwargs: Any) -> str:
         return f"inbox://{self.mailbox}{self.fullpath or ''}"
 
-    def url_identifier(self) -> tuple[str, str, str]:
+    def url_identifier(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         return ("inbox", self.mailbox, str(self.fullpath or ""))
 
     @staticmethod
-    def parse_url(url: str) -> dict[str, Any] | None:
+    def parse_url(url: Any, *args: Any, **kwargs: Any) -> Any:
         results: dict[str, Any] | None = NotifyBase.parse_url(url, verify_host=False)
         if not results or not results.get("host"):
             return None

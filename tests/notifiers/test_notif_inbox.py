@@ -79,7 +79,11 @@ async def test_exercise_messages_in_the_inbox_are_marked_and_reach_participants_
     await drain(new_dispatcher(dispatchers, engine, config), all_final(engine, update))
     got = await inbox(engine)
     # elin-midtbo is no participant of the exercise: blocked, and not in the inbox
-    assert {r.recipient for r in got} == {"froland-staff-channel", "espen-braten", "kdi-kommunikasjon"}
+    assert {r.recipient for r in got} == {
+        "froland-staff-channel",
+        "espen-braten",
+        "kdi-kommunikasjon",
+    }
     assert all(r.exercise == "ovelse-2026-11-brann" for r in got)
     assert all(r.body.startswith(EXERCISE_PREFIX) for r in got)
     states = {m.recipient: m.status for m in await messages(engine, update)}

@@ -280,7 +280,11 @@ async def _retry(
 
 @router.post("/updates/{update_id}/retry", response_model=UpdateOut)
 async def retry_update(
-    update_id: str, user: CurrentUser, org: Org, session: SessionDep, body: RetryRequest | None = None
+    update_id: str,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    body: RetryRequest | None = None,
 ) -> UpdateOut:
     """Failed deliveries of the update (or of one group of it) are tried again."""
     return await _retry(session, user, org, update_id, group=body.group if body else None)
