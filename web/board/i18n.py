@@ -402,6 +402,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     # notifications on the board: deliveries, approval, correction, retry, local inbox (notify)
     "msg.title": ("Varsler og utsendelser", "Notifications and deliveries"),
     "msg.none": ("Ingen varsler ennå.", "No notifications yet."),
+    "msg.back": ("Til hendelsen", "Back to the incident"),
     "msg.kind.update": ("Oppdatering", "Update"),
     "msg.kind.alarm": ("Alarm", "Alarm"),
     "msg.kind.correction": ("Rettelse", "Correction"),
