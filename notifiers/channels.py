@@ -6,8 +6,10 @@ connection per message) in a thread pool. :class:`AsyncJSON` keeps apprise's
 ``message``, ``attachments``, ``type``, plus ``:key=value`` extras, ``+header`` and
 ``-param``) but posts through the event loop's shared aiohttp session
 (:mod:`notifiers.webhook`). It is registered explicitly by :func:`register_plugins` (nothing
-happens at import time). Every other scheme (mailto, workflows, slack, matrix, …) is
-apprise's own plugin.
+happens at import time). :class:`Inbox` (``inbox://PERSON/CHANNEL``) is the built-in local
+inbox of the demo: nothing leaves the machine; the dispatcher stores each message it delivers
+there (:class:`notifiers.models.InboxMessage`). Every other scheme (mailto, workflows,
+slack, matrix, …) is apprise's own plugin.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import apprise
 from apprise.manager_plugins import NotificationManager
+from apprise.plugins.base import NotifyBase
 from apprise.plugins.custom_json import NotifyJSON
 from yarl import URL
 
@@ -179,8 +182,52 @@ class AsyncJSON(NotifyJSON):
         return request
 
 
+class Inbox(NotifyBase):
+    """The built-in local inbox: ``inbox://PERSON/CHANNEL`` (both only name the mailbox).
+
+    Sending always succeeds and touches no network. The plugin has no database: the
+    dispatcher, which knows the recipient, update and exercise, stores each message it
+    delivers here in the transaction that records the attempt as ``sent``.
+    """
+
+    service_name = "crisis local inbox"  # type: ignore[assignment]
+    protocol = "inbox"  # type: ignore[assignment]
+    secure_protocol = "inbox"  # type: ignore[assignment]
+    setup_url = "https://github.com/caronc/apprise/wiki/DevelopCustomPluginModule"  # type: ignore[assignment]
+    crisis_outcome: tuple[str, str] | None = None
+
+    def __init__(self, mailbox: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mailbox = mailbox or str(self.host or "")
+
+    def send(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    async def async_notify(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def url(self, *args: Any, **kwargs: Any) -> str:
+        return f"inbox://{self.mailbox}{self.fullpath or ''}"
+
+    def url_identifier(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return ("inbox", self.mailbox, str(self.fullpath or ""))
+
+    @staticmethod
+    def parse_url(url: Any, *args: Any, **kwargs: Any) -> Any:
+        results: dict[str, Any] | None = NotifyBase.parse_url(url, verify_host=False)
+        if not results or not results.get("host"):
+            return None
+        results["mailbox"] = str(results["host"])
+        return results
+
+
+def is_inbox(instance: Any) -> bool:
+    return isinstance(instance, Inbox)
+
+
 def register_plugins() -> None:
-    """Make ``json://`` and ``jsons://`` use :class:`AsyncJSON` in this process."""
+    """Make ``json://`` and ``jsons://`` use :class:`AsyncJSON`, and ``inbox://`` the local
+    inbox, in this process."""
     global _registered
     if not _registered:
         with warnings.catch_warnings():
@@ -189,12 +236,15 @@ def register_plugins() -> None:
             manager = NotificationManager()
             manager.load_modules()
         manager.add(AsyncJSON, schemas=["json", "jsons"], force=True)
+        manager.add(Inbox, schemas=["inbox"], force=True)
         _registered = True
 
 
 def is_direct(instance: Any) -> bool:
     """A target the dispatcher may call without apprise's wrapper: our own async plugin,
     without an apprise ``retry=`` (the dispatcher's own back-off does the retrying)."""
+    if isinstance(instance, Inbox):
+        return True
     return isinstance(instance, AsyncJSON) and not getattr(instance, "retry", 0)
 
 

@@ -46,6 +46,7 @@ from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
 from notifiers.models import (
     FINAL,
     DeliveryAttempt,
+    InboxMessage,
     MessageStatus,
     NotifyUpdate,
     OutboxMessage,
@@ -73,6 +74,7 @@ class _Send:
     status: str = "failed"
     error: str | None = None
     elapsed: float = 0.0
+    exercise: str | None = None
 
 
 class _Budget:
@@ -383,6 +385,7 @@ class Dispatcher:
             segments = sms.count(body).segments
         instance = self.targets.get(contact.url)
         send = _Send(m, update, contact.channel, instance, contact.url, title, body, segments)
+        send.exercise = exercise
         if instance is None:
             send.error = "invalid or unsupported apprise URL"
         return send
@@ -507,10 +510,13 @@ class Dispatcher:
         changes: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
         attempts: list[dict[str, Any]] = []
         receipts: list[logbook.Receipt] = []
+        inbox: list[dict[str, Any]] = []
         for s in sends:
             m = s.message
             assert m.id is not None
             total = m.total_attempts + 1
+            if s.status == "sent" and channels.is_inbox(s.instance):
+                inbox.append(_inbox_row(s, now))
             attempts.append(
                 {
                     "message_id": m.id,
@@ -571,6 +577,8 @@ class Dispatcher:
                         .values(dict(values))
                     )
             await session.exec(insert(DeliveryAttempt.__table__), params=attempts)  # type: ignore[attr-defined]
+            if inbox:
+                await session.exec(insert(InboxMessage.__table__), params=inbox)  # type: ignore[attr-defined]
             await logbook.write(session, receipts)
             await session.commit()
 
@@ -673,6 +681,24 @@ class Dispatcher:
             await logbook.write(session, receipts)
             await session.commit()
         return len(overdue)
+
+
+def _inbox_row(s: _Send, now: datetime) -> dict[str, Any]:
+    """The local inbox's copy of a delivered message: what the recipient would have read."""
+    m = s.message
+    return {
+        "message_id": m.id,
+        "update_id": m.update_id,
+        "incident_id": m.incident_id,
+        "exercise": s.exercise or m.exercise or s.update.exercise,
+        "recipient": m.recipient,
+        "group": m.group,
+        "channel": s.channel,
+        "address": s.url[:300],
+        "subject": s.title[:300],
+        "body": s.body,
+        "at": now,
+    }
 
 
 def freeze_startup_heap() -> None:

@@ -147,3 +147,26 @@ class TranslationApproval(SQLModel, table=True):
     approved_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+
+
+class InboxMessage(SQLModel, table=True):
+    """A message delivered to the built-in local inbox (``inbox://`` contacts, the demo).
+
+    Written by the dispatcher in the transaction that records the attempt as ``sent``, so
+    the inbox holds exactly what the receipts say was delivered.
+    """
+
+    __tablename__ = "notify_inbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="notify_outbox.id", index=True)
+    update_id: str = Field(max_length=40, index=True)
+    incident_id: str = Field(max_length=40, index=True)
+    exercise: str | None = Field(default=None, max_length=120)
+    recipient: str = Field(max_length=120, index=True)
+    group: str = Field(max_length=40)
+    channel: str = Field(max_length=20, description="the contact's channel kind, e.g. sms")
+    address: str = Field(max_length=300, description="the inbox URL of the contact")
+    subject: str = Field(default="", max_length=300)
+    body: str
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))

@@ -8,6 +8,7 @@ only write the outbox and the crisis log; delivery is the dispatcher's job
 - :func:`approve_update` — the second person of the two-person rule.
 - :func:`acknowledge` — a recipient confirms (reply code or link).
 - :func:`correct_update` — a correction or cancellation to exactly the original recipients.
+- :func:`retry_failed` — failed deliveries go to the dispatcher again (a person asks).
 - :func:`send_sitrep` — an approved situation report to the ministry.
 - :func:`approve_translation` — a person approves one template translation.
 """
@@ -638,6 +639,44 @@ async def correct_update(
         corrects_update_id=original.id,
         original_at=original.created_at,
     )
+
+
+async def retry_failed(
+    session: AsyncSession,
+    *,
+    update_id: str,
+    by: str,
+    group: str | None = None,
+    message_id: int | None = None,
+) -> list[OutboxMessage]:
+    """Failed messages of an update (one group's, or one message) are delivered again from
+    their primary contact. The dispatcher's gates apply as on the first try (exercise
+    isolation, approval, staff first); a ``queued`` receipt names who asked."""
+    update = await _update(session, update_id)
+    stmt = select(OutboxMessage).where(
+        OutboxMessage.update_id == update_id,
+        OutboxMessage.status == MessageStatus.FAILED.value,
+    )
+    if message_id is not None:
+        ref = await session.get(OutboxMessage, message_id)
+        if ref is None or ref.update_id != update_id:
+            raise NotifyError("message_id", f"no message {message_id}", status=404)
+        stmt = stmt.where(OutboxMessage.id == message_id)
+    if group is not None:
+        stmt = stmt.where(OutboxMessage.group == group)
+    failed = (await session.exec(stmt.order_by(col(OutboxMessage.id)))).all()
+    if not failed:
+        raise NotifyError("status", "ingen feilede leveranser / nothing has failed", status=409)
+    now = utcnow()
+    for m in failed:
+        m.status = MessageStatus.PENDING.value
+        m.contact_index = 0
+        m.attempts = 0
+        m.next_attempt_at = now
+        session.add(m)
+    await session.flush()
+    await logbook.write(session, [_receipt(m, update, "queued", retried_by=by) for m in failed])
+    return list(failed)
 
 
 async def send_sitrep(

@@ -41,6 +41,7 @@ from web.api.metrics import WebMetrics
 from web.board import exercises as board_exercises
 from web.board import history as board_history
 from web.board import lessons as board_lessons
+from web.board import messages as board_messages
 from web.board import pages as board
 from web.board import review as board_review
 from web.board import statistics as board_statistics
@@ -178,4 +179,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         board_ws,
     ):
         app.include_router(module.router)
+    app.include_router(board_messages.router)  # notifications on the board, /inbox (notify)
     return app

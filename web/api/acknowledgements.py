@@ -57,12 +57,16 @@ PAGE = """<!doctype html>
 <meta name="robots" content="noindex">
 <title>{{ nb }} / {{ en }}</title>
 <style>
-body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
-body{line-height:1.4}
+*{box-sizing:border-box}html{-webkit-text-size-adjust:100%}
+body{font-family:system-ui,sans-serif;max-width:40rem;margin:0 auto;padding:1rem;line-height:1.4}
+body{font-size:1.05rem;overflow-wrap:anywhere}h1{font-size:1.5rem;margin:.5rem 0 1rem}
 .en{color:#555}dt{font-weight:600}dd{margin:0 0 .6rem}
-button{font-size:1.2rem;padding:.6rem 1.6rem;cursor:pointer}
-.done{color:#0a6b2d;font-weight:600}.error{color:#a40000;font-weight:600}
-.exercise{background:#5b2a86;color:#fff;padding:.3rem .6rem;font-weight:700}
+.body{white-space:pre-wrap;background:#f4f4f4;border-left:4px solid #555;padding:.6rem;margin:0}
+button{font:inherit;font-size:1.3rem;font-weight:700;width:100%;min-height:3.5rem}
+button{padding:.8rem 1rem;cursor:pointer;border-radius:.5rem;border:0}
+button{background:#0b5394;color:#fff;margin:1rem 0}
+.done{color:#0a6b2d;font-weight:600;font-size:1.2rem}.error{color:#a40000;font-weight:600}
+.exercise{background:#5b2a86;color:#fff;padding:.5rem .6rem;font-weight:700;text-align:center}
 </style>
 </head>
 <body>
@@ -76,7 +80,7 @@ button{font-size:1.2rem;padding:.6rem 1.6rem;cursor:pointer}
 <dt>Melding <span class="en" lang="en">/ Message</span></dt>
 <dd id="title">{{ message.title }}</dd>
 <dt>Gruppe <span class="en" lang="en">/ Group</span></dt>
-<dd id="group">{{ message.group }}</dd>
+<dd id="group">{{ group_nb }} <span class="en" lang="en">/ {{ group_en }}</span></dd>
 <dt>Mottaker <span class="en" lang="en">/ Recipient</span></dt>
 <dd id="recipient">{{ message.recipient }}</dd>
 <dt>Sendt <span class="en" lang="en">/ Sent</span></dt>
@@ -85,6 +89,7 @@ button{font-size:1.2rem;padding:.6rem 1.6rem;cursor:pointer}
 {% endif %}
 {% if state == "confirm" %}
 <form method="post"><button type="submit" id="confirm">Bekreft / Confirm</button></form>
+<p class="body" id="body">{{ message.body }}</p>
 {% elif state in ("done", "already") %}
 <p class="done" id="confirmed">{{ "Allerede bekreftet" if state == "already" else "Bekreftet" }}
 <span lang="en">/ {{ "already confirmed" if state == "already" else "confirmed" }}</span>
@@ -96,6 +101,29 @@ button{font-size:1.2rem;padding:.6rem 1.6rem;cursor:pointer}
 </body>
 </html>
 """
+
+
+#: Stakeholder groups and message states as the recipient reads them (bokmål, English).
+GROUPS = {
+    "staff": ("ansatte", "staff"),
+    "leaders": ("ledere", "leaders"),
+    "safety": ("verneombud", "safety representatives"),
+    "unions": ("tillitsvalgte", "unions"),
+    "inmates": ("innsatte", "inmates"),
+    "ministry": ("departementet (JD)", "the ministry (JD)"),
+    "families": ("pårørende", "families"),
+    "media": ("media", "media"),
+    "public": ("publikum", "the public"),
+    "cooperating": ("samvirkeaktører", "cooperating actors"),
+}
+STATUS_NB = {
+    "pending": "i kø",
+    "awaiting_approval": "venter på godkjenning",
+    "held": "holdt tilbake",
+    "failed": "feilet",
+    "blocked": "stoppet",
+    "cancelled": "avbrutt",
+}
 
 
 @lru_cache(maxsize=1)
@@ -128,10 +156,12 @@ async def _render(
         incident=incident.title if incident else "",
         sent=oslo(message.sent_at) if message else "",
         acknowledged=oslo(message.acknowledged_at) if message else "",
+        group_nb=GROUPS.get(message.group, (message.group,) * 2)[0] if message else "",
+        group_en=GROUPS.get(message.group, (message.group,) * 2)[1] if message else "",
         error_nb=(
             "Lenken er ugyldig."
             if message is None
-            else f"Meldingen er ikke sendt (status {message.status})."
+            else f"Meldingen er ikke sendt ({STATUS_NB.get(message.status, message.status)})."
         ),
         error_en=(
             "The link is not valid."

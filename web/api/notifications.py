@@ -72,6 +72,10 @@ class CorrectionRequest(BaseModel):
     cancel: bool = False
 
 
+class RetryRequest(BaseModel):
+    group: str | None = Field(default=None, description="only this group kind's messages")
+
+
 class TranslationApprove(BaseModel):
     template: str
     language: str
@@ -248,6 +252,53 @@ async def correct_message(
     if message is None:
         raise _refusal(404, "message_id", f"no message {message_id}")
     return await _correct(session, request, user, org, message.update_id, body, message_id)
+
+
+async def _retry(
+    session: Any,
+    user: Any,
+    org: Any,
+    update_id: str,
+    group: str | None = None,
+    message_id: int | None = None,
+) -> UpdateOut:
+    require(user, Action.NOTIFY)
+    update = await session.get(NotifyUpdate, update_id)
+    if update is None:
+        raise _refusal(404, "update_id", f"no notification update {update_id}")
+    await _visible_incident(session, user, org, update.incident_id)
+    try:
+        await service.retry_failed(
+            session, update_id=update_id, by=actor_of(user), group=group, message_id=message_id
+        )
+    except service.NotifyError as exc:
+        await session.rollback()
+        raise _refuse(exc) from None
+    await session.commit()
+    return await _out(session, update, user)
+
+
+@router.post("/updates/{update_id}/retry", response_model=UpdateOut)
+async def retry_update(
+    update_id: str,
+    user: CurrentUser,
+    org: Org,
+    session: SessionDep,
+    body: RetryRequest | None = None,
+) -> UpdateOut:
+    """Failed deliveries of the update (or of one group of it) are tried again."""
+    return await _retry(session, user, org, update_id, group=body.group if body else None)
+
+
+@router.post("/messages/{message_id}/retry", response_model=UpdateOut)
+async def retry_message(
+    message_id: RowId, user: CurrentUser, org: Org, session: SessionDep
+) -> UpdateOut:
+    """One failed message is tried again, from its recipient's primary contact."""
+    message = await session.get(OutboxMessage, message_id)
+    if message is None:
+        raise _refusal(404, "message_id", f"no message {message_id}")
+    return await _retry(session, user, org, message.update_id, message_id=message_id)
 
 
 @router.post("/translations/approve", status_code=status.HTTP_201_CREATED)
