@@ -190,7 +190,9 @@ def test_a_posted_entry_and_a_new_incident_appear_live_without_reload(
         attempt=1,
         error="gateway timeout",
     )
-    expect(page.locator("#panel-notifications")).to_contain_text("feilet: 1", timeout=LIVE_MS)
+    line = page.locator('#panel-notifications .msg-line[data-group="staff"]')
+    expect(line).to_have_attribute("data-worst", "failed", timeout=LIVE_MS)
+    expect(line).to_contain_text("1 feilet")
     promised = (datetime.now(UTC) + timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _entry(
         board,

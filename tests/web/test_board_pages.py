@@ -136,7 +136,9 @@ async def test_incident_page_reads_tasks_contacts_and_deliveries_from_the_log(
         page = (await op.get(f"/incidents/{iid}/panels")).text
         assert "Evakuer avdeling B" in page and "on_duty" in page and "Telling" in page
         assert "Agder brannvesen" in page and "bekreftet" in page
-        assert "holdt tilbake: 1" in page and "u7" in page
+        # the receipt as one line of update u7 and group staff, in words ("venter": held)
+        line = page.split('data-update="u7"')[1].split("</article>")[0]
+        assert 'data-group="staff" data-worst="held"' in line and "1 venter" in line
         # the violations are the service's (no route scanning): the task is past its deadline
         assert 'data-code="task_overdue"' in page and "Ingen registrerte brudd" not in page
         assert "(vakthavende)" in page and "(status: ikke startet)" in page

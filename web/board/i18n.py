@@ -450,6 +450,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "msg.kind.correction": ("Rettelse", "Correction"),
     "msg.kind.cancellation": ("Avlysning", "Cancellation"),
     "msg.kind.sitrep": ("Situasjonsrapport", "Situation report"),
+    "msg.kind.message": ("Varsling", "Notification"),
     "msg.status.queued": ("i kø", "queued"),
     "msg.status.sent": ("levert", "delivered"),
     "msg.status.failed": ("feilet", "failed"),

@@ -96,8 +96,8 @@ class UpdateView:
     kind: str
     title: str
     author: str
-    created_at: datetime
-    next_update_at: datetime
+    created_at: datetime | None
+    next_update_at: datetime | None
     exercise: str | None
     approval_required: bool
     approved_by: str | None
@@ -201,6 +201,28 @@ async def messages_context(
         order = sorted(lines, key=lambda g: (g in APPROVAL_KINDS, g))
         view.lines = [lines[g] for g in order]
         views.append(view)
+    # Receipts of an update this database holds no row of (another notifier's, a restored
+    # log): shown all the same, with nothing to act on.
+    known_ids = {u.id for u in updates}
+    for update_id, lines in folded.items():
+        if update_id in known_ids:
+            continue
+        times = [line.last_at for line in lines.values() if line.last_at is not None]
+        views.append(
+            UpdateView(
+                id=update_id,
+                kind="message",
+                title="",
+                author="",
+                created_at=min(times) if times else None,
+                next_update_at=None,
+                exercise=incident.exercise,
+                approval_required=False,
+                approved_by=None,
+                corrects=None,
+                lines=[lines[g] for g in sorted(lines)],
+            )
+        )
     open_ = incident.status != Status.CLOSED.value
     return {
         "msg": {

@@ -327,6 +327,8 @@ async def _panels_context(
     request: Request, session: Any, user: User, incident: Incident, *, whole_log: bool = False
 ) -> dict[str, Any]:
     """The side panels; ``whole_log``: also every entry as shown (``shown``), read once."""
+    from web.board.messages import messages_context  # it renders with this module's helpers
+
     entries = await log.timeline(session, incident.id)
     decisions = projection.decisions(entries)
     # One read, one audit row: the page's log already shows the decisions the panel repeats.
@@ -367,6 +369,7 @@ async def _panels_context(
         "unit_names": {u.id: u.name for u in org.units.values()},
         "label": _labeller(i18n.pick_lang(request)),
         "now": now,
+        **await messages_context(session, user, incident, entries),
     }
 
 
