@@ -48,7 +48,8 @@ def test_the_categories_cover_every_incident_type_with_human_labels() -> None:
 def test_a_report_takes_personal_references() -> None:
     assert set(REPORT_REFS) <= set(PERSONAL_FIELDS) and set(REPORT_REFS) <= set(REPORT_DATA)
     fields = {"category": "brann", "place": "B", "what": "Røyk", "inmate_ref": "INN-1"}
-    raw = report_event(fields, reporter="kari", unit="ringerike", event_id="x", time="2026-11-22T02:41:07Z")
+    when = "2026-11-22T02:41:07Z"
+    raw = report_event(fields, reporter="kari", unit="ringerike", event_id="x", time=when)
     assert validate_event(raw, known_units=UNITS).data["inmate_ref"] == "INN-1"
 
 
@@ -88,7 +89,8 @@ def test_a_form_per_sensor_type_whose_filled_in_event_is_valid() -> None:
         assert env.type == form.type
         required = {f.name for f in form.fields if f.required}
         assert required == {
-            n for n, info in catalogue.find(form.name).model.model_fields.items()  # type: ignore[union-attr]
+            n
+            for n, info in catalogue.find(form.name).model.model_fields.items()  # type: ignore[union-attr]
             if info.is_required()
         }
         if required:  # the same form with its required fields left empty is refused
@@ -106,7 +108,8 @@ async def test_report_page_shows_labels_and_sends_the_api_fields(api: ApiHarness
         names = set(re.findall(r'name="([a-z_.]+)"', form))
         assert names == {"unit", "category", "place", "what", "affected", "severity", *REPORT_REFS}
         assert names <= {*REPORT_DATA, "unit"}, "every field is one the API takes"
-        options = re.findall(r'<option value="([^"]+)" data-incident-type="([a-z_]+)">([^<]+)<', page)
+        option = r'<option value="([^"]+)" data-incident-type="([a-z_]+)">([^<]+)<'
+        options = re.findall(option, page)
         assert {html.unescape(v) for v, _, _ in options} == set(REPORT_FORM_CATEGORIES)
         assert "Brann" in {label for _, _, label in options}
         en = (await client.get("/report?lang=en")).text

@@ -119,8 +119,8 @@ def test_overview_flags_what_needs_acting_and_keeps_exercises_quiet(
     assert size < h1
     # one format for the next update: h:mm:ss everywhere
     promised = (datetime.now(UTC) + timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _post(board, f"/api/v1/incidents/{site['incident']}/entries", "op",
-          {"kind": "observation", "text": "Neste oppdatering", "next_update_at": promised})  # fmt: skip
+    note = {"kind": "observation", "text": "Neste oppdatering", "next_update_at": promised}
+    _post(board, f"/api/v1/incidents/{site['incident']}/entries", "op", note)
     page.reload()
     expect(row.locator("[data-countdown]")).to_have_text(re.compile(r"^om 0:2[45]:\d\d$"))
     page.screenshot(path=str(tmp_path / "triage.png"), full_page=True)
@@ -230,6 +230,10 @@ def test_no_page_scrolls_sideways_on_a_phone_and_logout_is_reachable(
 
 # --- axe-core -----------------------------------------------------------------------------
 
+PAGES = (
+    *("login", "overview", "incident", "review", "history", "lessons", "incident-lessons"),
+    *("statistics", "sitrep", "report", "events", "exercises", "exercise", "ack", "ministry"),
+)
 #: Pages this part of the work does not own, and what axe found there when it was written.
 NOT_OURS: dict[str, str] = {}
 
@@ -254,11 +258,7 @@ def _axe(page: Any) -> list[dict[str, Any]]:
         pytest.param(n, marks=pytest.mark.xfail(reason=NOT_OURS[n], strict=True))
         if n in NOT_OURS
         else n
-        for n in (
-            "login", "overview", "incident", "review", "history", "lessons", "incident-lessons",
-            "statistics", "sitrep", "report", "events", "exercises", "exercise", "ack",
-            "ministry",
-        )  # fmt: skip
+        for n in PAGES
     ],
 )
 def test_axe_finds_no_serious_or_critical_violation(

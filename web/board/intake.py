@@ -52,7 +52,6 @@ REPORT_FORM_CATEGORIES: Final[dict[str, str]] = {
 }
 
 
-
 @dataclass(frozen=True)
 class Category:
     value: str

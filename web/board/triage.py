@@ -67,9 +67,7 @@ def deliveries(entries: Sequence[LogEntry]) -> tuple[int, int]:
     return failed, unacked
 
 
-def row(
-    incident: Incident, entries: list[LogEntry], *, library: Library, now: datetime
-) -> Row:
+def row(incident: Incident, entries: list[LogEntry], *, library: Library, now: datetime) -> Row:
     overdue = [
         t
         for t in projection.tasks(entries)
