@@ -107,3 +107,43 @@ async def test_overview_flags_overdue_tasks_violations_and_failed_alarms(api: Ap
     assert "needs-action" in page.split(f'data-incident="{iid}"')[0][-80:]
     calm_row = page.split(f'data-incident="{cid}"')[1].split("</tr>")[0]
     assert "tiltak over frist" not in calm_row and "varsler feilet" not in calm_row
+
+
+async def test_a_refresh_folds_in_only_the_new_receipts(api: ApiHarness) -> None:
+    op = await api.user("op", "operator", unit="agder-froland")
+    body = {"type": "fire", "title": "Brann", "unit": "agder-froland", "severity": 4}
+    iid = (await api.client.post("/api/v1/incidents", json=body, headers=op)).json()["id"]
+    library = get_library_for(api)
+    cache: dict[str, triage.Deliveries] = {}
+
+    async def receipt(recipient: str, status: str) -> None:
+        async with api.app.state.sessions() as session:
+            data = {"update_id": "u1", "group": "staff", "recipient": recipient, "status": status}
+            await logbook.write(session, [logbook.Receipt(iid, "SMS", data)])
+            await session.commit()
+
+    async def counts() -> tuple[int, int]:
+        async with api.app.state.sessions() as session:
+            incident = await session.get(Incident, iid)
+            assert incident is not None
+            (r,) = await triage.rows(
+                session, incidents=[incident], library=library, now=NOW, cache=cache
+            )
+            return r.failed, r.unacknowledged
+
+    await receipt("a", "failed")
+    await receipt("b", "timed_out")
+    assert await counts() == (1, 1)
+    seen = cache[iid].seq
+    await receipt("a", "sent")  # a retry got through
+    assert await counts() == (0, 1) and cache[iid].seq > seen
+    await receipt("c", "acknowledged")  # the group is answered
+    assert await counts() == (0, 0)
+    assert await counts() == (0, 0), "reading nothing new changes nothing"
+
+
+def get_library_for(api: ApiHarness) -> Any:
+    from playbooks.loader import load_library
+
+    settings = api.app.state.settings
+    return load_library(settings.playbooks, org=api.app.state.organisation)

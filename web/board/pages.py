@@ -173,7 +173,13 @@ async def _overview_context(session: Any, user: User, request: Request) -> dict[
     library = get_library(request)
     return {
         "incidents": shown,
-        "rows": await triage.rows(session, incidents=shown, library=library, now=utcnow()),
+        "rows": await triage.rows(
+            session,
+            incidents=shown,
+            library=library,
+            now=utcnow(),
+            cache=triage.cache_of(request.app.state),
+        ),
         "unit_filter": org.units[only].name if only in org.units else None,
         "units": org.units,
         "by_level": by_level,
