@@ -200,6 +200,7 @@ def test_no_page_scrolls_sideways_on_a_phone_and_logout_is_reachable(
     browser: Any,  # noqa: F811
     site: dict[str, Any],
     width: int,
+    tmp_path: Path,
 ) -> None:
     board: BoardServer = site["board"]
     pages: dict[str | None, Any] = {}
@@ -223,6 +224,11 @@ def test_no_page_scrolls_sideways_on_a_phone_and_logout_is_reachable(
         page.goto(board.base + f"/incidents/{site['incident']}")
         box = page.locator("#form-entry").bounding_box()
         assert box is not None and box["y"] < 2500, box
+        for name, path in (("incident", page.url), ("overview", board.base + "/")):
+            page.goto(path)
+            shot = tmp_path / f"phone-{width}-{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            _keep(shot)
     finally:
         for page in pages.values():
             page.context.close()

@@ -409,8 +409,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "triage.violations": ("brudd", "violations"),
     "triage.failed": ("varsler feilet", "alerts failed"),
     "triage.unacknowledged": ("alarmer ubekreftet", "alarms unacknowledged"),
-    "triage.sound_on": ("🔔 Lyd på", "🔔 Sound on"),
-    "triage.sound_off": ("🔕 Lyd av", "🔕 Sound off"),
+    "triage.sound_on": ("Lyd: på", "Sound: on"),
+    "triage.sound_off": ("Lyd: av", "Sound: off"),
     "triage.sound_hint": (
         "Lydsignal ved ny hendelse med alvor 4 eller 5 (huskes i denne nettleseren)",
         "A sound on a new severity 4 or 5 incident (remembered in this browser)",
