@@ -589,6 +589,13 @@ async def violations(
     if incident is None:
         raise log.IncidentNotFound(incident_id)
     entries = await log.timeline(session, incident_id)
+    return standing(incident, entries, library=library, now=now)
+
+
+def standing(
+    incident: Incident, entries: list[LogEntry], *, library: Library, now: datetime
+) -> list[rules.OpenViolation]:
+    """:func:`violations` over entries already read (the overview reads many incidents at once)."""
     found = resolve(incident, entries[0].data if entries else {}, library)
     level, met = required_level(found[0], facts_of(incident, entries), now) if found else (None, [])
     return rules.standing_violations(

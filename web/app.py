@@ -40,6 +40,7 @@ from web.api import (
 from web.api.metrics import WebMetrics
 from web.board import exercises as board_exercises
 from web.board import history as board_history
+from web.board import intake as board_intake
 from web.board import lessons as board_lessons
 from web.board import messages as board_messages
 from web.board import pages as board
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         report_export,
         board_exercises,
         board_history,
+        board_intake,  # issue 19 overview: the report, event and CAP forms
         board_lessons,
         board,
         board_statistics,

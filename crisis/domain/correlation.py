@@ -261,6 +261,9 @@ class Correlator:
                 ),
                 entry_text=f"Rapport: {event.data.get('what', '')}"[:2000],
                 area=place or None,
+                # What the reporter wrote (and whom it names, masked by need-to-know) is in the
+                # log from the first entry, not only in the evidence store.
+                opening_data={"event_data": dict(event.data)},
             )
         if kind.correlation == "heartbeat":
             return self._heartbeat(event, state, incidents)
@@ -399,6 +402,7 @@ class Correlator:
         title: str,
         entry_text: str,
         area: str | None,
+        opening_data: Mapping[str, Any] | None = None,
     ) -> list[Action]:
         current = state.get(key)
         view = self._open_incident_of(current, incidents)
@@ -418,6 +422,7 @@ class Correlator:
                 severity=severity,
                 area=area,
                 text=f"{title}. Utløst av {event.source}.",
+                data=opening_data,
             )
             out.append(opened)
             state[key] = {"incident": opened.incident_id, "last": event.time}

@@ -97,6 +97,10 @@ class IncidentReportData(EventData):
     affected: str | None = Field(default=None, max_length=2_000)
     reporter: str | None = Field(default=None, max_length=120)
     severity: int | None = Field(default=None, ge=1, le=5)
+    # Who is involved, in the reference fields that need-to-know masks (crisis.log.privacy).
+    inmate_ref: str | None = Field(default=None, max_length=80)
+    victim_ref: str | None = Field(default=None, max_length=80)
+    staff_ref: str | None = Field(default=None, max_length=80)
 
 
 class MediaArticleData(EventData):

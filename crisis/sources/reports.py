@@ -12,8 +12,10 @@ from typing import Any, Final
 from crisis.sources.catalogue import PREFIX
 
 REPORT_TYPE: Final = PREFIX + "report.incident"
+#: The personal references a report may name (masked by need-to-know in every output).
+REPORT_REFS: Final = ("inmate_ref", "victim_ref", "staff_ref")
 #: The report's own fields (its ``data``; ``reporter`` is set by whoever sends it).
-REPORT_DATA: Final = ("category", "place", "what", "affected", "severity")
+REPORT_DATA: Final = ("category", "place", "what", "affected", "severity", *REPORT_REFS)
 #: Fields of the report form that go into the envelope, not the data.
 REPORT_ENVELOPE: Final = ("unit", "exercise", "time", "id")
 

@@ -47,10 +47,10 @@ async def test_overview_map_and_language(api: ApiHarness) -> None:
         assert page.status_code == 200 and "Åpne hendelser" in page.text
         assert page.text.count('class="dot ') == len(api.app.state.organisation.units)
         assert 'data-unit="agder-froland"' in page.text
-        assert '<div class="muted">Brann</div>' in page.text, "the type as staff say it"
+        assert '<div class="muted">Brann · ' in page.text, "the type as staff say it"
         en = await client.get("/?lang=en")
         assert "Open incidents" in en.text and en.cookies.get("lang") == "en"
-        assert '<div class="muted">Fire</div>' in en.text
+        assert '<div class="muted">Fire · ' in en.text
         assert "Open incidents" in (await client.get("/")).text
         geo = await client.get("/static/norway.geojson")
         assert geo.status_code == 200 and json.loads(geo.text)["type"] == "FeatureCollection"

@@ -34,7 +34,7 @@ from playbooks import engine
 from web.api.lessons import follow_ups_across
 from web.api.sitreps import readable
 from web.api.violations import get_library
-from web.board import i18n, metricsfmt
+from web.board import i18n, metricsfmt, triage
 from web.board import map as boardmap
 from web.board.feed import head
 from web.deps import RowId, SessionDep, scope_of, user_of
@@ -166,8 +166,17 @@ async def _overview_context(session: Any, user: User, request: Request) -> dict[
         lvl: sum(1 for i in incidents if i.level == lvl) for lvl in ("unit", "region", "kdi", "jd")
     }
     by_severity = {s: sum(1 for i in incidents if i.severity == s) for s in (5, 4, 3, 2, 1)}
+    shown = [i for i in incidents if i.unit == only] if only else incidents
+    library = get_library(request)
     return {
-        "incidents": [i for i in incidents if i.unit == only] if only else incidents,
+        "incidents": shown,
+        "rows": await triage.rows(
+            session,
+            incidents=shown,
+            library=library,
+            now=utcnow(),
+            cache=triage.cache_of(request.app.state),
+        ),
         "unit_filter": org.units[only].name if only in org.units else None,
         "units": org.units,
         "by_level": by_level,
@@ -462,22 +471,4 @@ async def sitrep_page(sitrep_id: RowId, request: Request, session: SessionDep) -
         writer=permissions.allowed(user.role, permissions.Action.WRITE_ENTRY),
         resume=await head(session),
         page="sitrep",
-    )
-
-
-@router.get("/report", response_class=HTMLResponse, response_model=None)
-async def report_page(request: Request, session: SessionDep) -> Response:
-    user = await page_user(request, session)
-    if user is None:
-        return to_login(request)
-    org = request.app.state.organisation
-    scope = scope_of(user, org)
-    units = [u for u in org.units.values() if scope.all_units or u.id in scope.units]
-    return render(
-        request,
-        "report.html",
-        user=user,
-        units=units,
-        resume=await head(session),
-        page="report",
     )

@@ -44,7 +44,8 @@
       let s = Math.round((new Date(iso) - Date.now()) / 1000);
       const overdue = s < 0; s = Math.abs(s);
       const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-      let txt = (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
+      // One format everywhere: h:mm:ss (0:24:39, 5:59:54), days past 48 hours.
+      let txt = h + ":" + String(m).padStart(2, "0") + ":" + String(sec).padStart(2, "0");
       if (h >= 48) txt = Math.floor(h / 24) + (lang === "en" ? " d " : " d ") + (h % 24) + (lang === "en" ? " h" : " t");
       el.textContent = overdue ? (el.dataset.overdue || "−") + " " + txt : (el.dataset.in ? el.dataset.in + " " : "") + txt;
       el.classList.toggle("overdue", overdue);
@@ -84,7 +85,7 @@
       const r = await fetch(url, { credentials: "same-origin" });
       if (!r.ok) return;
       const target = document.getElementById(targetId);
-      if (target) { target.innerHTML = await r.text(); bindForms(target); tick(); }
+      if (target) { target.innerHTML = await r.text(); bindForms(target); tick(); if (targetId === "overview-body") triage.check(); }
     }, 250);
   }
   /* The incident's log is re-read from the server (deliveries folded, filters kept). */
@@ -188,6 +189,58 @@
     connected() { return !!state.socket && state.socket.readyState === WebSocket.OPEN; },
   };
 
+  /* --- overview: a new severe incident marks a hidden tab and may beep ------------------ */
+  const triage = (function () {
+    const KEY = "crisis.sound";
+    const baseTitle = document.title;
+    const known = new Set();
+    let unseen = 0, audio = null;
+    const rows = () => Array.from(document.querySelectorAll("[data-incident][data-severity]"));
+    const severe = (el) => parseInt(el.dataset.severity, 10) >= 4;
+    const soundOn = () => { try { return localStorage.getItem(KEY) === "on"; } catch (_) { return false; } };
+    function beep() {
+      api.beeps += 1;
+      try {
+        const Ctx = window.AudioContext || window.webkitAudioContext;
+        if (!Ctx) return;
+        audio = audio || new Ctx();
+        if (audio.state === "suspended") audio.resume();
+        const osc = audio.createOscillator(), gain = audio.createGain();
+        osc.type = "sine"; osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.0001, audio.currentTime);
+        gain.gain.exponentialRampToValueAtTime(0.3, audio.currentTime + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.6);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(); osc.stop(audio.currentTime + 0.65);
+      } catch (_) { /* no audio device: the title still tells */ }
+    }
+    function check() {
+      const fresh = rows().filter((el) => severe(el) && !known.has(el.dataset.incident));
+      rows().forEach((el) => known.add(el.dataset.incident));
+      if (!fresh.length) return;
+      api.alerts += fresh.length;
+      if (document.hidden) {
+        unseen += fresh.length;
+        const word = lang === "en" ? "new severe" : "ny alvorlig";
+        document.title = "(" + unseen + ") ⚠ " + word + " — " + baseTitle;
+      }
+      if (soundOn()) beep();
+    }
+    function setSound(on, clicked) {
+      try { localStorage.setItem(KEY, on ? "on" : "off"); } catch (_) { /* private mode */ }
+      const b = document.getElementById("sound-toggle");
+      if (b) { b.setAttribute("aria-pressed", on ? "true" : "false"); b.textContent = on ? b.dataset.on : b.dataset.off; }
+      if (on && clicked) beep();  // a click is the gesture that lets the page play sound
+    }
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) { unseen = 0; document.title = baseTitle; } });
+    const api = { check, setSound, soundOn, beeps: 0, alerts: 0, known };
+    rows().forEach((el) => known.add(el.dataset.incident));
+    const toggle = document.getElementById("sound-toggle");
+    if (toggle) { setSound(soundOn(), false); toggle.addEventListener("click", () => setSound(!soundOn(), true)); }
+    return api;
+  })();
+  window.crisisTriage = triage;
+
   /* --- forms: JSON to the API, errors shown where they belong -------------------------- */
   function formJson(form) {
     const out = {};
@@ -199,6 +252,7 @@
       if (el.hasAttribute("data-oslo")) v = osloToUtc(v);
       if (el.hasAttribute("data-int")) v = parseInt(v, 10);
       if (el.hasAttribute("data-bool")) v = v === "true";
+      if (el.hasAttribute("data-float")) v = parseFloat(v);
       if (el.hasAttribute("data-list")) v = v.split("\n").map((s) => s.trim()).filter(Boolean);
       out[el.name] = v;
     }
@@ -229,6 +283,46 @@
     return false;
   }
 
+  function newId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  /* A CloudEvent from a form: fields named data.X go into data, the rest into the envelope. */
+  function cloudEvent(form) {
+    const env = { specversion: "1.0", id: newId(), source: form.dataset.source, type: form.dataset.cloudevent,
+      time: new Date().toISOString(), datacontenttype: "application/json" };
+    const data = {};
+    for (const [k, v] of Object.entries(formJson(form))) { if (k.startsWith("data.")) data[k.slice(5)] = v; else env[k] = v; }
+    if (env.unit) env.subject = env.unit;
+    env.data = data;
+    return env;
+  }
+
+  /* The request a form sends: JSON of its fields, a CloudEvent, or a raw document (CAP). */
+  function request(form) {
+    if (form.dataset.raw) {
+      const ex = form.elements.namedItem("exercise");
+      const q = ex && ex.value ? "?exercise=" + encodeURIComponent(ex.value) : "";
+      return [form.dataset.api + q, form.dataset.raw, form.elements.namedItem("xml").value];
+    }
+    const body = form.dataset.cloudevent ? cloudEvent(form) : formJson(form);
+    return [form.dataset.api, "application/json", JSON.stringify(body)];
+  }
+
+  function showResult(form, payload) {
+    const out = form.querySelector(".form-result");
+    const parts = [form.dataset.ok || (lang === "en" ? "Saved" : "Lagret")];
+    if (payload && payload.accepted && payload.accepted.length) parts.push(payload.accepted.join(", "));
+    if (payload && payload.units && payload.units.length) parts.push("→ " + payload.units.join(", "));
+    if (payload && payload.note) parts.push(payload.note);
+    const ok = document.createElement("span"); ok.className = "form-ok"; ok.textContent = parts.join(" · ");
+    if (out) { out.textContent = ""; out.appendChild(ok); return; }
+    const button = form.querySelector("button");
+    if (button) button.after(ok);
+  }
+
   async function submit(ev) {
     ev.preventDefault();
     const form = ev.currentTarget;
@@ -236,8 +330,9 @@
     if (button) button.disabled = true;
     showErrors(form, []);
     form.querySelectorAll(".form-ok").forEach((x) => x.remove());
+    const result = form.querySelector(".form-result"); if (result) result.textContent = "";
     try {
-      const body = formJson(form);
+      let [url, type, sent] = request(form);
       // Approving with unsaved edits: save them as a new version first, then approve that
       // version; never the old text silently (a refused save stops the approval).
       const first = form.dataset.saveFirst && document.getElementById(form.dataset.saveFirst);
@@ -254,12 +349,14 @@
           showErrors(form, [{ field: "", message: form.dataset.unsavedError || "unsaved edits were not saved" }]);
           return;
         }
+        const body = JSON.parse(sent);
         body.version = out.current.version;
+        sent = JSON.stringify(body);
       }
-      const r = await fetch(form.dataset.api, {
+      const r = await fetch(url, {
         method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "Accept": "application/json" },
-        body: JSON.stringify(body),
+        headers: { "Content-Type": type, "Accept": "application/json" },
+        body: sent,
       });
       let payload = null; try { payload = await r.json(); } catch (_) { payload = null; }
       if (!r.ok) {
@@ -270,9 +367,8 @@
       }
       if (form.dataset.redirect && payload && payload.id) { location.href = form.dataset.redirect.replace("{id}", payload.id); return; }
       if (form.hasAttribute("data-reload")) { location.reload(); return; }
-      form.reset();
-      const ok = document.createElement("span"); ok.className = "form-ok"; ok.textContent = lang === "en" ? "Saved" : "Lagret";
-      if (button) button.after(ok);
+      if (!form.dataset.raw) form.reset();
+      showResult(form, payload);
     } catch (err) {
       showErrors(form, [{ field: "", message: String(err) }]);
     } finally { if (button) button.disabled = false; }
@@ -292,6 +388,9 @@
       showErrors(login, [{ field: "", message: msg }]);
     });
   }
+
+  /* A scroll box must be reachable by keyboard (axe: scrollable-region-focusable). */
+  document.querySelectorAll(".timeline").forEach((el) => { if (!el.hasAttribute("tabindex")) el.tabIndex = 0; });
 
   bindForms(document); connect();
 })();
