@@ -192,6 +192,8 @@ def _pages(site: dict[str, Any]) -> list[tuple[str, str, str | None]]:
         ("exercise", f"/exercises/{site['exercise']}", "admin"),
         ("ack", site["ack"], None),
         ("ministry", "/", "jd"),
+        ("messages", f"/incidents/{iid}/messages", "op"),
+        ("inbox", "/inbox", "admin"),
     ]
 
 
@@ -239,6 +241,7 @@ def test_no_page_scrolls_sideways_on_a_phone_and_logout_is_reachable(
 PAGES = (
     *("login", "overview", "incident", "review", "history", "lessons", "incident-lessons"),
     *("statistics", "sitrep", "report", "events", "exercises", "exercise", "ack", "ministry"),
+    *("messages", "inbox"),
 )
 #: Pages this part of the work does not own, and what axe found there when it was written.
 NOT_OURS: dict[str, str] = {}
