@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -245,7 +246,14 @@ def test_crisis_exercise_run_follows_a_run_to_its_end(
         ran = crisis("run", "demo-kort", "--speed", "60", "--id", "ovelse-cli")
         assert ran.returncode == 0, ran.stdout + ran.stderr + server.output()
         assert "injects 4/4" in ran.stderr and "ended" in ran.stderr
-        assert "expected met –, missed –" in ran.stderr
+        # the bar's last judgement is the evaluation's, every action decided at the end
+        met, missed = map(int, re.findall(r"expected met (\d+), missed (\d+)", ran.stderr)[-1])
+        state = server.api("GET", "/api/v1/exercises/ovelse-cli", "ovingsleder").json()
+        assert (met, missed) == (
+            state["progress"]["expected"]["met"],
+            state["progress"]["expected"]["missed"],
+        )
+        assert met + missed == state["progress"]["expected"]["total"] == 4
         listed = crisis("list")
         assert listed.returncode == 0 and "ovelse-cli\tended" in listed.stdout
 
