@@ -461,9 +461,16 @@ def _api(url: str, token: str, method: str, path: str, body: object = None) -> o
     return json.loads(raw) if raw else None
 
 
+def demo_keeps_participants(settings: Settings) -> bool:
+    """Only with the shipped recipients file, whose every contact is the local inbox: the
+    demo's participants then receive in /inbox. A real file: nobody is registered."""
+    return settings.notify_config is None
+
+
 def start_demo(settings: Settings, url: str) -> str:
-    """Create and start the two-minute demo scenario with NO registered participants: every
-    exercise message is then blocked and logged by the dispatcher, none leaves the machine."""
+    """Create and start the two-minute demo scenario. With the shipped recipients file its
+    participants receive in the local inbox (nothing leaves the machine); with a real one
+    none is registered, so every exercise message is blocked and logged."""
     token = asyncio.run(demo_token(settings))
     stamp = datetime.now(UTC).astimezone(ZoneInfo("Europe/Oslo")).strftime("%Y%m%d-%H%M%S")
     created = _api(
@@ -475,11 +482,12 @@ def start_demo(settings: Settings, url: str) -> str:
     )
     assert isinstance(created, dict)
     exercise_id = str(created["id"])
-    exercise = _api(url, token, "GET", f"/api/v1/exercises/{exercise_id}")
-    assert isinstance(exercise, dict)
-    for part in exercise["participants"]:
-        person = urllib.parse.quote(part["person_id"], safe="")
-        _api(url, token, "DELETE", f"/api/v1/exercises/{exercise_id}/participants/{person}")
+    if not demo_keeps_participants(settings):
+        exercise = _api(url, token, "GET", f"/api/v1/exercises/{exercise_id}")
+        assert isinstance(exercise, dict)
+        for part in exercise["participants"]:
+            person = urllib.parse.quote(part["person_id"], safe="")
+            _api(url, token, "DELETE", f"/api/v1/exercises/{exercise_id}/participants/{person}")
     _api(url, token, "POST", f"/api/v1/exercises/{exercise_id}/start", {})
     return exercise_id
 

@@ -1,5 +1,6 @@
-"""``crisis up --demo``: the whole tree starts, then the two-minute demo exercise runs with no
-registered participants, so every exercise message is blocked and logged, none delivered."""
+"""``crisis up --demo``: the whole tree starts, then the two-minute demo exercise runs; with
+the shipped recipients file its participants receive in the local inbox, everyone else is
+blocked and logged, and nothing leaves the machine."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def _get(base: str, token: str, path: str) -> Any:
         return json.loads(response.read())
 
 
+def _inbox(db: Path, exercise_id: str) -> list[tuple[str, str]]:
+    """(recipient, address) of what the local inbox holds of the exercise."""
+    with sqlite3.connect(db, timeout=10) as conn:
+        return list(
+            conn.execute(
+                "select recipient, address from notify_inbox where exercise = ?", (exercise_id,)
+            )
+        )
+
+
 def _statuses(db: Path, exercise_id: str) -> tuple[list[str], list[str]]:
     """The outbox messages' and the delivery attempts' states of the exercise's incidents."""
     with sqlite3.connect(db, timeout=10) as conn:
@@ -47,7 +58,7 @@ def _statuses(db: Path, exercise_id: str) -> tuple[list[str], list[str]]:
 
 @pytest.mark.broker
 @pytest.mark.slow
-def test_crisis_up_demo_runs_the_demo_exercise_and_delivers_nothing(tmp_path: Path) -> None:
+def test_crisis_up_demo_delivers_to_the_local_inbox_only(tmp_path: Path) -> None:
     port = free_port()
     data = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
@@ -107,19 +118,24 @@ def test_crisis_up_demo_runs_the_demo_exercise_and_delivers_nothing(tmp_path: Pa
         while time.monotonic() < deadline:
             incidents = _get(base, token, f"/api/v1/incidents?exercise={exercise_id}")
             messages, attempts = _statuses(data / "crisis.db", exercise_id)
-            if incidents and "blocked" in messages:
+            if incidents and "blocked" in messages and "sent" in messages:
                 break
             time.sleep(0.5)
         exercise = _get(base, token, f"/api/v1/exercises/{exercise_id}")
-        assert exercise["participants"] == []
+        participants = {p["person_id"] for p in exercise["participants"]}
+        assert participants, "the shipped file's participants are kept: they receive in /inbox"
         assert exercise["progress"]["injects"]["sent"] >= 1
         assert incidents, "an inject opens an exercise incident"
         assert all(i["exercise"] == exercise_id for i in incidents)
         assert "blocked" in messages, messages
         messages, attempts = _statuses(data / "crisis.db", exercise_id)
-        delivered = [s for s in messages if s in ("sent", "acknowledged", "failed")]
-        assert delivered == [], messages
-        assert set(attempts) <= {"blocked"}, attempts
+        assert "failed" not in messages and set(attempts) <= {"blocked", "sent"}, attempts
+        # every delivery is in the local inbox, to a participant: nothing left the machine
+        inbox = _inbox(data / "crisis.db", exercise_id)
+        delivered = [s for s in messages if s in ("sent", "acknowledged")]
+        assert delivered and len(inbox) == len(delivered), (messages, inbox)
+        assert {who for who, _ in inbox} <= participants
+        assert all(address.startswith("inbox://") for _, address in inbox), inbox
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=45) == 0
@@ -129,3 +145,12 @@ def test_crisis_up_demo_runs_the_demo_exercise_and_delivers_nothing(tmp_path: Pa
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_with_a_real_recipients_file_the_demo_registers_nobody(tmp_path: Path) -> None:
+    from crisis.cli import demo_keeps_participants
+    from crisis.settings import Settings
+
+    shipped = Settings(data_dir=tmp_path, secret_key="x")
+    real = Settings(data_dir=tmp_path, secret_key="x", notify_config=tmp_path / "notify.yaml")
+    assert demo_keeps_participants(shipped) and not demo_keeps_participants(real)
