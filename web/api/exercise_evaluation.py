@@ -16,27 +16,19 @@ from starlette.concurrency import run_in_threadpool
 
 from crisis.domain.permissions import Action, require
 from playbooks.exercises import evaluation
+from web.api import documents
 from web.deps import CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/exercises", tags=["exercises"])
 
-HTML_CSP = (
-    f"default-src 'none'; style-src {evaluation.STYLE_HASH}; img-src data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
 
 @router.get(
     "/{exercise_id}/evaluation",
-    responses={
-        200: {
-            "content": {"application/json": {}, "text/html": {}, "application/pdf": {}},
-            "description": "the evaluation in the asked format",
-        },
-        403: {"description": "a role that does not run exercises, or outside its scope"},
-        404: {"description": "no such exercise"},
-        406: {"description": "a format not offered"},
-    },
+    responses=documents.responses(
+        "evaluation",
+        forbidden="a role that does not run exercises, or outside its scope",
+        missing="no such exercise",
+    ),
 )
 async def get_evaluation(
     exercise_id: str,
@@ -47,12 +39,7 @@ async def get_evaluation(
     lang: Literal["nb", "en"] = "nb",
 ) -> Response:
     require(user, Action.RUN_EXERCISE)
-    if format_ not in evaluation.FORMATS:
-        raise HTTPException(
-            status.HTTP_406_NOT_ACCEPTABLE,
-            f"formatet tilbys ikke / format not offered: {', '.join(evaluation.FORMATS)}",
-        )
-    fmt: evaluation.Format = format_  # type: ignore[assignment]
+    fmt: evaluation.Format = documents.offered(format_, evaluation.FORMATS)  # type: ignore[assignment]
     incidents = await evaluation.exercise_incidents(session, exercise_id=exercise_id)
     scope = scope_of(user, org)
     if not all(scope.allows(i) for i in incidents):
@@ -62,9 +49,10 @@ async def get_evaluation(
     )
     # Rendering (WeasyPrint above all) is slow: off the event loop.
     body = await run_in_threadpool(evaluation.render, found, fmt, lang=lang)
-    name = evaluation.file_name(found, fmt, lang=lang)
-    disposition = "attachment" if fmt == "pdf" else "inline"
-    headers = {"Content-Disposition": f'{disposition}; filename="{name}"'}
-    if fmt == "html":
-        headers["Content-Security-Policy"] = HTML_CSP
-    return Response(body, media_type=evaluation.MEDIA_TYPES[fmt], headers=headers)
+    return documents.document(
+        body,
+        fmt=fmt,
+        name=evaluation.file_name(found, fmt, lang=lang),
+        media_types=evaluation.MEDIA_TYPES,
+        style_hash=evaluation.STYLE_HASH,
+    )

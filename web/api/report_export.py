@@ -19,31 +19,17 @@ from crisis import log
 from crisis.domain.permissions import Action, require
 from crisis.log.models import Incident
 from crisis.review import report as review_report
+from web.api import documents
 from web.deps import CurrentUser, Org, SessionDep, scope_of
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["review"])
 
-HTML_CSP = (
-    f"default-src 'none'; style-src {review_report.STYLE_HASH}; img-src data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
 
 @router.get(
     "/{incident_id}/report",
-    responses={
-        200: {
-            "content": {
-                "application/json": {},
-                "text/html": {},
-                "application/pdf": {},
-            },
-            "description": "the report in the asked format",
-        },
-        403: {"description": "outside the reader's scope"},
-        404: {"description": "no such incident"},
-        406: {"description": "a format not offered"},
-    },
+    responses=documents.responses(
+        "report", forbidden="outside the reader's scope", missing="no such incident"
+    ),
 )
 async def export(
     incident_id: str,
@@ -54,12 +40,7 @@ async def export(
     lang: Literal["nb", "en"] = "nb",
 ) -> Response:
     require(user, Action.READ)
-    if format_ not in review_report.FORMATS:
-        raise HTTPException(
-            status.HTTP_406_NOT_ACCEPTABLE,
-            f"formatet tilbys ikke / format not offered: {', '.join(review_report.FORMATS)}",
-        )
-    fmt: review_report.Format = format_  # type: ignore[assignment]
+    fmt: review_report.Format = documents.offered(format_, review_report.FORMATS)  # type: ignore[assignment]
     incident = await session.get(Incident, incident_id)
     if incident is None:
         raise log.IncidentNotFound(incident_id)
@@ -71,9 +52,10 @@ async def export(
     await session.commit()
     # Rendering a long log is slow (WeasyPrint above all): off the event loop.
     body = await run_in_threadpool(review_report.render, report, fmt)
-    name = review_report.file_name(report, fmt)
-    disposition = "attachment" if fmt == "pdf" else "inline"
-    headers = {"Content-Disposition": f'{disposition}; filename="{name}"'}
-    if fmt == "html":
-        headers["Content-Security-Policy"] = HTML_CSP
-    return Response(body, media_type=review_report.MEDIA_TYPES[fmt], headers=headers)
+    return documents.document(
+        body,
+        fmt=fmt,
+        name=review_report.file_name(report, fmt),
+        media_types=review_report.MEDIA_TYPES,
+        style_hash=review_report.STYLE_HASH,
+    )
