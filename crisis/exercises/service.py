@@ -560,6 +560,19 @@ async def record_manual_inject(
 # --- participants and observations ----------------------------------------------------
 
 
+async def _registered(
+    session: AsyncSession, *, exercise_id: str, person_id: str
+) -> ExerciseParticipant | None:
+    return (
+        await session.exec(
+            select(ExerciseParticipant).where(
+                ExerciseParticipant.exercise_id == exercise_id,
+                ExerciseParticipant.person_id == person_id,
+            )
+        )
+    ).first()
+
+
 async def add_participant(
     session: AsyncSession,
     *,
@@ -573,14 +586,7 @@ async def add_participant(
     exercise = await get(session, exercise_id=exercise_id)
     if exercise.state == ExerciseState.ENDED:
         raise _refuse(exercise, "add participants")
-    found = (
-        await session.exec(
-            select(ExerciseParticipant).where(
-                ExerciseParticipant.exercise_id == exercise_id,
-                ExerciseParticipant.person_id == person_id,
-            )
-        )
-    ).first()
+    found = await _registered(session, exercise_id=exercise_id, person_id=person_id)
     if found is not None:
         return found
     row = _participant(exercise_id, person_id, kind, actor, now or utcnow())
@@ -592,14 +598,7 @@ async def add_participant(
 async def remove_participant(session: AsyncSession, *, exercise_id: str, person_id: str) -> bool:
     """Unregister; False when they were not registered."""
     await get(session, exercise_id=exercise_id)
-    found = (
-        await session.exec(
-            select(ExerciseParticipant).where(
-                ExerciseParticipant.exercise_id == exercise_id,
-                ExerciseParticipant.person_id == person_id,
-            )
-        )
-    ).first()
+    found = await _registered(session, exercise_id=exercise_id, person_id=person_id)
     if found is None:
         return False
     await session.delete(found)
