@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     heartbeat_factor: float = Field(default=3.0, gt=0)
     media_window_seconds: float = Field(default=1800.0, gt=0)
     media_threshold: int = Field(default=5, ge=1)
+    media_key_weight: int = Field(
+        default=2,
+        ge=1,
+        description="A negative article in a key outlet (key_media) counts this many times.",
+    )
     media_feed_max_bytes: int = Field(
         default=4 * 1_048_576,
         ge=1024,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -246,6 +247,12 @@ def is_direct(instance: Any) -> bool:
     if isinstance(instance, Inbox):
         return True
     return isinstance(instance, AsyncJSON) and not getattr(instance, "retry", 0)
+
+
+def is_email(instance: Any) -> bool:
+    """apprise's e-mail plugin (``mailto://``, ``mailtos://``; loaded by register_plugins)."""
+    module = sys.modules.get("apprise.plugins.email.base")
+    return module is not None and isinstance(instance, module.NotifyEmail)
 
 
 class Targets:

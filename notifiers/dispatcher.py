@@ -399,7 +399,7 @@ class Dispatcher:
         ``retry=``) are called directly by a pool of workers: apprise's per-target machinery
         (a task, a timer, a retry runner, a log capture and a result object per target) would
         cost more CPU than the HTTP post itself. Every other target goes through
-        ``apprise.Apprise.async_notify``: one call per distinct (title, body), chunked by a
+        ``apprise.Apprise.async_notify``: one call per distinct (title, body, e-mail), chunked by a
         quarter of the budget so that one slow target holds back only its chunk; the direct
         workers then leave that quarter free.
         """
@@ -407,7 +407,7 @@ class Dispatcher:
         budget = _Budget(concurrency)
         size = max(1, concurrency // 4)
         direct: list[_Send] = []
-        by_text: dict[tuple[str, str], list[_Send]] = defaultdict(list)
+        by_text: dict[tuple[str, str, bool], list[_Send]] = defaultdict(list)
         for s in sends:
             if s.instance is None:
                 finished(s)  # nothing to send to: recorded as failed (its error is set)
@@ -415,17 +415,17 @@ class Dispatcher:
             if channels.is_direct(s.instance):
                 direct.append(s)
             else:
-                by_text[(s.title, s.body)].append(s)
+                by_text[(s.title, s.body, channels.is_email(s.instance))].append(s)
         calls = [
-            (title, body, group[i : i + size])
-            for (title, body), group in by_text.items()
+            (title, body, email, group[i : i + size])
+            for (title, body, email), group in by_text.items()
             for i in range(0, len(group), size)
         ]
 
-        async def call(title: str, body: str, chunk: list[_Send]) -> None:
+        async def call(title: str, body: str, email: bool, chunk: list[_Send]) -> None:
             await budget.acquire(len(chunk))
             try:
-                await self._call(title, body, chunk)
+                await self._call(title, body, chunk, email=email)
                 for s in chunk:
                     finished(s)
             finally:
@@ -464,7 +464,9 @@ class Dispatcher:
         else:
             s.status, s.error = instance.crisis_outcome or ("failed", "delivery failed")
 
-    async def _call(self, title: str, body: str, chunk: list[_Send]) -> None:
+    async def _call(
+        self, title: str, body: str, chunk: list[_Send], *, email: bool = False
+    ) -> None:
         ap = apprise.Apprise()
         by_tag: dict[str, _Send] = {}
         for s in chunk:
@@ -476,7 +478,15 @@ class Dispatcher:
         try:
             # No apprise call timeout: it doubles apprise's per-target cost; each target has
             # its own socket timeouts (apprise's cto/rto URL parameters, 4 s by default).
-            result = await ap.async_notify(body=body, title=title)
+            if email:
+                # Our text is plain: apprise would send it as live HTML and flatten its lines.
+                result = await ap.async_notify(
+                    body=rendering.email_html(body),
+                    title=title,
+                    body_format=apprise.NotifyFormat.HTML,
+                )
+            else:
+                result = await ap.async_notify(body=body, title=title)
         except Exception as exc:  # an apprise crash fails the chunk, it does not lose it
             for s in chunk:
                 s.status, s.error = "failed", f"apprise: {exc}"

@@ -10,6 +10,7 @@ approved Norwegian (then English) and the caller logs the fallback.
 from __future__ import annotations
 
 import hashlib
+import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,6 +110,23 @@ def choose_language(
         if is_approved(template, lang, approvals):
             return lang, skipped
     raise TemplateError(f"template {template!r} has no approved nb/en version")
+
+
+def email_text(body: str) -> str:
+    """The plain-text part of an e-mail: the message's own lines, without trailing blanks."""
+    return "\n".join(line.rstrip() for line in body.splitlines()).strip()
+
+
+def email_html(body: str) -> str:
+    """The HTML part of an e-mail: the text escaped, its lines and spacing kept.
+
+    A ``<pre>`` in the reader's own font: mail clients honour it, and apprise derives the
+    plain-text part from it line for line (``<br>`` would lose indents and runs of spaces).
+    """
+    return (
+        '<pre style="white-space: pre-wrap; font-family: inherit; margin: 0">'
+        f"{html.escape(email_text(body), quote=False)}</pre>"
+    )
 
 
 def format_time(value: datetime, language: str) -> str:

@@ -48,6 +48,7 @@ def correlation_config(settings: Settings) -> CorrelationConfig:
         heartbeat_factor=settings.heartbeat_factor,
         media_window_seconds=settings.media_window_seconds,
         media_threshold=settings.media_threshold,
+        media_key_weight=settings.media_key_weight,
     )
 
 

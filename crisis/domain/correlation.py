@@ -42,6 +42,7 @@ class CorrelationConfig:
     heartbeat_factor: float = 3.0
     media_window_seconds: float = 1800.0
     media_threshold: int = 5
+    media_key_weight: int = 2  # a negative article in a key outlet counts as this many
 
 
 @dataclass(frozen=True)
@@ -540,9 +541,17 @@ class Correlator:
             elif key.startswith("media:unit:"):
                 target_unit = key.removeprefix("media:unit:").rsplit("|", 1)[0]
             entry = state.get(key) or {"times": [], "since": 0}
-            times = [t for t in entry["times"] if t > event.time - cfg.media_window_seconds]
-            times.append(event.time)
-            entry["times"] = times
+            # Parallel to the times; state written before weights existed counts one each.
+            weights = entry.get("weights") or [1] * len(entry["times"])
+            kept = [
+                (t, w)
+                for t, w in zip(entry["times"], weights, strict=False)
+                if t > event.time - cfg.media_window_seconds
+            ]
+            kept.append((event.time, cfg.media_key_weight if event.data.get("key_media") else 1))
+            times = [t for t, _ in kept]
+            weight = sum(w for _, w in kept)
+            entry["times"], entry["weights"] = times, [w for _, w in kept]
             view = self._open_incident_of(entry, incidents)
             if view is not None:
                 out.append(
@@ -550,8 +559,8 @@ class Correlator:
                         event, view.id, f"Negativ omtale: {event.data.get('title', '')}"[:2000]
                     )
                 )
-                entry["since"] = int(entry.get("since", 0)) + 1
-                if entry["since"] >= cfg.media_threshold and len(times) >= cfg.media_threshold:
+                entry["since"] = int(entry.get("since", 0)) + kept[-1][1]
+                if entry["since"] >= cfg.media_threshold and weight >= cfg.media_threshold:
                     target_level = _next_level(view.level)
                     if target_level is not None and not rules.check_escalation(
                         current=view.level,
@@ -579,7 +588,7 @@ class Correlator:
                         )
                         view.level = target_level
                     entry["since"] = 0
-            elif len(times) >= cfg.media_threshold:
+            elif weight >= cfg.media_threshold:
                 title = kind.title.format(
                     articles=len(times),
                     unit=self.unit_name(target_unit),
@@ -594,7 +603,7 @@ class Correlator:
                     area=None,
                     unit=target_unit,
                     text=f"{title} (kommunikasjonskrise)",
-                    data={"related_incident": related, "articles": len(times)},
+                    data={"related_incident": related, "articles": len(times), "weight": weight},
                 )
                 out.append(opened)
                 entry.update(incident=opened.incident_id, since=0)

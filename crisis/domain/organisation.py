@@ -213,6 +213,7 @@ class Unit(_Frozen):
     lon: float = Field(ge=-180, le=180)
     departments: tuple[Department, ...] = ()
     areas: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # other names the press uses ("Bergen kretsfengsel")
     roles: dict[str, tuple[Person, ...]]
     cooperating_actors: tuple[CooperatingActor, ...] = ()
 

@@ -1,7 +1,8 @@
 """Media monitoring → ``media.article`` events naming the units and open incidents mentioned.
 
 Feeds are RSS/Atom (feedparser) or JSON (a list of items, or ``{"items": [...]}`` as in JSON
-Feed). Units are found by their names and place names from the organisation file, incidents by
+Feed). Units are found by their names and aliases from the organisation file (and the press's
+'X fengsel' / 'friomsorgen i X' forms), never by a bare place name; incidents by
 id or title among the open, real (non-exercise) incidents in the database. Sentiment comes from
 the feed (``sentiment``: positive/neutral/negative, Norwegian words, or a number in [-1, 1]),
 else from the bokmål lexicon. An article that names no unit and no open incident is skipped
@@ -20,6 +21,7 @@ import asyncio
 import calendar
 import contextlib
 import hashlib
+import html
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -131,23 +133,31 @@ def feed_sentiment(value: Any) -> str | None:
 # --- units and incidents ------------------------------------------------------------------
 
 
+_INSTITUTION = re.compile(r"fengsel|friomsorg|anstalt", re.IGNORECASE)
+
+
 def unit_terms(unit: Unit) -> set[str]:
-    """How the press names a unit: its name, its place, 'fengselet på X', 'friomsorgen i X'."""
+    """How the press names a unit: its name, its aliases in the organisation model, 'X
+    fengsel', 'fengselet på X', 'friomsorgen i X'. Never a bare place or id: 'snøfall i
+    Bergen' is not about Bergen fengsel."""
     name = unit.name
     base = name.split(",")[0].strip()
-    terms = {name, name.replace(",", ""), unit.id, base}
+    terms = {name, name.replace(",", ""), *unit.aliases}
+    if _INSTITUTION.search(base):
+        terms.add(base)  # 'Agder fengsel' names every department of it
+    places = [base.split()[0]]
     if " og " in base:
-        terms.add(base.split(" og ")[0])
-    first = base.split()[0]
+        places.append(base.split(" og ")[0])
     if unit.kind == "prison":
-        terms |= {f"{first} fengsel", f"fengselet i {first}", f"fengselet på {first}"}
         match = re.search(r"avdeling (\w+)", name)
         if match:
-            place = match.group(1)
-            terms |= {f"{place} fengsel", f"fengselet på {place}", f"fengselet i {place}"}
+            places.append(match.group(1))
+        for place in places:
+            terms |= {f"{place} fengsel", f"fengselet i {place}", f"fengselet på {place}"}
     else:
-        terms |= {f"friomsorgen i {first}", f"{first} friomsorgskontor"}
-    return terms
+        for place in places:
+            terms |= {f"friomsorgen i {place}", f"{place} friomsorgskontor"}
+    return {t for t in terms if _INSTITUTION.search(t)} | set(unit.aliases)
 
 
 class UnitMatcher:
@@ -205,6 +215,17 @@ def _as_datetime(value: Any) -> datetime | None:
     return None
 
 
+class FeedError(ValueError):
+    """A response that is not a readable feed: empty, not RSS/Atom/JSON, or cut off."""
+
+
+def html_text(value: str) -> str:
+    """A summary as plain text: tags (and script/style content) removed, entities decoded."""
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", value)
+    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def _json_items(data: Any) -> list[Item]:
     if isinstance(data, dict):
         data = data.get("items", data.get("articles", []))
@@ -220,8 +241,14 @@ def _json_items(data: Any) -> list[Item]:
                 id=str(raw.get("id") or raw.get("guid") or url),
                 url=url,
                 title=str(raw.get("title") or ""),
-                summary=str(
-                    raw.get("summary") or raw.get("description") or raw.get("content_text") or ""
+                summary=html_text(
+                    str(
+                        raw.get("summary")
+                        or raw.get("description")
+                        or raw.get("content_text")
+                        or raw.get("content_html")
+                        or ""
+                    )
                 ),
                 published=_as_datetime(
                     raw.get("published") or raw.get("date_published") or raw.get("pubDate")
@@ -236,11 +263,19 @@ def _json_items(data: Any) -> list[Item]:
 
 def _feed_items(body: bytes) -> list[Item]:
     parsed = feedparser.parse(body)
-    if parsed.bozo and not parsed.entries:
-        raise ValueError(f"not a readable RSS/Atom feed: {parsed.get('bozo_exception')!r}")
+    problem = parsed.get("bozo_exception")
+    if parsed.bozo and not isinstance(problem, feedparser.CharacterEncodingOverride):
+        # A feed cut off or malformed is refused whole: the loose parser would make up
+        # items from its pieces (a title as id, the feed's own URL as link).
+        raise FeedError(f"not a well-formed RSS/Atom feed: {problem!r}")
+    if not parsed.version:
+        raise FeedError("not an RSS/Atom feed (no rss, feed or RDF root)")
     outlet = parsed.feed.get("title")
     items = []
     for entry in parsed.entries:
+        if not (entry.get("id") or entry.get("link")):
+            log.warning("feed item without guid or link left out: %.120s", entry.get("title"))
+            continue
         published = None
         stamp = entry.get("published_parsed") or entry.get("updated_parsed")
         if stamp:
@@ -254,10 +289,10 @@ def _feed_items(body: bytes) -> list[Item]:
         source = entry.get("source") or {}
         items.append(
             Item(
-                id=str(entry.get("id") or entry.get("link") or entry.get("title") or ""),
+                id=str(entry.get("id") or entry.get("link")),
                 url=str(entry.get("link") or ""),
                 title=str(entry.get("title") or ""),
-                summary=re.sub(r"<[^>]+>", " ", str(entry.get("summary") or "")).strip(),
+                summary=html_text(str(entry.get("summary") or "")),
                 published=published,
                 outlet=(source.get("title") if isinstance(source, dict) else None) or outlet,
                 sentiment=sentiment,
@@ -268,7 +303,9 @@ def _feed_items(body: bytes) -> list[Item]:
 
 
 def parse_feed(body: bytes, content_type: str = "") -> list[Item]:
-    """Items of an RSS/Atom or JSON feed."""
+    """Items of an RSS/Atom or JSON feed; :class:`FeedError` when the body is none of them."""
+    if not body.strip():
+        raise FeedError("the response is empty")
     head = body.lstrip()[:1]
     if "json" in content_type or head in (b"[", b"{"):
         return _json_items(jsonlimits.loads(body))
@@ -424,8 +461,11 @@ async def run_bridge(
     interval: float,
     once: bool = False,
     stop: asyncio.Event | None = None,
-) -> None:
+) -> int:
+    """Poll ``feeds`` every ``interval`` seconds until ``stop``; returns how many feeds failed
+    in the last pass (unreachable, an HTTP error, not a feed), each logged as an error."""
     stop = stop or asyncio.Event()
+    failed = 0
     org = await asyncio.to_thread(load_organisation, settings.organisation)
     matcher = await asyncio.to_thread(UnitMatcher, org.units.values())
     engine = make_engine(settings)
@@ -439,6 +479,7 @@ async def run_bridge(
                 except Exception as exc:  # no schema yet, database down: match units only
                     log.warning("could not read open incidents: %r", exc)
                     incidents = []
+                failed = 0
                 for url in feeds:
                     try:
                         res = await poll_once(
@@ -452,7 +493,8 @@ async def run_bridge(
                             limits=FeedLimits.of(settings),
                         )
                     except (httpx.HTTPError, ValueError) as exc:
-                        log.warning("feed %s: %r", url, exc)
+                        failed += 1
+                        log.error("feed %s: %s", url, exc)
                         continue
                     log.info(
                         "feed %s: %d new, %d seen, %d skipped, %d rejected",
@@ -463,27 +505,32 @@ async def run_bridge(
                         res.rejected,
                     )
                 if once:
-                    return
+                    return failed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), interval)
     finally:
         await engine.dispose()
+    return failed
 
 
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
     producer = bridge_producer(settings, "media")
-    return await serve(
-        producer,
-        lambda stop: run_bridge(
+    failed = 0
+
+    async def run(stop: asyncio.Event) -> None:
+        nonlocal failed
+        failed = await run_bridge(
             args.feed,
             settings=settings,
             producer=producer,
             interval=args.interval,
             once=args.once,
             stop=stop,
-        ),
-    )
+        )
+
+    code = await serve(producer, run)
+    return 1 if code == 0 and args.once and failed else code
 
 
 def main(argv: list[str] | None = None) -> int:

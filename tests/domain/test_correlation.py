@@ -227,6 +227,44 @@ def test_spread_out_negative_articles_do_not_open() -> None:
     assert w.opened() == []
 
 
+def test_key_media_articles_weigh_more_in_the_storm_rule() -> None:
+    ordinary = World(media_threshold=5, media_window_seconds=1800)
+    for i in range(3):
+        ordinary.feed(_article(T0 + i * 60))
+    assert ordinary.opened() == []
+    keyed = World(media_threshold=5, media_window_seconds=1800)
+    keyed.feed(_article(T0, key_media=True))
+    keyed.feed(_article(T0 + 60, key_media=True))
+    assert keyed.opened() == []  # weight 4 of 5
+    keyed.feed(_article(T0 + 120))
+    (opened,) = keyed.opened()
+    assert opened.data["articles"] == 3 and opened.data["weight"] == 5
+    # a positive key article weighs nothing; an old key article leaves the window with its weight
+    keyed.feed(_article(T0 + 130, sentiment="positive", key_media=True))
+    for i in range(2):
+        keyed.feed(_article(T0 + 200 + i, key_media=True))
+    assert keyed.entries(EntryKind.ESCALATION.value) == []  # weight 4 since it opened
+    keyed.feed(_article(T0 + 210, key_media=True))
+    escalations = keyed.entries(EntryKind.ESCALATION.value)
+    assert [(e.data["from"], e.data["to"]) for e in escalations] == [("unit", "region")]
+    late = World(media_threshold=5, media_window_seconds=1800)
+    late.feed(_article(T0, key_media=True))
+    late.feed(_article(T0 + 60, key_media=True))
+    late.feed(_article(T0 + 2000))  # both key articles are older than the window
+    late.feed(_article(T0 + 2060))
+    assert late.opened() == []
+
+
+def test_media_state_without_weights_counts_one_per_article() -> None:
+    w = World(media_threshold=3, media_window_seconds=1800)
+    w.state["media:unit:agder-froland|"] = {"times": [T0, T0 + 1], "since": 0}
+    keys = list(w.correlator._media_keys(_article(T0 + 2)))
+    assert keys == ["media:unit:agder-froland|"], keys
+    w.feed(_article(T0 + 2))
+    (opened,) = w.opened()
+    assert opened.data["weight"] == 3
+
+
 def test_media_burst_about_an_incident_targets_its_unit() -> None:
     w = World(media_threshold=2)
     w.incidents["inc-x"] = IncidentView("inc-x", "ringerike")

@@ -386,7 +386,9 @@ def test_unknown_field_is_reported_at_its_key(tmp_path: Path) -> None:
     text = HEADER + unit_yaml().replace("    lon: 18.96\n", "    lon: 18.96\n    colour: red\n")
     error = load_error(write(tmp_path, text))
     assert (error.line, error.field) == (20, "units[0].colour")
-    assert error.message.startswith("unknown field 'colour' (allowed: areas, cooperating_actors,")
+    assert error.message.startswith(
+        "unknown field 'colour' (allowed: aliases, areas, cooperating_actors,"
+    )
 
 
 def test_yaml_boolean_trap_is_explained(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from crisis.settings import Settings
 from crisis.store.db import make_engine, make_sessionmaker, migrate
 from streams.bridges import lexicon
 from streams.bridges.media import (
+    FeedError,
     FeedState,
     UnitMatcher,
     feed_sentiment,
@@ -321,7 +322,147 @@ def test_feeds_expand_no_entities_and_deep_json_is_refused() -> None:
         "<item><title>&l9; &x; Froland fengsel</title><link>https://x.invalid/1</link></item>"
         "</channel></rss>"
     ).encode()
-    items = parse_feed(bomb)
-    assert all(len(i.title) < 200 and "root:" not in i.title for i in items)
+    with pytest.raises(FeedError, match="well-formed"):  # refused whole, nothing expanded
+        parse_feed(bomb)
     with pytest.raises(ValueError, match="deeper than the limit"):
         parse_feed(b'{"items": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+
+
+# --- names, not places; feeds that fail loudly (issue 20) -------------------------------------
+
+
+def _rss(items: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>NRK</title>'
+        f"{items}</channel></rss>"
+    ).encode()
+
+
+def _item(guid: str, title: str, description: str = "") -> str:
+    return (
+        f"<item><title>{title}</title><link>https://www.nrk.example.invalid/{guid}</link>"
+        f"<guid>{guid}</guid><description>{description}</description>"
+        "<pubDate>Thu, 03 Dec 2026 06:15:00 +0000</pubDate></item>"
+    )
+
+
+def test_units_are_matched_by_name_and_alias_never_by_a_bare_place_name() -> None:
+    m = UnitMatcher(ORG.units.values())
+    assert m.find("Kraftig snøfall i Bergen i helgen") == []
+    assert m.find("Rømning fra Bergen fengsel") == ["bergen"]
+    assert m.find("Uro i fengselet i Bergen") == ["bergen"]
+    assert m.find("Ny leder ved Bergen kretsfengsel") == ["bergen"]  # alias in the demo file
+    assert m.find("Trafikkaos i Trondheim, Stavanger og Froland") == []
+    assert m.find("Innsatt rømte fra fengselet på Froland") == ["agder-froland"]
+    # an alias without an institution word still names the unit: a person chose it
+    bergen = ORG.units["bergen"].model_copy(update={"aliases": ("Bergensfengselet",)})
+    assert UnitMatcher([bergen]).find("Bråk på Bergensfengselet i natt") == ["bergen"]
+
+
+@pytest.mark.parametrize("unit_id", sorted(ORG.units))
+def test_no_unit_is_named_by_its_place_or_its_id_alone(unit_id: str) -> None:
+    unit = ORG.units[unit_id]
+    m = UnitMatcher(ORG.units.values())
+    place = unit.name.split(",")[0].split()[0]
+    assert m.find(f"Snøfall i {place} i helgen, stengte veier rundt {unit.id}") == []
+    assert unit_id in m.find(f"Nyheter: {unit.name} melder rolig natt")
+
+
+def test_summaries_are_plain_text_with_entities_decoded() -> None:
+    rss = _rss(
+        _item(
+            "nrk-1",
+            "Rømning fra Bergen fengsel",
+            "&lt;p&gt;Politiet &amp;amp; &lt;b&gt;kriminalomsorgen&lt;/b&gt; leter.&lt;/p&gt;"
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+            "&lt;p&gt;Mer i &amp;laquo;NRK&amp;raquo;&lt;/p&gt;",
+        )
+    )
+    (item,) = parse_feed(rss)
+    assert item.summary == "Politiet & kriminalomsorgen leter. Mer i «NRK»"
+    (js,) = parse_feed(
+        b'[{"id": "vg-1", "url": "https://vg.example.invalid/1", "title": "Bergen fengsel",'
+        b' "summary": "<p>Bl&aring;lys &amp; <i>sirener</i></p>"}]'
+    )
+    assert js.summary == "Blålys & sirener"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _rss(_item("a", "Rømning fra Bergen fengsel"))[:130],  # cut inside the first item
+        _rss(_item("a", "Rømning fra Bergen fengsel") + _item("b", "Bergen fengsel"))[:-40],
+        b"",
+        b"  \n",
+        b"<html><body><h1>Siden finnes ikke</h1></body></html>",
+        b"Service Unavailable",
+    ],
+    ids=["cut-in-first-item", "cut-at-end", "empty", "blank", "html-page", "text"],
+)
+def test_a_broken_empty_or_non_feed_body_is_refused_whole(body: bytes) -> None:
+    with pytest.raises(FeedError):
+        parse_feed(body)
+
+
+def test_a_feed_with_no_items_is_not_an_error() -> None:
+    assert parse_feed(_rss("")) == []
+
+
+@pytest.mark.broker
+async def test_failing_feeds_are_logged_errors_and_add_no_phantom_article(
+    feed_server: tuple[str, Path],
+    kafka: EmbeddedBroker,
+    producer: EventProducer,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base, root = feed_server
+    (root / "cut.rss").write_bytes(_rss(_item("cut-1", "Storm: Bergen fengsel stengt"))[:150])
+    (root / "empty.rss").write_bytes(b"")
+    (root / "side.html").write_bytes(b"<html><body><p>Velkommen</p></body></html>")
+    (root / "ok.rss").write_bytes(
+        _rss(
+            _item("nrk-sno", "Kraftig snøfall i Bergen i helgen")
+            + _item("nrk-romning", "Rømning fra Bergen fengsel", "&lt;b&gt;Politiet&lt;/b&gt;")
+        )
+    )
+    feeds = [f"{base}/{name}" for name in ("cut.rss", "missing.rss", "empty.rss", "side.html")]
+    with caplog.at_level(logging.INFO, logger="crisis.bridge.media"):
+        failed = await run_bridge(
+            [*feeds, f"{base}/ok.rss"], settings=settings, producer=producer, interval=60,
+            once=True,
+        )  # fmt: skip
+    assert failed == 4
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert sorted(r.args[0] for r in errors) == sorted(feeds)  # type: ignore[index]
+    assert "404" in caplog.text and "well-formed" in caplog.text and "empty" in caplog.text
+    assert "skipped (names no unit or open incident): Kraftig snøfall i Bergen" in caplog.text
+    got = await read_topic(kafka.bootstrap, topics.EVENTS, count=3, within=5)
+    assert [v["id"] for _, v in got] == ["nrk-romning"]
+    ((_, article),) = got
+    assert article["unit"] == "bergen" and article["data"]["summary"] == "Politiet"
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_crisis_bridge_media_once_exits_1_on_a_truncated_feed(
+    feed_server: tuple[str, Path], kafka: EmbeddedBroker, tmp_path: Path
+) -> None:
+    base, root = feed_server
+    (root / "cut.rss").write_bytes(_rss(_item("cut-1", "Bergen fengsel"))[:150])
+    env = dict(
+        os.environ,
+        CRISIS_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        CRISIS_DATA_DIR=str(tmp_path / "cli"),
+    )
+    (tmp_path / "cli").mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "crisis"),
+        "bridge", "media", "--feed", f"{base}/cut.rss", "--feed", f"{base}/nyheter.rss", "--once",
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, stderr.decode()
+    assert f"ERROR crisis.bridge.media feed {base}/cut.rss: not a well-formed" in stderr.decode()
+    got = await read_topic(kafka.bootstrap, topics.EVENTS, count=3, within=5)
+    assert sorted(v["id"] for _, v in got) == ["fvn-2026-11-22-0001", "nrk-2026-11-22-0002"]
