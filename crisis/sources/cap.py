@@ -602,7 +602,7 @@ MUNICIPALITY_CODES = frozenset({"municipality", "kommune", "kommunenummer"})
 def _code_attribute(name: str, value: str) -> tuple[str, str] | None:
     """(unit attribute, normalised number) of a geocode we resolve, else None."""
     kind, code = name.strip().lower(), value.strip()
-    if not code.isdigit():
+    if not (code.isascii() and code.isdigit()):
         return None
     if kind in COUNTY_CODES:
         return "county", code.zfill(2)
