@@ -8,6 +8,7 @@ is brought to it, then to head, and the result is compared with the models.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ def test_the_history_is_one_line() -> None:
     revisions = _revisions()
     assert script.get_heads() == [revisions[-1]]
     assert script.get_bases() == [revisions[0]]
-    for older, newer in zip(revisions, revisions[1:], strict=False):
+    for older, newer in itertools.pairwise(revisions):
         assert script.get_revision(newer).down_revision == older  # type: ignore[union-attr]
 
 
