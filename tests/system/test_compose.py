@@ -232,7 +232,8 @@ def compose_problems(compose: dict[str, Any], root: Path = ROOT) -> list[str]:
 
 
 def test_the_compose_file_has_no_problem() -> None:
-    assert compose_problems(load_compose()) == []
+    problems = compose_problems(load_compose())
+    assert problems == [], "docker-compose.yml:\n" + "\n".join(problems)
 
 
 def test_the_production_shape() -> None:
@@ -250,6 +251,20 @@ def test_the_production_shape() -> None:
     env = services["web-1"]["environment"]
     assert env["CRISIS_DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert env["CRISIS_NOTIFY_CONFIG"] == "/etc/crisis/notify.yaml"
+
+
+def test_the_image_has_every_package_and_pg_dump() -> None:
+    """The one image runs every crisis service, and `crisis backup` there runs pg_dump."""
+    import tomllib
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+    assert "postgresql-client" in dockerfile
+    assert "bookworm" in dockerfile, "its postgresql-client is 15, the compose's server"
+    assert load_compose()["services"]["postgres"]["image"] == "postgres:15"
 
 
 def test_the_web_replicas_share_no_consumer_group() -> None:
@@ -413,7 +428,7 @@ def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
         [docker, "compose", "version"], capture_output=True, text=True, check=False
     )
     if probe.returncode != 0:
-        pytest.skip(f"the docker compose plugin is not installed: {probe.stderr.strip()}")
+        pytest.skip(f"no docker compose plugin: {probe.stderr.strip().splitlines()[0]}")
     compose = ["-f", str(ROOT / "docker-compose.yml"), "--env-file", str(ENV_EXAMPLE)]
     done = subprocess.run(
         [docker, "compose", *compose, "--profile", "monitoring", "config", "-q"],
