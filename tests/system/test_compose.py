@@ -320,6 +320,14 @@ def _targets(job: dict[str, Any]) -> list[str]:
     return [t for c in job["static_configs"] for t in c["targets"]]
 
 
+def test_every_metric_is_documented() -> None:
+    documented = set(re.findall(r"`(crisis_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    missing = {
+        m for m in _defined_metrics() if m not in documented and f"{m}_total" not in documented
+    }
+    assert not missing, sorted(missing)
+
+
 def _base(metric: str) -> str:
     for suffix in ("_bucket", "_sum", "_count", "_total"):
         if metric.endswith(suffix):
