@@ -29,7 +29,17 @@ from crisis.settings import Settings
 from crisis.store.db import make_sessionmaker
 from notifiers import service
 from notifiers.config import parse_notify_config
+from notifiers.dispatcher import Dispatcher
+from notifiers.metrics import DispatcherMetrics
 from tests.notif_sink import Sink
+from tests.notifiers.test_notif_dispatcher import (
+    all_final,
+    drain,
+    make_config,
+    new_dispatcher,
+    open_incident,
+    request,
+)
 from tests.worker_harness import loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +79,14 @@ def samples(text: str) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+@pytest.fixture
+async def dispatchers() -> AsyncIterator[list[Dispatcher]]:
+    made: list[Dispatcher] = []
+    yield made
+    for d in made:
+        await d.aclose()
 
 
 @pytest.fixture
@@ -220,3 +238,29 @@ def test_every_role_has_its_own_metrics_port_by_default(monkeypatch: pytest.Monk
     ports = [s.worker_metrics_port, s.reactions_metrics_port, s.dispatcher_metrics_port]
     assert all(ports) and len(set(ports)) == 3
     assert Settings(worker_metrics_port=0).worker_metrics_port == 0  # 0 turns it off
+
+
+async def test_the_gates_count_blocked_and_held_by_group_and_no_exercise_leaks(
+    engine: AsyncEngine, sink: Sink, dispatchers: list[Dispatcher]
+) -> None:
+    config = make_config(sink)
+    incident = await open_incident(engine, exercise="ovelse-x")
+    update_id = await request(engine, config, incident, groups=["staff", "public"])
+    async with make_sessionmaker(engine)() as session:
+        await service.approve_update(session, update_id=update_id, approver="user:ola")
+        await session.commit()
+    metrics = DispatcherMetrics()
+    dispatcher = new_dispatcher(dispatchers, engine, config, metrics=metrics)
+    await drain(dispatcher, all_final(engine, update_id))
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    messages = "crisis_notify_messages_total"
+    assert value(messages, group="staff", channel="none", outcome="blocked") == 2  # not in it
+    assert value(messages, group="public", channel="none", outcome="held") == 1  # staff first
+    assert value(messages, group="staff", channel="sms", outcome="sent") == 1
+    assert value(messages, group="public", channel="webhook", outcome="sent") == 1
+    assert value("crisis_notify_delivery_seconds_count", group="public") == 1
+    labels = {v for f in metrics.registry.collect() for s in f.samples for v in s.labels.values()}
+    assert not any("ovelse" in v or "staff-" in v or v == "feed" for v in labels), labels
