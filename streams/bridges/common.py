@@ -27,6 +27,8 @@ def bridge_producer(settings: Settings, name: str) -> EventProducer:
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
         client_id=f"crisis-bridge-{name}",
+        origin=f"bridge:{name}",
+        max_request_size=settings.kafka_max_request_size,
         until_logged=settings.outbox_until_logged,
         confirm=database_confirm(make_engine(settings)) if settings.outbox_until_logged else None,
     )
