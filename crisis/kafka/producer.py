@@ -162,8 +162,11 @@ def reduced_dead_letter(
         value["reason"] = f"{head['reason']} -- {reason}"
         value["origin"] = str(head.get("origin") or origin)
         problems[:0] = [e for e in head.get("errors") or [] if isinstance(e, dict)][:50]
+        unit_ = head.get("unit")
         event = head.get("event")
-        head = event if isinstance(event, dict) else {"unit": head.get("unit")}
+        head = dict(event) if isinstance(event, dict) else {}
+        if unit_:  # the unit the dead letter was given beats the event's own guess
+            head["unit"] = unit_
     for name, attr in (("source", "source"), ("event_id", "id"), ("type", "type")):
         if isinstance(head.get(attr), str):
             value[name] = head[attr][:500]
@@ -213,6 +216,7 @@ class EventProducer:
         replay_after: float = 30.0,
         origin: str = "ingest",
         max_request_size: int = MAX_REQUEST_SIZE,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if until_logged and confirm is None:
             raise ValueError("until_logged needs confirm: how to ask the log for an event")
@@ -252,6 +256,7 @@ class EventProducer:
         self.max_request_size = max_request_size
         self.dead_lettered = 0  # unpublishable records dead-lettered in reduced form
         self.dropped = 0  # unpublishable records whose reduced dead letter was refused too
+        self._on_stop = on_stop  # e.g. dispose the engine ``confirm`` asks
 
     # ------------------------------------------------------------------ public
     @property
@@ -292,6 +297,8 @@ class EventProducer:
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
+        if self._on_stop is not None:
+            await self._on_stop()
 
     async def accept(self, envelopes: Sequence[Envelope]) -> list[str]:
         """Return the ids once every envelope is durable (Kafka acked or outbox fsynced)."""

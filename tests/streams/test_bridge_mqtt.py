@@ -191,7 +191,7 @@ async def test_bridge_produces_valid_and_dead_letters_invalid(
     assert by_key[b"agder-froland"]["type"] == "no.kriminalomsorgen.sensor.breath_absent"
     assert by_key[b"ringerike"]["source"] == "/units/ringerike/sensors/gw-1"
     reasons = [v["reason"] for _, v in dlq]
-    assert len(dlq) == 3 and all(v["origin"] == "bridge.mqtt" for _, v in dlq)
+    assert len(dlq) == 3 and all(v["origin"] == "bridge:mqtt" for _, v in dlq)
     assert any("unknown unit" in r for r in reasons)
     assert any("unknown sensor kind 'teleport'" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
