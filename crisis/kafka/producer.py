@@ -504,8 +504,8 @@ class EventProducer:
         futures: dict[int, asyncio.Future[Any]] = {}
         rejected: dict[int, tuple[str, str]] = {}  # index → (reason, field)
         for i, (_, record) in enumerate(rows):
-            size = record_size(record)
-            if size > self.max_request_size:
+            near = len(record.value) + len(record.key or b"") > self.max_request_size - 512
+            if near and (size := record_size(record)) > self.max_request_size:
                 rejected[i] = (
                     f"too large for Kafka: {size} bytes, the limit is {self.max_request_size}"
                     " (max_request_size)",
