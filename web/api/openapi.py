@@ -5,8 +5,9 @@ sees no body parameter; their request bodies, 202 answers and error answers are 
 (``openapi_extra``/``responses`` on the routes) and the shared schemas added by
 :func:`install`: the event JSON Schema (``CloudEvent``, also served at
 ``GET /api/v1/schemas/event``), the report form, the one error shape (``Errors``) in place of
-FastAPI's ``HTTPValidationError`` (``web.errors`` answers every 422 in that shape), and the
-bearer and session-cookie security schemes on every route that needs a login.
+FastAPI's ``HTTPValidationError`` (``web.errors`` answers every 422 in that shape). The
+bearer and session-cookie security schemes come from ``web.deps.get_current_user``, so every
+route that needs a login declares them.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from crisis.sources import reports
 from crisis.sources.catalogue import IncidentReportData
 from crisis.sources.cloudevents_http import BATCH_TYPE, STRUCTURED_TYPE
 from crisis.sources.events import event_json_schema
-from web.deps import CurrentUser, get_current_user
+from web.deps import CurrentUser
 
 router = APIRouter(prefix="/api/v1", tags=["schemas"])
 
@@ -32,8 +31,6 @@ SCHEMAS: Final = "#/components/schemas/"
 #: Component names of the event schema's own definitions get this prefix (no clash with
 #: the API's models).
 EVENT_DEFS_PREFIX: Final = "CloudEvent_"
-BEARER: Final = "bearerAuth"
-COOKIE: Final = "sessionCookie"
 CAP_MEDIA_TYPES: Final = ("application/cap+xml", "application/xml", "text/xml")
 
 _MESSAGES: Final = {
@@ -138,7 +135,10 @@ def _error_schemas() -> dict[str, Any]:
         "Errors": {
             "type": "object",
             "required": ["errors"],
-            "properties": {"errors": {"type": "array", "items": _ref("ErrorItem")}},
+            "properties": {
+                "errors": {"type": "array", "items": _ref("ErrorItem")},
+                "detail": {"type": "string", "description": "the first message, as text"},
+            },
         },
     }
 
@@ -212,26 +212,6 @@ def event_schema_components() -> dict[str, Any]:
     return out
 
 
-def _needs_login(dependant: Dependant) -> bool:
-    return any(dep.call is get_current_user or _needs_login(dep) for dep in dependant.dependencies)
-
-
-def _security_schemes() -> dict[str, Any]:
-    return {
-        BEARER: {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API token: crisis token create --user NAME",
-        },
-        COOKIE: {
-            "type": "apiKey",
-            "in": "cookie",
-            "name": "crisis_session",
-            "description": "The browser's session after POST /login",
-        },
-    }
-
-
 def _use_error_shape(schema: dict[str, Any]) -> None:
     """Every 422 FastAPI describes as ``HTTPValidationError`` is answered as ``Errors``."""
     fastapi_shape = SCHEMAS + "HTTPValidationError"
@@ -260,16 +240,6 @@ def install(app: FastAPI) -> None:
         schemas = components.setdefault("schemas", {})
         schemas |= _error_schemas() | _accepted_schemas() | event_schema_components()
         schemas["ReportForm"] = report_form_schema()
-        components["securitySchemes"] = _security_schemes()
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            if not _needs_login(route.dependant):
-                continue
-            for method in route.methods or ():
-                operation = schema["paths"].get(route.path_format, {}).get(method.lower())
-                if operation is not None:
-                    operation["security"] = [{BEARER: []}, {COOKIE: []}]
         _use_error_shape(schema)
         app.openapi_schema = schema
         return schema
