@@ -111,6 +111,7 @@ async def test_the_event_schema_is_served(api: ApiHarness, spec: dict[str, Any])
     assert r.headers["content-type"].startswith("application/schema+json")
     assert r.json() == event_json_schema()
     served = await api.client.get("/openapi.json", headers=auth)
-    assert served.json()["components"]["schemas"]["CloudEvent"] == (
-        spec["components"]["schemas"]["CloudEvent"]
+    assert (
+        served.json()["components"]["schemas"]["CloudEvent"]
+        == (spec["components"]["schemas"]["CloudEvent"])
     )
