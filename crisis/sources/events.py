@@ -72,6 +72,23 @@ def is_json_media_type(media_type: str | None) -> bool:
     return media_type is not None and bool(_JSON_MEDIA_TYPE.match(media_type.strip()))
 
 
+def _extension_schema(schema: dict[str, Any]) -> None:
+    """Extension attributes in the published schema: any valid one, the trace context's
+    checked as the validator checks them."""
+    schema["additionalProperties"] = {
+        "description": "an extension attribute (name: a-z0-9, at most 20)",
+        "type": ["string", "integer", "boolean"],
+        "maxLength": EXTENSION_MAX_CHARS,
+    }
+    properties = schema.setdefault("properties", {})
+    properties["traceparent"] = {
+        "type": "string",
+        "pattern": _TRACEPARENT.pattern,
+        "description": "W3C trace context; carried into the log entries the event causes",
+    }
+    properties["tracestate"] = {"type": "string", "maxLength": EXTENSION_MAX_CHARS}
+
+
 class Envelope(BaseModel):
     """A CloudEvents 1.0 event with the project's extension attributes (``unit``,
     ``exercise``); any other extension attribute is kept as an extra field."""
@@ -79,12 +96,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(
         extra="allow",
         str_strip_whitespace=True,
-        json_schema_extra={
-            "additionalProperties": {
-                "description": "an extension attribute (name: a-z0-9, at most 20)",
-                "type": ["string", "integer", "boolean"],
-            }
-        },
+        json_schema_extra=lambda schema: _extension_schema(schema),
     )
 
     specversion: Literal["1.0"]
@@ -245,6 +257,8 @@ def validate_event(
         raise EventError(
             [{"index": index, "field": "event", "message": "an event is a JSON object"}]
         )
+    # JSON format 3.1: an attribute whose value is null is absent
+    raw = {k: v for k, v in raw.items() if v is not None or k in _CORE | PROJECT_ATTRIBUTES}
     extension_errors = _extension_errors(raw, index)
     if extension_errors:
         raise EventError(extension_errors)

@@ -96,7 +96,11 @@ def test_the_event_schema_in_the_document_judges_events(spec: dict[str, Any]) ->
     validator = jsonschema.Draft202012Validator(root)
     good = event(1)
     assert list(validator.iter_errors(good)) == []
-    assert list(validator.iter_errors({**good, "traceparent": "00-ab-cd-01"})) == []
+    traced = {**good, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    assert list(validator.iter_errors({**traced, "knativearrivaltime": "x"})) == []
+    assert [e.json_path for e in validator.iter_errors({**good, "traceparent": "00-ab"})] == [
+        "$.traceparent"
+    ]
     bad_data = {**good, "data": {"area": 5}}
     assert [e.json_path for e in validator.iter_errors(bad_data)] == ["$.data.area"]
     assert list(validator.iter_errors({**good, "colour": {"r": 1}}))
