@@ -36,6 +36,7 @@ from crisis.domain.correlation import (
     epoch,
 )
 from crisis.domain.vocabulary import EntryKind, Status
+from crisis.log import projection
 from crisis.log.append import (
     EntrySpec,
     chain_rows,
@@ -47,7 +48,7 @@ from crisis.log.chain import GENESIS, Head, format_time
 from crisis.log.tables import TABLES
 from crisis.sources.events import EventError, validate_event
 from crisis.store import errors as dberrors
-from crisis.store.recorder import Recorder, open_recorder
+from crisis.store.recorder import CORRECTED_COLUMNS, Recorder, open_recorder
 from streams.metrics import WorkerMetrics
 from streams.relay import entry_record
 
@@ -484,6 +485,8 @@ class _Writer:
                 "status": status,
                 "closed_at": None,
                 "severity": None,
+                "title": None,
+                "area": None,
                 "dirty": False,
             }
 
@@ -539,16 +542,25 @@ class _Writer:
             return
         assert isinstance(action, AddEntry)
         head = self.heads[action.incident_id]
-        self._chain(action.incident_id, action.kind, action.text, action.data)
+        self._chain(action.incident_id, action.kind, action.text, action.data, action.corrects)
+        corrected = projection.corrected_fields(action.kind, action.corrects, action.data)
+        head.update(corrected)
         if action.kind == EntryKind.ESCALATION.value and "to" in action.data:
             head["level"] = str(action.data["to"])
         if action.kind == EntryKind.STATUS_CHANGE.value and action.data.get("status"):
             head["status"] = action.data["status"]
             head["closed_at"] = self.now if action.data["status"] == Status.CLOSED.value else None
 
-    def _chain(self, incident_id: str, kind: str, text_: str, data: Mapping[str, Any]) -> None:
+    def _chain(
+        self,
+        incident_id: str,
+        kind: str,
+        text_: str,
+        data: Mapping[str, Any],
+        corrects: int | None = None,
+    ) -> None:
         # JSON-native already (decoded events and rule-built dicts): hashed as it is.
-        self.pending.append((incident_id, EntrySpec(kind, ACTOR, text_, data)))
+        self.pending.append((incident_id, EntrySpec(kind, ACTOR, text_, data, corrects)))
         self.heads[incident_id]["dirty"] = True
 
     def _chain_pending(self) -> None:
@@ -584,6 +596,7 @@ class _Writer:
                 "level": h["level"],
                 "status": h["status"],
                 "closed_at": h["closed_at"],
+                **{c: h.get(c) for c in CORRECTED_COLUMNS},
             }
             for iid, h in self.heads.items()
             if iid not in self.new_incidents and h.get("dirty")

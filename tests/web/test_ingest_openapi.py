@@ -79,6 +79,8 @@ def test_ingest_routes_declare_bodies_answers_errors_and_security(spec: dict[str
     assert events["content"]["application/cloudevents+json"]["schema"] == {
         "$ref": "#/components/schemas/CloudEvent"
     }
+    cap_accepted = spec["components"]["schemas"]["CapAccepted"]["properties"]
+    assert {"accepted", "units", "identifier", "note", "warnings"} <= set(cap_accepted)
     cap = spec["paths"]["/api/v1/cap"]["post"]["requestBody"]["content"]
     assert cap["application/cap+xml"]["schema"]["type"] == "string"
     form = spec["components"]["schemas"]["ReportForm"]

@@ -483,7 +483,8 @@ async def post_cap(
         str | None, Query(min_length=1, max_length=120, description="exercise id (Exercise)")
     ] = None,
 ) -> JSONResponse:
-    """An OASIS CAP 1.2 alert → one warning event per unit inside its polygons/circles."""
+    """An OASIS CAP 1.2 alert → one warning event per unit inside its polygons/circles, or
+    (an area without either) named by its county/municipality geocodes."""
     raws = [{"type": cap.WARNING_TYPE}]
     try:
         _require(user, Action.EXERCISE if exercise else Action.REPORT)
@@ -543,12 +544,17 @@ async def post_cap(
         raw_events = cap.warning_events(
             alert, in_area, units_referenced=referenced, exercise=exercise
         )
+        # Geocodes we cannot resolve (EMMA_ID, ...) are named, never silently dropped.
+        warned = {"warnings": unresolved} if (unresolved := cap.unresolved_geocodes(alert)) else {}
         if not raw_events:
             reason = "no unit lies inside its areas"
             if not cap.has_geometry(alert):
-                reason = "it has no polygon or circle to match (and references no known alert)"
+                reason = (
+                    "it has no polygon or circle, and no county or municipality number of a "
+                    "unit (nor references a known alert)"
+                )
             note = f"ingen enhet berørt / no unit affected: {reason}"
-            return JSONResponse({"accepted": [], "note": note, **dry}, status_code=202)
+            return JSONResponse({"accepted": [], "note": note, **dry, **warned}, status_code=202)
         envelopes = _validate_all(raw_events, org)
         _check_scope(user, org, envelopes)
         _rate_limit(request, envelopes)
@@ -556,6 +562,11 @@ async def post_cap(
     except Refusal as refusal:
         return _refused(request, refusal, raws)
     return JSONResponse(
-        {"accepted": ids, "units": [e.unit for e in envelopes], "identifier": alert.identifier},
+        {
+            "accepted": ids,
+            "units": [e.unit for e in envelopes],
+            "identifier": alert.identifier,
+            **warned,
+        },
         status_code=202,
     )

@@ -174,6 +174,11 @@ def _accepted_schemas() -> dict[str, Any]:
                     "type": "string",
                     "description": "why nothing was produced (Test, Draft, no unit reached)",
                 },
+                "warnings": {
+                    "type": "array",
+                    "items": _ref("ErrorItem"),
+                    "description": "geocodes no unit could be matched by (EMMA_ID, …)",
+                },
             },
         },
     }
