@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -333,6 +333,7 @@ class Pipeline:
         state = self.store.load_state(conn, keys)
         mentioned = {str(i) for ev in events for i in ev.data.get("mentions_incidents", [])}
         writer = _Writer(conn, self.accountable, self.store)
+        writer.traces = {env.key: env.trace for env, _ in fresh if env.trace}
         writer.load(_incident_refs(state.values()) | mentioned)
         touched: set[str] = set(keys)
         incident_of: dict[tuple[str, str], str] = {}
@@ -463,6 +464,9 @@ class _Writer:
         self.pending: list[tuple[str, EntrySpec]] = []
         self.entries: list[dict[str, Any]] = []
         self.now = utcnow()
+        #: The W3C trace context of each event that has one, by (source, id): the entries an
+        #: event causes carry it as ``data["trace"]``.
+        self.traces: dict[tuple[str, str], dict[str, str]] = {}
 
     def load(self, ids: set[str]) -> None:
         """Lock and read the incidents the state refers to."""
@@ -487,6 +491,9 @@ class _Writer:
             }
 
     def apply(self, action: Action) -> None:
+        trace = self.traces.get(action.event) if action.event is not None else None
+        if trace:
+            action = replace(action, data={**action.data, "trace": trace})
         if isinstance(action, OpenIncident):
             role, person = self.accountable(action.unit)
             incident = {
