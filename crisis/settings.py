@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."
     )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's metrics port listens on; 0.0.0.0 in a container.",
+    )
     worker_batch_size: int = Field(
         default=1000, ge=1, description="Most events per DB transaction."
     )

@@ -46,13 +46,18 @@ async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m notifiers", description=__doc__)
     parser.add_argument(
         "--shard",
         default="0/1",
         help="K/N: deliver the outbox rows with id %% N == K (run N processes for N cores)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         k, n = (int(x) for x in args.shard.split("/"))

@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ from crisis.domain.correlation import (
     epoch,
 )
 from crisis.domain.vocabulary import EntryKind, Status
+from crisis.log import projection
 from crisis.log.append import (
     EntrySpec,
     chain_rows,
@@ -48,7 +49,7 @@ from crisis.log.chain import GENESIS, Head, format_time
 from crisis.log.tables import TABLES
 from crisis.sources.events import EventError, validate_event
 from crisis.store import errors as dberrors
-from crisis.store.recorder import Recorder, open_recorder
+from crisis.store.recorder import CORRECTED_COLUMNS, Recorder, open_recorder
 from streams.metrics import WorkerMetrics
 from streams.relay import entry_record
 
@@ -397,6 +398,7 @@ class Pipeline:
         state = self.store.load_state(conn, keys)
         mentioned = {str(i) for ev in events for i in ev.data.get("mentions_incidents", [])}
         writer = _Writer(conn, self.accountable, self.store)
+        writer.traces = {env.key: env.trace for env, _ in fresh if env.trace}
         writer.load(_incident_refs(state.values()) | mentioned)
         touched: set[str] = set(keys)
         incident_of: dict[tuple[str, str], str] = {}
@@ -527,6 +529,9 @@ class _Writer:
         self.pending: list[tuple[str, EntrySpec]] = []
         self.entries: list[dict[str, Any]] = []
         self.now = utcnow()
+        #: The W3C trace context of each event that has one, by (source, id): the entries an
+        #: event causes carry it as ``data["trace"]``.
+        self.traces: dict[tuple[str, str], dict[str, str]] = {}
 
     def load(self, ids: set[str]) -> None:
         """Lock and read the incidents the state refers to."""
@@ -545,10 +550,15 @@ class _Writer:
                 "status": status,
                 "closed_at": None,
                 "severity": None,
+                "title": None,
+                "area": None,
                 "dirty": False,
             }
 
     def apply(self, action: Action) -> None:
+        trace = self.traces.get(action.event) if action.event is not None else None
+        if trace:
+            action = replace(action, data={**action.data, "trace": trace})
         if isinstance(action, OpenIncident):
             role, person = self.accountable(action.unit)
             incident = {
@@ -597,16 +607,25 @@ class _Writer:
             return
         assert isinstance(action, AddEntry)
         head = self.heads[action.incident_id]
-        self._chain(action.incident_id, action.kind, action.text, action.data)
+        self._chain(action.incident_id, action.kind, action.text, action.data, action.corrects)
+        corrected = projection.corrected_fields(action.kind, action.corrects, action.data)
+        head.update(corrected)
         if action.kind == EntryKind.ESCALATION.value and "to" in action.data:
             head["level"] = str(action.data["to"])
         if action.kind == EntryKind.STATUS_CHANGE.value and action.data.get("status"):
             head["status"] = action.data["status"]
             head["closed_at"] = self.now if action.data["status"] == Status.CLOSED.value else None
 
-    def _chain(self, incident_id: str, kind: str, text_: str, data: Mapping[str, Any]) -> None:
+    def _chain(
+        self,
+        incident_id: str,
+        kind: str,
+        text_: str,
+        data: Mapping[str, Any],
+        corrects: int | None = None,
+    ) -> None:
         # JSON-native already (decoded events and rule-built dicts): hashed as it is.
-        self.pending.append((incident_id, EntrySpec(kind, ACTOR, text_, data)))
+        self.pending.append((incident_id, EntrySpec(kind, ACTOR, text_, data, corrects)))
         self.heads[incident_id]["dirty"] = True
 
     def _chain_pending(self) -> None:
@@ -642,6 +661,7 @@ class _Writer:
                 "level": h["level"],
                 "status": h["status"],
                 "closed_at": h["closed_at"],
+                **{c: h.get(c) for c in CORRECTED_COLUMNS},
             }
             for iid, h in self.heads.items()
             if iid not in self.new_incidents and h.get("dirty")

@@ -132,7 +132,9 @@ def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
             from prometheus_client import start_http_server
 
             start_http_server(
-                settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.registry
+                settings.worker_metrics_port,
+                addr=settings.worker_metrics_host,
+                registry=metrics.registry,
             )
     run_dir = settings.effective_run_dir
     beats = ("ingest", "reactions") if role == "all" else (role,)

@@ -30,6 +30,7 @@ from web.api import (
     ingest,
     lessons,
     notifications,
+    openapi,
     replay,
     report_export,
     review_metrics,
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         incidents,
         lessons,
         ingest,
+        openapi,
         dlq,
         audit,
         violations,
@@ -182,4 +184,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     ):
         app.include_router(module.router)
     app.include_router(board_messages.router)  # notifications on the board, /inbox (notify)
+    openapi.install(app)  # request bodies, the error shape and the security schemes
     return app

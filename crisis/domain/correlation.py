@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crisis.domain import rules
-from crisis.domain.vocabulary import LEVEL_ORDER, EntryKind, Level, Status
+from crisis.domain.vocabulary import LEVEL_ORDER, OPENING_SEQ, EntryKind, Level, Status
 from crisis.sources import catalogue
 from crisis.sources.catalogue import EventKind, incident_type_for
 
@@ -96,6 +96,7 @@ class AddEntry:
     text: str
     data: dict[str, Any] = field(default_factory=dict)
     event: tuple[str, str] | None = None
+    corrects: int | None = None  # a correction: the seq it corrects
 
 
 Action = OpenIncident | AddEntry
@@ -484,6 +485,8 @@ class Correlator:
             out = self._storm_summary(key.removeprefix("storm:"), entry)
             entry.update(win=now, n=0, sup=0, due=None)
             return out
+        if key.startswith("cap:"):
+            return self._cap_due(entry, incidents, now)
         if not key.startswith("gw:") or entry.get("due") is None or now < float(entry["due"]):
             return []
         if self._open_incident_of(entry, incidents) is not None:
@@ -619,6 +622,9 @@ class Correlator:
         state: State,
         incidents: MutableMapping[str, IncidentView],
     ) -> list[Action]:
+        """MET's profile: Alert opens, Update corrects (severity, title, area), an Update with
+        responseType AllClear or one that no longer covers the unit (``in_area`` false) ends
+        the unit's part, ``expires`` ends it by the clock (:meth:`due`), Cancel closes."""
         data = event.data
         status = data.get("status")
         # Test never opens anything; Exercise only inside an exercise (DOMAIN.md, Hawaii).
@@ -627,20 +633,26 @@ class Correlator:
         msg_type = data.get("msg_type")
         identifier = str(data.get("identifier"))
         own_key = self._cap_key(event, identifier)
-        referenced: IncidentView | None = None
-        for ref in data.get("references", []):
-            view = self._open_incident_of(
-                state.get(self._cap_key(event, _cap_identifier(ref))), incidents
-            )
-            if view is not None:
-                referenced = view
+        ref_keys = [self._cap_key(event, _cap_identifier(r)) for r in data.get("references", [])]
+        existing, before = self._open_incident_of(state.get(own_key), incidents), state.get(own_key)
+        for key in ref_keys:
+            if existing is not None:
                 break
-        existing = self._open_incident_of(state.get(own_key), incidents) or referenced
+            existing = self._open_incident_of(state.get(key), incidents)
+            before = state.get(key)
         headline = str(data.get("headline") or data.get("event") or "farevarsel")
-        if msg_type == "Cancel":
-            if existing is None:
+        if msg_type not in ("Alert", "Update", "Cancel"):
+            return []
+        if existing is None:
+            if msg_type == "Cancel" or not data.get("in_area", True) or _all_clear(data):
+                # Nothing open here: an end never opens an incident (DOMAIN.md: not reopened).
                 return []
-            state[own_key] = {"incident": existing.id}
+            return self._cap_open(kind, event, state, incidents, own_key)
+        for key in ref_keys:  # the referenced alert's expiry is superseded by this one
+            if key in state and key != own_key:
+                state[key] = {**state[key], "due": None}
+        state[own_key] = {**(before or {}), "incident": existing.id, "due": None}
+        if msg_type == "Cancel":
             existing.status = Status.CLOSED.value
             return [
                 self._source_entry(event, existing.id, f"Farevarsel opphevet: {headline}"),
@@ -651,25 +663,156 @@ class Correlator:
                     {"status": Status.CLOSED.value, "cap_identifier": identifier},
                 ),
             ]
-        if msg_type not in ("Alert", "Update"):
-            return []
-        if existing is not None:
-            state[own_key] = {"incident": existing.id}
-            word = "Oppdatert farevarsel" if msg_type == "Update" else "Farevarsel"
-            return [self._source_entry(event, existing.id, f"{word}: {headline}")]
-        title = kind.title.format(headline=headline, unit=self.unit_name(event.unit))
+        if _all_clear(data) or not data.get("in_area", True):
+            why = (
+                "faren er over (CAP AllClear)"
+                if _all_clear(data)
+                else "enheten er ikke lenger i varselområdet (CAP Update)"
+            )
+            text = f"Farevarsel avsluttet for enheten: {why}: {headline}"
+            return [
+                self._source_entry(event, existing.id, text[:2000]),
+                *self._cap_end(existing, why, identifier),
+            ]
+        word = "Oppdatert farevarsel" if msg_type == "Update" else "Farevarsel"
+        out: list[Action] = [self._source_entry(event, existing.id, f"{word}: {headline}")]
+        warning = self._warning_state(kind, event)
+        changed = {
+            k: v
+            for k, v in warning.items()
+            if (before or {}).get("warning", {}).get(k) != v and k != "awareness_level"
+        }
+        if changed:
+            text = (
+                "Farevarselet er oppdatert (CAP "
+                + identifier
+                + "): "
+                + "; ".join(_CHANGE_LABELS[k] + f" {v}" for k, v in changed.items())
+            )
+            out.append(
+                AddEntry(
+                    existing.id,
+                    EntryKind.CORRECTION.value,
+                    text[:2000],
+                    {
+                        **changed,
+                        "awareness_level": warning.get("awareness_level"),
+                        "reason": f"CAP {msg_type} {identifier}",
+                        "cap_identifier": identifier,
+                        "previous": {k: (before or {}).get("warning", {}).get(k) for k in changed},
+                    },
+                    corrects=OPENING_SEQ,
+                )
+            )
+        state[own_key] = {
+            "incident": existing.id,
+            "warning": warning,
+            "due": _expiry(data),
+            "identifier": identifier,
+        }
+        return out
+
+    def _warning_state(self, kind: EventKind, event: Event) -> dict[str, Any]:
+        """What of the incident the warning sets: severity, title, area (and the level)."""
+        data = event.data
+        headline = str(data.get("headline") or data.get("event") or "farevarsel")
+        return {
+            "severity": cap_severity(data, kind.severity),
+            "title": kind.title.format(headline=headline, unit=self.unit_name(event.unit))[:300],
+            "area": str(data.get("area_desc") or "")[:120] or None,
+            "awareness_level": data.get("awareness_level"),
+        }
+
+    def _cap_open(
+        self,
+        kind: EventKind,
+        event: Event,
+        state: State,
+        incidents: MutableMapping[str, IncidentView],
+        own_key: str,
+    ) -> list[Action]:
+        warning = self._warning_state(kind, event)
+        identifier = str(event.data.get("identifier"))
         opened = self._open(
             event,
             incidents,
             incident_type=kind.incident_type,
-            title=title,
-            severity=cap_severity(data, kind.severity),
-            area=str(data.get("area_desc") or "")[:120] or None,
-            text=f"{title}. {data.get('description') or ''}".strip()[:2000],
-            data={"cap_identifier": identifier, "cap_sender": data.get("sender")},
+            title=warning["title"],
+            severity=warning["severity"],
+            area=warning["area"],
+            text=f"{warning['title']}. {event.data.get('description') or ''}".strip()[:2000],
+            data={"cap_identifier": identifier, "cap_sender": event.data.get("sender")},
         )
-        state[own_key] = {"incident": opened.incident_id}
+        state[own_key] = {
+            "incident": opened.incident_id,
+            "warning": warning,
+            "due": _expiry(event.data),
+            "identifier": identifier,
+        }
         return [opened]
+
+    @staticmethod
+    def _cap_end(view: IncidentView, why: str, identifier: str) -> list[Action]:
+        """The warning's part is over: close an incident still at the unit; one escalated
+        above it (or security-political) stays open for its owner, with a logged note."""
+        if view.level == Level.UNIT.value and not view.security_political:
+            view.status = Status.CLOSED.value
+            return [
+                AddEntry(
+                    view.id,
+                    EntryKind.STATUS_CHANGE.value,
+                    f"Lukket: {why}",
+                    {
+                        "status": Status.CLOSED.value,
+                        "reason": why,
+                        "final_situation": "Farevarselet er over for enheten",
+                        "cap_identifier": identifier,
+                    },
+                )
+            ]
+        return [
+            AddEntry(
+                view.id,
+                EntryKind.OBSERVATION.value,
+                f"Farevarselet er over ({why}), men hendelsen er på nivå {view.level}"
+                f"{' og sikkerhetspolitisk' if view.security_political else ''}: "
+                "den lukkes ikke automatisk; eier avgjør",
+                {"warning_ended": True, "reason": why, "cap_identifier": identifier},
+            )
+        ]
+
+    def _cap_due(
+        self, entry: dict[str, Any], incidents: MutableMapping[str, IncidentView], now: float
+    ) -> list[Action]:
+        """``expires`` has passed and no later message superseded this one."""
+        if entry.get("due") is None or now < float(entry["due"]):
+            return []
+        expired = _iso(float(entry["due"]))
+        entry["due"] = None
+        view = self._open_incident_of(entry, incidents)
+        if view is None:
+            return []
+        why = f"farevarselet utløp {expired} (CAP expires) uten ny melding"
+        return self._cap_end(view, why, str(entry.get("identifier") or ""))
+
+
+_CHANGE_LABELS = {"severity": "alvorlighetsgrad", "title": "tittel", "area": "område"}
+
+
+def _all_clear(data: Mapping[str, Any]) -> bool:
+    return "AllClear" in (data.get("response_types") or [])
+
+
+def _expiry(data: Mapping[str, Any]) -> float | None:
+    """The warning's ``expires`` as epoch seconds (the clock's due time), if it has one."""
+    value = data.get("expires")
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def _iso(ts: float) -> str:

@@ -211,6 +211,9 @@ class Unit(_Frozen):
     region: str = Field(min_length=1)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+    # Norwegian county and municipality numbers (2024 division): CAP <geocode> matching.
+    county: str | None = Field(default=None, pattern=r"^\d{2}$")
+    municipality: str | None = Field(default=None, pattern=r"^\d{4}$")
     departments: tuple[Department, ...] = ()
     areas: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # other names the press uses ("Bergen kretsfengsel")
@@ -229,6 +232,11 @@ class Unit(_Frozen):
     def _consistent(self) -> Unit:
         if self.kind == "prison" and self.security_level is None:
             raise ValueError("a prison needs a security_level (high or lower)")
+        if self.municipality and self.county and not self.municipality.startswith(self.county):
+            raise ValueError(
+                f"municipality {self.municipality} does not lie in county {self.county} "
+                "(a municipality number starts with its county's)"
+            )
         seen: set[str] = set()
         for department in self.departments:
             if department.id in seen:

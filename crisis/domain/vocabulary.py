@@ -44,6 +44,11 @@ class EntryKind(StrEnum):
     FOLLOW_UP_UPDATE = "follow_up_update"  # a change of a follow-up's status, owner or due date
 
 
+#: The seq of an incident's opening entry (its first title, severity and area); a correction
+#: naming it may set those (``crisis.log.projection.corrected_fields``).
+OPENING_SEQ = 1
+
+
 #: Kinds a person may add through ``POST /api/v1/incidents/{id}/entries``; the others are
 #: written by the system itself (opening, source events) or by their own endpoint (escalation).
 USER_ENTRY_KINDS = frozenset(

@@ -14,7 +14,7 @@ from typing import Any
 
 from crisis.clock import as_utc
 from crisis.domain.rules import NOTIFIER_ACTOR
-from crisis.domain.vocabulary import EntryKind, Status, TaskStatus
+from crisis.domain.vocabulary import OPENING_SEQ, EntryKind, Status, TaskStatus
 from crisis.log.models import Incident, LogEntry
 
 #: Delivery statuses the notifiers record, worst first (how a group's row is coloured).
@@ -109,6 +109,22 @@ def _str(value: Any) -> str:
     return str(value)
 
 
+def corrected_fields(kind: str, corrects: int | None, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a correction of the opening entry sets on the incident (a CAP Update raising a
+    warning): ``severity`` 1-5, ``title``, ``area``, each only when present and well-formed."""
+    if kind != EntryKind.CORRECTION or corrects != OPENING_SEQ:
+        return {}
+    out: dict[str, Any] = {}
+    severity = data.get("severity")
+    if isinstance(severity, int) and not isinstance(severity, bool) and 1 <= severity <= 5:
+        out["severity"] = severity
+    if isinstance(data.get("title"), str) and data["title"].strip():
+        out["title"] = data["title"].strip()[:300]
+    if isinstance(data.get("area"), str) and data["area"].strip():
+        out["area"] = data["area"].strip()[:120]
+    return out
+
+
 def apply_entry(incident: Incident, entry: LogEntry) -> None:
     """Keep the incident row (a projection of its log) in step with the entry: level,
     owner and accountable, severity, status, the promised next update. The append service
@@ -127,6 +143,8 @@ def apply_entry(incident: Incident, entry: LogEntry) -> None:
             )
         if isinstance(data.get("severity"), int):
             incident.severity = data["severity"]
+    for name, value in corrected_fields(entry.kind, entry.corrects, data).items():
+        setattr(incident, name, value)
     if entry.kind == EntryKind.STATUS_CHANGE and data.get("status") in {s.value for s in Status}:
         incident.status = data["status"]
         incident.closed_at = entry.at if data["status"] == Status.CLOSED.value else None

@@ -7,7 +7,10 @@ network); an XML error is ``CapError(malformed=True)`` and a rule violation ``Ca
 ``info[0].area[1].polygon[0]``. What a document may hold (:class:`Limits`) is counted on the
 parsed tree before any of it is read. Polygons are "lat,lon" pairs, kept as shapely polygons
 (lon/lat) and matched against all units at once (an STR tree); circles are "lat,lon
-radius_km", matched by great-circle (haversine) distance.
+radius_km", matched by great-circle (haversine) distance. An area without polygon or
+circle is matched by its ``<geocode>``: Norwegian county and municipality numbers against
+the units' own (:data:`COUNTY_CODES`, :data:`MUNICIPALITY_CODES`); other codes, MeteoAlarm's
+``EMMA_ID`` among them, are not resolved and are named in :func:`unresolved_geocodes`.
 """
 
 from __future__ import annotations
@@ -150,6 +153,10 @@ class Area:
     circles: tuple[tuple[float, float, float], ...] = ()  # (lat, lon, radius_km)
     geocodes: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def has_shape(self) -> bool:
+        return bool(self.polygons or self.circles)
+
     def contains(self, lat: float, lon: float) -> bool:
         return bool(self.inside([(lat, lon)]))
 
@@ -188,6 +195,7 @@ class Info:
     expires: datetime | None = None
     parameters: tuple[tuple[str, str], ...] = ()
     areas: tuple[Area, ...] = ()
+    response_types: tuple[str, ...] = ()
 
     def parameter(self, name: str) -> str | None:
         return next((v for n, v in self.parameters if n == name), None)
@@ -414,8 +422,10 @@ def _info(el: etree._Element, path: str, errs: _Collector) -> Info:
         _enum(c, CATEGORIES, f"{path}.category[{i}]", errs)
         for i, c in enumerate(_texts(found, "category"))
     )
-    for i, rt in enumerate(_texts(found, "responseType")):
+    response_types = tuple(
         _enum(rt, RESPONSE_TYPES, f"{path}.responseType[{i}]", errs)
+        for i, rt in enumerate(_texts(found, "responseType"))
+    )
     parameters = []
     for i, p in enumerate(found.get("parameter", [])):
         pair = _children(p, {"valueName": (True, False), "value": (True, False)}, "", errs)
@@ -442,6 +452,7 @@ def _info(el: etree._Element, path: str, errs: _Collector) -> Info:
         onset=_datetime(_text(found, "onset"), f"{path}.onset", errs),
         expires=_datetime(_text(found, "expires"), f"{path}.expires", errs),
         parameters=tuple(parameters),
+        response_types=response_types,
         areas=tuple(
             _area(a, f"{path}.area[{i}]", errs) for i, a in enumerate(found.get("area", []))
         ),
@@ -583,9 +594,39 @@ def language_pair(alert: Alert) -> tuple[Info | None, Info | None]:
     return primary, english
 
 
+#: ``<geocode>`` valueNames (any case) that carry a Norwegian county or municipality number.
+COUNTY_CODES = frozenset({"county", "fylke", "fylkesnummer"})
+MUNICIPALITY_CODES = frozenset({"municipality", "kommune", "kommunenummer"})
+
+
+def _code_attribute(name: str, value: str) -> tuple[str, str] | None:
+    """(unit attribute, normalised number) of a geocode we resolve, else None."""
+    kind, code = name.strip().lower(), value.strip()
+    if not (code.isascii() and code.isdigit()):
+        return None
+    if kind in COUNTY_CODES:
+        return "county", code.zfill(2)
+    if kind in MUNICIPALITY_CODES:
+        return "municipality", code.zfill(4)
+    return None
+
+
+def _geocode_hits(area: Area, units: Sequence[Any]) -> set[int]:
+    hits: set[int] = set()
+    for name, value in area.geocodes:
+        resolved = _code_attribute(name, value)
+        if resolved is None:
+            continue
+        attribute, code = resolved
+        hits.update(i for i, u in enumerate(units) if getattr(u, attribute, None) == code)
+    return hits
+
+
 def affected_units(alert: Alert, units: Iterable[HasPosition]) -> dict[str, str]:
     """Unit id → the description of the first area (of any info block, the primary first)
-    containing it; in the order of ``units``."""
+    reaching it; in the order of ``units``. An area with a polygon or circle reaches the
+    units inside them; one with neither, the units its county/municipality numbers name (a
+    geocode beside a shape only labels it: the shape is the more precise)."""
     primary, _ = language_pair(alert)
     ordered = ([primary] if primary else []) + [i for i in alert.infos if i is not primary]
     listed = list(units)
@@ -593,13 +634,43 @@ def affected_units(alert: Alert, units: Iterable[HasPosition]) -> dict[str, str]
     first: dict[int, str] = {}
     for info in ordered:
         for area in info.areas:
-            for i in area.inside(positions):
+            hits = area.inside(positions) if area.has_shape else _geocode_hits(area, listed)
+            for i in hits:
                 first.setdefault(i, area.desc)
     return {listed[i].id: first[i] for i in sorted(first)}
 
 
 def has_geometry(alert: Alert) -> bool:
-    return any(a.polygons or a.circles for i in alert.infos for a in i.areas)
+    return any(a.has_shape for i in alert.infos for a in i.areas)
+
+
+def unresolved_geocodes(alert: Alert) -> list[dict[str, Any]]:
+    """The geocodes of shapeless areas that no unit is matched by (``EMMA_ID`` and other
+    code lists), each once, as ``{index, field, message}`` warnings."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, info in enumerate(alert.infos):
+        for j, area in enumerate(info.areas):
+            if area.has_shape:
+                continue
+            for k, (name, value) in enumerate(area.geocodes):
+                if _code_attribute(name, value) is not None or (name, value) in seen:
+                    continue
+                seen.add((name, value))
+                out.append(
+                    {
+                        "index": None,
+                        "field": f"info[{i}].area[{j}].geocode[{k}]",
+                        "message": f"{name}={value}: ikke støttet / not resolved to units "
+                        "(only county and municipality numbers are; send a polygon)",
+                    }
+                )
+    return out
+
+
+def response_types(alert: Alert) -> list[str]:
+    """Every info block's ``responseType``s, each once (MET ends a warning with AllClear)."""
+    return list(dict.fromkeys(rt for info in alert.infos for rt in info.response_types))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -629,6 +700,7 @@ def warning_events(
         "references": list(alert.references),
         "referenced_identifiers": alert.referenced_identifiers,
         "event": (primary.event if primary else None) or alert.note or alert.msg_type,
+        "response_types": response_types(alert),
     }
     if primary is not None:
         base.update(

@@ -146,6 +146,20 @@ class CapWarningData(EventData):
     in_area: bool = Field(
         default=True, description="False: named only because a referenced alert reached it."
     )
+    # Added with MET's profile (AllClear on an Update ends a warning):
+    response_types: list[
+        Literal[
+            "Shelter",
+            "Evacuate",
+            "Prepare",
+            "Execute",
+            "Avoid",
+            "Monitor",
+            "Assess",
+            "AllClear",
+            "None",
+        ]
+    ] = Field(default_factory=list, max_length=9)
 
 
 # --- the declaration --------------------------------------------------------------------

@@ -14,7 +14,14 @@ from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from crisis.store.recorder import CHUNK, HEAD_COLUMNS, HEAD_UPDATE_COLUMNS, Key, Recorder
+from crisis.store.recorder import (
+    CHUNK,
+    CORRECTED_COLUMNS,
+    HEAD_COLUMNS,
+    HEAD_UPDATE_COLUMNS,
+    Key,
+    Recorder,
+)
 
 T = TypeVar("T")
 
@@ -118,6 +125,17 @@ class PostgresRecorder(Recorder):
                 .values(closed_at=bindparam("closed_at")),
                 parameters=closed,
             )
+        for column in CORRECTED_COLUMNS:
+            corrected = [
+                {"b_id": r["id"], column: r[column]} for r in rows if r.get(column) is not None
+            ]
+            if corrected:
+                conn.execute(
+                    update(incidents)
+                    .where(incidents.c.id == bindparam("b_id"))
+                    .values({column: bindparam(column)}),
+                    parameters=corrected,
+                )
 
     def save_state(self, conn: Connection, state: Mapping[str, Mapping[str, Any]]) -> None:
         if not state:

@@ -46,6 +46,9 @@ HEAD_COLUMNS = (
 )
 #: The columns ``update_heads`` sets (besides ``closed_at`` where it is given).
 HEAD_UPDATE_COLUMNS = ("head_seq", "head_hash", "level", "status")
+#: Columns a rule's correction of the opening entry may set (a CAP Update): written only
+#: for the rows of :meth:`update_heads` that carry them (not None).
+CORRECTED_COLUMNS = ("severity", "title", "area")
 
 
 class Tables(NamedTuple):

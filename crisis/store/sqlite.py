@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from crisis.store.db import checkpoint_sqlite, make_sync_sqlite_engine
 from crisis.store.recorder import (
     CHUNK,
+    CORRECTED_COLUMNS,
     HEAD_COLUMNS,
     HEAD_UPDATE_COLUMNS,
     Key,
@@ -199,6 +200,10 @@ class SqliteRecorder(Recorder):
         closed = [r for r in rows if r.get("closed_at") is not None]
         if closed:
             table.update(conn, ("closed_at",), "id", closed)
+        for column in CORRECTED_COLUMNS:
+            corrected = [r for r in rows if r.get(column) is not None]
+            if corrected:
+                table.update(conn, (column,), "id", corrected)
 
     def save_state(self, conn: Connection, state: Mapping[str, Mapping[str, Any]]) -> None:
         if not state:

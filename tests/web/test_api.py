@@ -39,8 +39,9 @@ async def test_units_as_the_contract_names_them(api: ApiHarness) -> None:
     headers = await api.user("kdi1", "kdi")
     units = (await api.client.get("/api/v1/units", headers=headers)).json()
     froland = next(u for u in units if u["id"] == "agder-froland")
-    assert set(froland) == {"id", "name", "kind", "region", "lat", "lon"}
+    assert set(froland) == {"id", "name", "kind", "region", "lat", "lon", "county", "municipality"}
     assert froland["region"] == "sorvest" and froland["kind"] == "prison"
+    assert (froland["county"], froland["municipality"]) == ("42", "4214")
     assert 58 < froland["lat"] < 59 and 8 < froland["lon"] < 9
 
 

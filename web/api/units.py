@@ -17,11 +17,22 @@ class UnitPublic(BaseModel):
     region: str
     lat: float
     lon: float
+    county: str | None = None
+    municipality: str | None = None
 
 
 @router.get("/units", response_model=list[UnitPublic])
 async def list_units(_: CurrentUser, org: Org) -> list[UnitPublic]:
     return [
-        UnitPublic(id=u.id, name=u.name, kind=u.kind, region=u.region, lat=u.lat, lon=u.lon)
+        UnitPublic(
+            id=u.id,
+            name=u.name,
+            kind=u.kind,
+            region=u.region,
+            lat=u.lat,
+            lon=u.lon,
+            county=u.county,
+            municipality=u.municipality,
+        )
         for u in org.units.values()
     ]
