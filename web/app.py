@@ -59,6 +59,7 @@ def _ingest_producer(settings: Settings, engine: AsyncEngine) -> EventProducer |
         outbox_path=settings.data_dir / OUTBOX_FILE,
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
+        max_request_size=settings.kafka_max_request_size,
         until_logged=settings.outbox_until_logged,
         confirm=database_confirm(engine),
     )
