@@ -503,9 +503,14 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+#: Where ``crisis up`` writes the broker's host:port (in the data dir) for other processes.
+BROKER_ADDR_FILE = "broker.addr"
+
+
 def up(args: argparse.Namespace) -> int:
-    """Broker (unless CRISIS_KAFKA_BOOTSTRAP), workers, dispatcher, web and the log anchor as
-    one supervised tree (crisis.supervisor): a dead part is restarted; Ctrl-C drains and stops."""
+    """Broker (unless CRISIS_KAFKA_BOOTSTRAP), workers, dispatcher, web, the log anchor and the
+    bridges that are configured (CRISIS_MQTT_URL, CRISIS_MEDIA_FEEDS) as one supervised tree
+    (crisis.supervisor): a dead part is restarted; Ctrl-C drains and stops."""
     from crisis.kafka.producer import OUTBOX_FILE
     from crisis.runtime.heartbeat import DRAINING_FILE
     from crisis.runtime.supervisor import Part, Supervisor
@@ -538,6 +543,8 @@ def up(args: argparse.Namespace) -> int:
         # Memory storage: the broker's acknowledgement keeps nothing, the log must.
         env["CRISIS_OUTBOX_UNTIL_LOGGED"] = "1"
         parts.append(Part("broker", None))
+    else:
+        env["CRISIS_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     py = sys.executable
     parts += [
         # Two worker processes: ingest never waits on the playbook engine, and both cores work.
@@ -547,6 +554,12 @@ def up(args: argparse.Namespace) -> int:
         Part("web", [py, "-m", "web", "--host", args.host, "--port", str(args.port)]),
         Part("anchor", [py, "-m", "crisis.cli", "log", "anchor", "--every", "5"]),
     ]
+    # The bridges read their settings (and the broker address set above) from the environment.
+    if settings.mqtt_url:
+        parts.append(Part("bridge-mqtt", [py, "-m", "streams.bridges.mqtt"]))
+    if settings.media_feeds:
+        parts.append(Part("bridge-media", [py, "-m", "streams.bridges.media"]))
+    addr_file = settings.data_dir / BROKER_ADDR_FILE
     supervisor = Supervisor(
         parts=parts,
         env=env,
@@ -567,6 +580,9 @@ def up(args: argparse.Namespace) -> int:
         if broker is not None:
             supervisor.start(["broker"])
             print(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}", flush=True)
+        addr_file.write_text(env["CRISIS_KAFKA_BOOTSTRAP"] + "\n")
+        print(f"Kafka: CRISIS_KAFKA_BOOTSTRAP={env['CRISIS_KAFKA_BOOTSTRAP']}", flush=True)
+        print(f"       (also in {addr_file})", flush=True)
         asyncio.run(migrate_database(settings))
         login = asyncio.run(ensure_demo_login(settings))
         supervisor.start([p.name for p in parts if p.argv is not None])
@@ -598,6 +614,9 @@ def up(args: argparse.Namespace) -> int:
                     flush=True,
                 )
                 print(f"Øvingsleder / controller: {url}/exercises/{exercise_id}", flush=True)
+        for name in ("bridge-mqtt", "bridge-media"):
+            if name in supervisor.parts:
+                print(f"Bro / bridge: {name} (logs/{name}.log)", flush=True)
         print("Ctrl-C stopper alt / stops everything.", flush=True)
         while not supervisor.signals:
             supervisor.tick()
@@ -606,6 +625,7 @@ def up(args: argparse.Namespace) -> int:
         return 0
     finally:
         supervisor.stop()
+        addr_file.unlink(missing_ok=True)
         print("crisis up: stopped", flush=True)
 
 
@@ -728,11 +748,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_bridge = sub.add_parser("bridge", help="bridges: MQTT sensors and media feeds → events")
     bridge_sub = p_bridge.add_subparsers(dest="bridge_command", required=True)
     p_mqtt = bridge_sub.add_parser("mqtt", help="MQTT kriminalomsorgen/<unit>/<kind>/<id>")
-    p_mqtt.add_argument("--url", required=True, help="mqtt://HOST:PORT")
+    p_mqtt.add_argument(
+        "--url", default=None, help="mqtt://HOST:PORT[/filter] (default: CRISIS_MQTT_URL)"
+    )
     p_mqtt.add_argument("--topic", default=None, help="subscription filter")
     p_mqtt.add_argument("--client-id", default=None, help="persistent MQTT session id")
     p_media = bridge_sub.add_parser("media", help="RSS/Atom/JSON media-monitoring feeds")
-    p_media.add_argument("--feed", required=True, action="append", help="feed URL (repeatable)")
+    p_media.add_argument(
+        "--feed", action="append", help="feed URL (repeatable; default: CRISIS_MEDIA_FEEDS)"
+    )
     p_media.add_argument("--interval", type=float, default=None, help="seconds between polls")
     p_media.add_argument("--once", action="store_true", help="poll once and exit")
     _plugin_commands(sub)
@@ -751,11 +775,11 @@ def _plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _bridge_args(args: argparse.Namespace) -> list[str]:
     if args.bridge_command == "mqtt":
-        extra = ["--url", args.url]
+        extra = ["--url", args.url] if args.url else []
         extra += ["--topic", args.topic] if args.topic else []
         extra += ["--client-id", args.client_id] if args.client_id else []
         return extra
-    extra = [item for feed in args.feed for item in ("--feed", feed)]
+    extra = [item for feed in args.feed or () for item in ("--feed", feed)]
     extra += ["--interval", str(args.interval)] if args.interval is not None else []
     extra += ["--once"] if args.once else []
     return extra

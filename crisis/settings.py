@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -208,6 +209,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Media bridge: items read per feed and poll; the rest are logged.",
     )
+    # --- bridges and the broker's limits (docs/operations.md, issue 20) ---
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT bridge: mqtt://[user:pass@]HOST:PORT[/topic-filter] (mqtts:// for TLS);"
+        " `crisis up` starts the bridge when set. The filter defaults to kriminalomsorgen/+/+/+.",
+    )
+    media_feeds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Media bridge: feed URLs (comma- or space-separated); `crisis up` starts the"
+        " bridge when set.",
+    )
+    kafka_max_request_size: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Bytes a record may have; a larger one is dead-lettered in reduced form.",
+    )
     map_tile_url: str | None = Field(
         default=None,
         description="Board map tiles, e.g. https://host/{z}/{x}/{y}.png; unset → offline outline.",
@@ -255,6 +272,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an origin (scheme://host[:port])")
             origins.append(item)
         return origins
+
+    @field_validator("media_feeds", mode="before")
+    @classmethod
+    def _feeds(cls, value: object) -> object:
+        """A comma- or space-separated list from the environment (or a JSON list)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item for item in text.replace(",", " ").split() if item]
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _blank_url_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("kafka_bootstrap")
     @classmethod

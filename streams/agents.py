@@ -9,6 +9,9 @@
   database is retried with back-off without acknowledging anything.
 - After each batch its entries are published on ``crisis.log`` from memory (the relay is
   handed them, so it need not read them back) before the next batch is read.
+- ``store_dead_letters`` (one consumer, group ``crisis-dlq``): ``crisis.events.dlq`` into the
+  ``dead_letters`` table, so what the bridges and the producers' reduced records put there is
+  listed with the worker's own (which are written with their batch and skipped here).
 - ``relay_log`` (task): publishes the other committed log entries (the web API's, the
   reactions') on ``crisis.log``, polling for them, and retries what a batch could not.
 - ``due_checks`` (timer): silent gateways and storm summaries.
@@ -32,6 +35,7 @@ from streams.pipeline import (
     BatchResult,
     Pipeline,
     Record,
+    dlq_rows,
     is_transient,
     log_event,
 )
@@ -46,6 +50,8 @@ def _key(unit: str | None) -> bytes | None:
 
 #: The ingest consumer's group: not the Faust app id, whose group speaks Faust's assignor.
 INGEST_GROUP = "crisis-ingest"
+#: The group that copies ``crisis.events.dlq`` into the dead-letter table.
+DLQ_GROUP = "crisis-dlq"
 
 
 def attach_agents(
@@ -153,6 +159,28 @@ def attach_agents(
         max_records=batch_size,
     )
 
+    async def store_dlq(batch: Sequence[Any]) -> None:
+        """Idempotent (fingerprint): a redelivered batch adds nothing. A database that is away
+        raises, so the batch is not committed and is read again."""
+        rows = dlq_rows(
+            [
+                Record(value=r.value, topic=r.topic, partition=r.partition, offset=r.offset)
+                for r in batch
+            ]
+        )
+        if rows:
+            async with db_lock:
+                await pipeline.store_dead_letters(rows)
+
+    dlq_consumer = BatchConsumer.in_app(
+        app,
+        bootstrap=bootstrap,
+        topic=topics.EVENTS_DLQ,
+        group_id=DLQ_GROUP,
+        handle=store_dlq,
+        max_records=batch_size,
+    )
+
     def update_lag(batch: Sequence[Any]) -> None:
         for tp, offset in offsets_by_partition(batch).items():
             high = consumer.highwater(tp)
@@ -165,6 +193,10 @@ def attach_agents(
             await consumer.run()
         finally:
             await dlq.stop()
+
+    @app.task
+    async def store_dead_letters() -> None:
+        await dlq_consumer.run()
 
     @app.task
     async def relay_log() -> None:

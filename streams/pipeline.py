@@ -19,7 +19,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -127,6 +128,69 @@ def _raw_text(value: bytes | str | dict[str, Any] | None) -> str:
     if isinstance(value, dict):
         return json.dumps(value, default=str, ensure_ascii=False)
     return value
+
+
+#: The ``origin`` of the dead letters the worker itself refuses.
+WORKER_ORIGIN = "worker"
+
+
+def dlq_rows(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """``dead_letters`` rows for what others put on ``crisis.events.dlq`` (the bridges' rejects,
+    the producers' reduced unpublishable records). The worker's own copies carry their row's
+    fingerprint and are skipped: the row was written with their batch. A record is one row
+    however often it is delivered or sent (fingerprint: a hash of its bytes)."""
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        try:
+            value = _decode(record.value)
+        except Exception:  # not JSON: kept below as its text
+            value = None
+        if isinstance(value, dict) and "fingerprint" in value and "raw" in value:
+            continue  # the worker's own copy
+        letter = value if isinstance(value, dict) else {}
+        event = letter.get("event")
+        head = event if isinstance(event, dict) else {}
+        if letter.get("reduced"):
+            raw = str(letter.get("prefix") or "")
+        elif event is not None:
+            raw = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
+        else:
+            raw = _raw_text(record.value)
+        origin = str(letter.get("origin") or "unknown").replace("bridge.", "bridge:", 1)
+        reason = letter.get("reason")
+        errors = letter.get("errors")
+        rows.append(
+            {
+                "source": _str_or_none(letter.get("source") or head.get("source"), 500),
+                "event_id": _str_or_none(letter.get("event_id") or head.get("id"), 200),
+                "type": _str_or_none(letter.get("type") or head.get("type"), 200),
+                "unit": _str_or_none(
+                    letter.get("unit") or head.get("unit") or head.get("subject"), 80
+                ),
+                "reason": str(reason) if reason else "unreadable dead letter",
+                "errors": json_safe({"e": errors if isinstance(errors, list) else []})["e"],
+                "raw": raw,
+                "topic": _str_or_none(letter.get("topic"), 200) or record.topic,
+                "kafka_partition": record.partition,
+                "kafka_offset": record.offset,
+                "fingerprint": hashlib.sha256(
+                    f"dlq|{_raw_text(record.value)}".encode()
+                ).hexdigest(),
+                "origin": origin[:80],
+                "received_at": _parse_time(letter.get("rejected_at")) or utcnow(),
+            }
+        )
+    return rows
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class _Raced(Exception):
@@ -257,6 +321,7 @@ class Pipeline:
             "fingerprint": hashlib.sha256(
                 f"{record.topic}|{record.partition}|{record.offset}|{raw}".encode()
             ).hexdigest(),
+            "origin": WORKER_ORIGIN,
             "received_at": utcnow(),
         }
         log_event(
@@ -333,6 +398,7 @@ class Pipeline:
         state = self.store.load_state(conn, keys)
         mentioned = {str(i) for ev in events for i in ev.data.get("mentions_incidents", [])}
         writer = _Writer(conn, self.accountable, self.store)
+        writer.traces = {env.key: env.trace for env, _ in fresh if env.trace}
         writer.load(_incident_refs(state.values()) | mentioned)
         touched: set[str] = set(keys)
         incident_of: dict[tuple[str, str], str] = {}
@@ -463,6 +529,9 @@ class _Writer:
         self.pending: list[tuple[str, EntrySpec]] = []
         self.entries: list[dict[str, Any]] = []
         self.now = utcnow()
+        #: The W3C trace context of each event that has one, by (source, id): the entries an
+        #: event causes carry it as ``data["trace"]``.
+        self.traces: dict[tuple[str, str], dict[str, str]] = {}
 
     def load(self, ids: set[str]) -> None:
         """Lock and read the incidents the state refers to."""
@@ -487,6 +556,9 @@ class _Writer:
             }
 
     def apply(self, action: Action) -> None:
+        trace = self.traces.get(action.event) if action.event is not None else None
+        if trace:
+            action = replace(action, data={**action.data, "trace": trace})
         if isinstance(action, OpenIncident):
             role, person = self.accountable(action.unit)
             incident = {

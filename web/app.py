@@ -30,6 +30,7 @@ from web.api import (
     ingest,
     lessons,
     notifications,
+    openapi,
     replay,
     report_export,
     review_metrics,
@@ -58,6 +59,7 @@ def _ingest_producer(settings: Settings, engine: AsyncEngine) -> EventProducer |
         outbox_path=settings.data_dir / OUTBOX_FILE,
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
+        max_request_size=settings.kafka_max_request_size,
         until_logged=settings.outbox_until_logged,
         confirm=database_confirm(engine),
     )
@@ -160,6 +162,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         incidents,
         lessons,
         ingest,
+        openapi,
         dlq,
         audit,
         violations,
@@ -182,4 +185,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     ):
         app.include_router(module.router)
     app.include_router(board_messages.router)  # notifications on the board, /inbox (notify)
+    openapi.install(app)  # request bodies, the error shape and the security schemes
     return app

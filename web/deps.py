@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Security, status
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
@@ -68,11 +69,34 @@ async def user_of(conn: HTTPConnection, session: AsyncSession, *, token: str | N
     return user
 
 
-async def get_current_user(request: Request, session: SessionDep) -> User:
+class Unauthenticated(HTTPException):
+    """No valid token or session: answered 401 in the API's error shape (``web.errors``)."""
+
+
+#: The two ways in, as OpenAPI security schemes (declared only: ``user_of`` reads them).
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="An API token: crisis token create",
+    auto_error=False,
+)
+COOKIE_SCHEME = APIKeyCookie(
+    name="crisis_session",
+    scheme_name="sessionCookie",
+    description="The browser's session after POST /login",
+    auto_error=False,
+)
+
+
+async def get_current_user(
+    request: Request,
+    session: SessionDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)] = None,
+    _cookie: Annotated[str | None, Security(COOKIE_SCHEME)] = None,
+) -> User:
     """Bearer token for machines, the session cookie for the browser; else 401."""
     user = await user_of(request, session, token=bearer_token(request.headers))
     if user is None:
-        raise HTTPException(
+        raise Unauthenticated(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="innlogging kreves / authentication required",
             headers={"WWW-Authenticate": "Bearer"},

@@ -21,6 +21,7 @@ from crisis.domain.permissions import Forbidden
 from crisis.exercises.service import ExerciseError
 from crisis.log import IncidentNotFound, RuleViolation
 from crisis.store import errors as dberrors
+from web.deps import Unauthenticated
 
 logger = logging.getLogger("crisis.web")
 
@@ -81,6 +82,15 @@ def install(app: FastAPI) -> None:
             index, field = _field(tuple(err.get("loc", ())))
             errors.append({"index": index, "field": field, "message": err.get("msg", "")})
         return JSONResponse({"errors": errors}, status_code=422)
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        error = {"index": None, "field": "authorization", "message": exc.detail}
+        return JSONResponse(
+            {"errors": [error], "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RuleViolation)
     async def _violation(_: Request, exc: RuleViolation) -> JSONResponse:

@@ -6,6 +6,12 @@ it behind the queued ones; the outbox drains oldest first once the broker answer
 send that fails or times out moves every unconfirmed record to the outbox, so a record can
 reach Kafka twice but never zero times (at-least-once; consumers dedupe by source+id).
 
+Only a broker outage holds the queue. A record the broker can never take -- larger than the
+request limit (checked before sending), ``MessageSizeTooLargeError`` or another non-retriable
+error -- is replaced by a reduced dead letter on ``crisis.events.dlq`` (reason, size, a prefix
+of the bytes, origin, topic) and the queue moves on; one that cannot even be dead-lettered is
+dropped with an error line and the ``crisis_producer_unpublishable_total`` metric.
+
 With ``until_logged`` (a broker that keeps nothing on disk, such as the embedded one) the outbox
 is the durable store: every request is answered once its records are fsynced there, the writer
 sends them in order behind a cursor, and a record leaves the outbox only when ``confirm`` finds
@@ -27,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from prometheus_client import Counter
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +49,28 @@ from crisis.sources.models import DeadLetter
 log = logging.getLogger("crisis.producer")
 
 OUTBOX_FILE = "outbox.db"
+
+#: The bytes of an unpublishable record kept in its reduced dead letter.
+PREFIX_BYTES = 2048
+#: aiokafka's default and Kafka's default message.max.bytes.
+MAX_REQUEST_SIZE = 1_048_576
+#: Non-retriable errors about the record itself: the broker will never take it. Every other
+#: error (connection, timeout, authorisation, a closed producer) holds the queue as an outage.
+_RECORD_ERRORS = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedForMessageFormatError,
+)
+
+UNPUBLISHABLE = Counter(
+    "crisis_producer_unpublishable_total",
+    "Records the broker could not take: dead-lettered in reduced form, or dropped.",
+    ["origin", "outcome"],
+)
 
 #: Asks the crisis log which of these (source, id) it holds.
 Confirm = Callable[[Sequence[tuple[str, str]]], Awaitable[set[tuple[str, str]]]]
@@ -57,6 +88,10 @@ def envelope_record(envelope: Envelope, *, topic: str = topics.EVENTS) -> Record
     )
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 def dead_letter_record(
     raw: Any,
     *,
@@ -64,6 +99,7 @@ def dead_letter_record(
     errors: Sequence[Mapping[str, Any]] = (),
     origin: str,
     key: str | None = None,
+    unit: str | None = None,
 ) -> Record:
     """A rejected event for ``crisis.events.dlq``: the event as received plus why and where."""
     event: Any = raw
@@ -72,13 +108,16 @@ def dead_letter_record(
             event = json.loads(raw)
         except ValueError:
             event = raw.decode("utf-8", "replace")
-    value = {
+    value: dict[str, Any] = {
         "reason": reason,
         "errors": [dict(e) for e in errors],
         "origin": origin,
-        "rejected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "rejected_at": _now(),
         "event": event,
     }
+    if unit:
+        value["unit"] = unit
+        key = key or unit
     if key is None and isinstance(event, dict):
         key = str(event.get("unit") or event.get("subject") or event.get("source") or "")
     return Record(
@@ -87,6 +126,64 @@ def dead_letter_record(
         value=json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode(),
         timestamp_ms=int(time.time() * 1000),
     )
+
+
+def record_size(record: Record) -> int:
+    """The record's size as the producer counts it against ``max_request_size``."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, []))
+
+
+def reduced_dead_letter(
+    record: Record, *, reason: str, origin: str, field_: str = "size"
+) -> Record:
+    """What is left of an unpublishable record for ``crisis.events.dlq``: why, its size, the
+    first ``PREFIX_BYTES`` bytes and where it came from. A dead letter keeps its own reason,
+    origin and unit; an event its source, id, type and unit (read from the bytes if they parse)."""
+    size = len(record.value) + len(record.key or b"")
+    head: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        parsed = json.loads(record.value) if size <= 64 * MAX_REQUEST_SIZE else None
+        if isinstance(parsed, dict):
+            head = parsed
+    problems: list[dict[str, Any]] = [{"index": None, "field": field_, "message": reason}]
+    value: dict[str, Any] = {
+        "reason": reason,
+        "errors": problems,
+        "origin": origin,
+        "rejected_at": _now(),
+        "reduced": True,
+        "size": size,
+        "topic": record.topic,
+        "prefix": record.value[:PREFIX_BYTES].decode("utf-8", "replace"),
+    }
+    if record.key:
+        value["key"] = record.key.decode("utf-8", "replace")[:200]
+    if record.topic == topics.EVENTS_DLQ and isinstance(head.get("reason"), str):
+        value["reason"] = f"{head['reason']} -- {reason}"
+        value["origin"] = str(head.get("origin") or origin)
+        problems[:0] = [e for e in head.get("errors") or [] if isinstance(e, dict)][:50]
+        unit_ = head.get("unit")
+        event = head.get("event")
+        head = dict(event) if isinstance(event, dict) else {}
+        if unit_:  # the unit the dead letter was given beats the event's own guess
+            head["unit"] = unit_
+    for name, attr in (("source", "source"), ("event_id", "id"), ("type", "type")):
+        if isinstance(head.get(attr), str):
+            value[name] = head[attr][:500]
+    unit = head.get("unit") or head.get("subject")
+    if isinstance(unit, str) and unit:
+        value["unit"] = unit[:80]
+    return Record(
+        topic=topics.EVENTS_DLQ,
+        key=record.key[:200] if record.key else None,
+        value=json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+        timestamp_ms=int(time.time() * 1000),
+    )
+
+
+def _record_fault(exc: BaseException) -> bool:
+    """Whether the broker will never take this record (so holding the queue cannot help)."""
+    return isinstance(exc, (*_RECORD_ERRORS, TypeError, ValueError))  # or serialisation
 
 
 @dataclass
@@ -117,6 +214,9 @@ class EventProducer:
         confirm: Confirm | None = None,
         confirm_interval: float = 0.5,
         replay_after: float = 30.0,
+        origin: str = "ingest",
+        max_request_size: int = MAX_REQUEST_SIZE,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if until_logged and confirm is None:
             raise ValueError("until_logged needs confirm: how to ask the log for an event")
@@ -151,6 +251,12 @@ class EventProducer:
         self._replay_wait = replay_after
         self._confirmer: asyncio.Task[None] | None = None
         self.replays = 0
+        #: Who sends (``ingest``, ``bridge:mqtt``): the origin of its reduced dead letters.
+        self.origin = origin
+        self.max_request_size = max_request_size
+        self.dead_lettered = 0  # unpublishable records dead-lettered in reduced form
+        self.dropped = 0  # unpublishable records whose reduced dead letter was refused too
+        self._on_stop = on_stop  # e.g. dispose the engine ``confirm`` asks
 
     # ------------------------------------------------------------------ public
     @property
@@ -191,6 +297,8 @@ class EventProducer:
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
+        if self._on_stop is not None:
+            await self._on_stop()
 
     async def accept(self, envelopes: Sequence[Envelope]) -> list[str]:
         """Return the ids once every envelope is durable (Kafka acked or outbox fsynced)."""
@@ -204,9 +312,11 @@ class EventProducer:
         reason: str,
         errors: Sequence[Mapping[str, Any]] = (),
         origin: str,
+        unit: str | None = None,
     ) -> None:
-        """Put a rejected event on ``crisis.events.dlq`` with the reason, just as durably."""
-        record = dead_letter_record(raw, reason=reason, errors=errors, origin=origin)
+        """Put a rejected event on ``crisis.events.dlq`` with the reason, just as durably
+        (``unit``: whose staff may see it, when the event is too broken to tell)."""
+        record = dead_letter_record(raw, reason=reason, errors=errors, origin=origin, unit=unit)
         await self.send_records([record])
 
     async def send_records(self, records: list[Record]) -> None:
@@ -260,7 +370,7 @@ class EventProducer:
             if self.until_logged or self._kafka is None or self.outbox_depth() > 0:
                 await self._to_outbox(records)
             else:
-                failed = await self._send([(0, r) for r in records])
+                failed, _ = await self._send([(0, r) for r in records])
                 if failed:
                     await self._to_outbox([r for _, r in failed])
                     await self._disconnect()
@@ -294,7 +404,7 @@ class EventProducer:
             await self._send_unsent()
             return
         rows = await asyncio.to_thread(self._outbox.peek, self.drain_chunk)
-        failed = await self._send(rows)
+        failed, _ = await self._send(rows)
         failed_seqs = {seq for seq, _ in failed}
         await asyncio.to_thread(self._outbox.remove, [s for s, _ in rows if s not in failed_seqs])
         if failed:
@@ -310,7 +420,7 @@ class EventProducer:
         if not rows:  # the rows behind the cursor were confirmed and removed meanwhile
             self._cursor = max(self._cursor, self._outbox.last_seq())
             return
-        failed = await self._send(rows)
+        failed, rejected = await self._send(rows)
         if self.replays != replays:  # replayed meanwhile: everything goes again from the start
             if failed:
                 await self._disconnect()
@@ -321,7 +431,7 @@ class EventProducer:
         for seq, record in rows:
             if seq in failed_seqs:
                 break
-            if record.ident is None:  # a dead letter: nothing in the log to wait for
+            if record.ident is None or seq in rejected:  # nothing in the log to wait for
                 acked_untracked.append(seq)
             else:
                 self._sent[seq] = (record.ident, sent_at)
@@ -382,41 +492,110 @@ class EventProducer:
         self._sent.clear()
         self._wake.set()
 
-    async def _send(self, rows: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
-        """Send in order and wait for acks; return the rows not confirmed, in order."""
+    async def _send(
+        self, rows: list[tuple[int, Record]]
+    ) -> tuple[list[tuple[int, Record]], set[int]]:
+        """Send in order and wait for acks. Returns the rows not confirmed (in order), which an
+        outage holds, and the seqs of rows the broker can never take, now dead-lettered in
+        reduced form (or dropped): they are done with, like acknowledged ones."""
         kafka = self._kafka
         assert kafka is not None
         deadline = time.monotonic() + self.send_timeout
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for _, record in rows:
-                remaining = deadline - time.monotonic()
-                futures.append(
-                    await asyncio.wait_for(
-                        kafka.send(
-                            record.topic,
-                            record.value,
-                            key=record.key,
-                            timestamp_ms=record.timestamp_ms,
-                        ),
-                        max(0.01, remaining),
-                    )
+        futures: dict[int, asyncio.Future[Any]] = {}
+        rejected: dict[int, tuple[str, str]] = {}  # index → (reason, field)
+        for i, (_, record) in enumerate(rows):
+            near = len(record.value) + len(record.key or b"") > self.max_request_size - 512
+            if near and (size := record_size(record)) > self.max_request_size:
+                rejected[i] = (
+                    f"too large for Kafka: {size} bytes, the limit is {self.max_request_size}"
+                    " (max_request_size)",
+                    "size",
                 )
-        except Exception as exc:
-            log.warning("Kafka send failed: %r", exc)
+                continue
+            try:
+                futures[i] = await asyncio.wait_for(
+                    kafka.send(
+                        record.topic, record.value, key=record.key, timestamp_ms=record.timestamp_ms
+                    ),
+                    max(0.01, deadline - time.monotonic()),
+                )
+            except Exception as exc:
+                if _record_fault(exc):
+                    rejected[i] = _rejection(exc)
+                    continue
+                log.warning("Kafka send failed: %r", exc)
+                break
         if futures:
-            await asyncio.wait(futures, timeout=max(0.01, deadline - time.monotonic()))
-        failed: list[tuple[int, Record]] = []
-        for i, row in enumerate(rows):
-            fut = futures[i] if i < len(futures) else None
-            if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
-                failed.append(row)
-        for fut in futures:  # retrieve exceptions so asyncio does not log them as unhandled
+            await asyncio.wait(futures.values(), timeout=max(0.01, deadline - time.monotonic()))
+        failed: list[int] = []
+        for i in range(len(rows)):
+            if i in rejected:
+                continue
+            fut = futures.get(i)
+            if fut is None or not fut.done() or fut.cancelled():
+                failed.append(i)
+            elif (error := fut.exception()) is not None:
+                if _record_fault(error):
+                    rejected[i] = _rejection(error)
+                else:
+                    failed.append(i)
+        for fut in futures.values():  # retrieve exceptions so asyncio does not log them
             if fut.done() and not fut.cancelled():
                 fut.exception()
             else:
                 fut.add_done_callback(_swallow)
-        return failed
+        done: set[int] = set()
+        for i, (reason, field_) in sorted(rejected.items()):
+            if await self._dead_letter_unpublishable(kafka, rows[i][1], reason, field_):
+                done.add(rows[i][0])
+            else:
+                failed.append(i)
+        return [rows[i] for i in sorted(failed)], done
+
+    async def _dead_letter_unpublishable(
+        self, kafka: AIOKafkaProducer, record: Record, reason: str, field_: str
+    ) -> bool:
+        """Put the reduced form of ``record`` on the DLQ; drop it (loudly) if even that is
+        refused. False only when the broker is away: the record then waits like the others."""
+        letter = reduced_dead_letter(record, reason=reason, origin=self.origin, field_=field_)
+        size = len(record.value) + len(record.key or b"")
+        try:
+            fut = await asyncio.wait_for(
+                kafka.send(letter.topic, letter.value, key=letter.key),
+                self.send_timeout,
+            )
+            await asyncio.wait([fut], timeout=self.send_timeout)
+            if not fut.done():
+                fut.add_done_callback(_swallow)
+                raise TimeoutError("no acknowledgement for the reduced dead letter")
+            if (exc := fut.exception()) is not None:
+                raise exc
+        except Exception as exc:
+            if not _record_fault(exc):
+                log.warning("could not dead-letter an unpublishable record yet: %r", exc)
+                return False
+            self.dropped += 1
+            UNPUBLISHABLE.labels(self.origin, "dropped").inc()
+            log.error(
+                "DROPPED a record of %d bytes for %s (%s): even its reduced dead letter was"
+                " refused: %r",
+                size,
+                record.topic,
+                reason,
+                exc,
+            )
+            return True
+        self.dead_lettered += 1
+        UNPUBLISHABLE.labels(self.origin, "dead_lettered").inc()
+        log.error(
+            "a record of %d bytes for %s cannot be published (%s): dead-lettered on %s in"
+            " reduced form, the queue moves on",
+            size,
+            record.topic,
+            reason,
+            topics.EVENTS_DLQ,
+        )
+        return True
 
     # ------------------------------------------------------------- connection
     async def _connect(self) -> bool:
@@ -446,6 +625,7 @@ class EventProducer:
             acks="all",
             client_id=self.client_id,
             request_timeout_ms=max(1000, int(self.send_timeout * 1000)),
+            max_request_size=self.max_request_size,
             linger_ms=2,
         )
         if self.topic_partitions:
@@ -502,6 +682,17 @@ def database_confirm(engine: AsyncEngine) -> Confirm:
         return found
 
     return confirm
+
+
+def _rejection(exc: BaseException) -> tuple[str, str]:
+    """The reason and the field of a record the broker refused for good."""
+    too_large = isinstance(
+        exc,
+        kafka_errors.MessageSizeTooLargeError
+        | kafka_errors.RecordTooLargeError
+        | kafka_errors.RecordListTooLargeError,
+    )
+    return f"not publishable: {type(exc).__name__}: {exc}"[:1000], "size" if too_large else "record"
 
 
 def _swallow(fut: asyncio.Future[Any]) -> None:

@@ -1,13 +1,19 @@
-"""The event envelope (CloudEvents 1.0, structured mode) and its validation.
+"""The event envelope (CloudEvents 1.0, JSON format) and its validation.
 
 One module is the single definition used by the HTTP ingest, the bridges and the stream
 agents, so an event is judged the same wherever it enters. The types and the model of each
 type's ``data`` are the catalogue's (:mod:`crisis.sources.catalogue`). Validation is strict:
-unknown types, unknown fields and wrong values are rejected with ``{index, field, message}``.
+unknown types, unknown data fields and wrong values are rejected with ``{index, field,
+message}``. Extension attributes (``traceparent``, ``knativearrivaltime``, …) are kept as
+they came when their name and value are valid CloudEvents. ``data_base64`` carries non-JSON
+data; when ``datacontenttype`` is JSON it is decoded into ``data``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -16,14 +22,24 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from crisis.sources.catalogue import EVENT_TYPES, PREFIX
 
-__all__ = ["EVENT_TYPES", "PREFIX", "Envelope", "EventError", "event_json_schema", "validate_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "PREFIX",
+    "Envelope",
+    "EventError",
+    "event_json_schema",
+    "is_json_media_type",
+    "validate_event",
+]
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CORE = {
@@ -36,13 +52,52 @@ _CORE = {
     "datacontenttype",
     "dataschema",
     "data",
+    "data_base64",
 }
+#: The project's own extension attributes: declared fields of the envelope.
+PROJECT_ATTRIBUTES = frozenset({"unit", "exercise"})
+#: Longest string value of an extension attribute (a W3C ``tracestate`` is at most 512).
+EXTENSION_MAX_CHARS = 2048
+#: At most this many extension attributes per event.
+MAX_EXTENSIONS = 32
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;.*)?$")
+_JSON_MEDIA_TYPE = re.compile(r"^(application|text)/([A-Za-z0-9.-]+\+)?json(\s*;.*)?$", re.I)
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$")
+#: The W3C trace context extension (CloudEvents distributed tracing).
+TRACE_ATTRIBUTES = ("traceparent", "tracestate")
+
+
+def is_json_media_type(media_type: str | None) -> bool:
+    """``application/json``, ``text/json`` or ``…+json``, with or without parameters."""
+    return media_type is not None and bool(_JSON_MEDIA_TYPE.match(media_type.strip()))
+
+
+def _extension_schema(schema: dict[str, Any]) -> None:
+    """Extension attributes in the published schema: any valid one, the trace context's
+    checked as the validator checks them."""
+    schema["additionalProperties"] = {
+        "description": "an extension attribute (name: a-z0-9, at most 20)",
+        "type": ["string", "integer", "boolean"],
+        "maxLength": EXTENSION_MAX_CHARS,
+    }
+    properties = schema.setdefault("properties", {})
+    properties["traceparent"] = {
+        "type": "string",
+        "pattern": _TRACEPARENT.pattern,
+        "description": "W3C trace context; carried into the log entries the event causes",
+    }
+    properties["tracestate"] = {"type": "string", "maxLength": EXTENSION_MAX_CHARS}
 
 
 class Envelope(BaseModel):
-    """A CloudEvents 1.0 structured-mode event with the project's extension attributes."""
+    """A CloudEvents 1.0 event with the project's extension attributes (``unit``,
+    ``exercise``); any other extension attribute is kept as an extra field."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="allow",
+        str_strip_whitespace=True,
+        json_schema_extra=lambda schema: _extension_schema(schema),
+    )
 
     specversion: Literal["1.0"]
     id: str = Field(min_length=1, max_length=200)
@@ -50,11 +105,23 @@ class Envelope(BaseModel):
     type: str = Field(min_length=1, max_length=200)
     time: datetime | None = None
     subject: str | None = Field(default=None, max_length=200)
-    datacontenttype: Literal["application/json"] | None = None
+    datacontenttype: str | None = Field(default=None, max_length=200)
     dataschema: str | None = Field(default=None, max_length=500)
     unit: str | None = Field(default=None, max_length=80)
     exercise: str | None = Field(default=None, min_length=1, max_length=120)
     data: dict[str, Any] = Field(default_factory=dict)
+    data_base64: str | None = Field(
+        default=None,
+        description="non-JSON data, base64 (RFC 4648); with a JSON datacontenttype it is "
+        "decoded into data",
+    )
+
+    @field_validator("datacontenttype")
+    @classmethod
+    def _media_type(cls, value: str | None) -> str | None:
+        if value is not None and not _MEDIA_TYPE.match(value):
+            raise ValueError("not a media type (RFC 2046), e.g. application/json")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -77,6 +144,25 @@ class Envelope(BaseModel):
         if self.unit is None and self.subject:
             self.unit = self.subject
         return self
+
+    @model_serializer(mode="wrap")
+    def _one_data_member(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # data_base64 and data are exclusive (JSON format 3.1): the placeholder {} goes
+        out: dict[str, Any] = handler(self)
+        if out.get("data_base64") is not None:
+            out.pop("data", None)
+        return out
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The extension attributes other than the project's own, as they came."""
+        return dict(self.model_extra or {})
+
+    @property
+    def trace(self) -> dict[str, str]:
+        """The W3C trace context (``traceparent``, ``tracestate``) when the event has one."""
+        extra = self.model_extra or {}
+        return {k: str(extra[k]) for k in TRACE_ATTRIBUTES if extra.get(k) is not None}
 
     @property
     def key(self) -> tuple[str, str]:
@@ -108,6 +194,61 @@ def _errors_from(
     return out
 
 
+def _extension_errors(raw: dict[str, Any], index: int | None) -> list[dict[str, Any]]:
+    """Each extension attribute with a bad name or value, named."""
+
+    def err(field: str, message: str) -> dict[str, Any]:
+        return {"index": index, "field": field, "message": message}
+
+    names = sorted(set(raw) - _CORE - PROJECT_ATTRIBUTES)
+    errors = [
+        err(str(name), "not a CloudEvents attribute name (lowercase a-z0-9, max 20)")
+        for name in names
+        if not _EXTENSION_NAME.match(str(name))
+    ]
+    if len(names) > MAX_EXTENSIONS:
+        errors.append(err("event", f"{len(names)} extension attributes; at most {MAX_EXTENSIONS}"))
+    for name in names:
+        value = raw[name]
+        if isinstance(value, float) or not isinstance(value, str | int | bool):
+            errors.append(err(name, "an extension attribute is a string, integer or boolean"))
+        elif isinstance(value, str) and len(value) > EXTENSION_MAX_CHARS:
+            errors.append(err(name, f"longer than {EXTENSION_MAX_CHARS} characters"))
+    traceparent = raw.get("traceparent")
+    if isinstance(traceparent, str) and not _TRACEPARENT.match(traceparent):
+        errors.append(
+            err("traceparent", "not a W3C traceparent (version-traceid-parentid-flags, hex)")
+        )
+    return errors
+
+
+def _data_from_base64(raw: dict[str, Any], index: int | None) -> dict[str, Any]:
+    """Check ``data_base64``; with a JSON ``datacontenttype`` its JSON becomes ``data``."""
+    encoded = raw.get("data_base64")
+    if encoded is None:
+        return raw
+
+    def fail(field: str, message: str) -> EventError:
+        return EventError([{"index": index, "field": field, "message": message}])
+
+    if "data" in raw:
+        raise fail("data_base64", "send either data or data_base64, not both")
+    if not isinstance(encoded, str):
+        raise fail("data_base64", "base64 text (RFC 4648) expected")
+    try:
+        decoded = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise fail("data_base64", "not valid base64 (RFC 4648)") from None
+    content_type = raw.get("datacontenttype")
+    if not isinstance(content_type, str) or not is_json_media_type(content_type):
+        return raw
+    try:
+        data = json.loads(decoded)
+    except ValueError:
+        raise fail("data_base64", f"the decoded data is not JSON ({content_type})") from None
+    return {k: v for k, v in raw.items() if k != "data_base64"} | {"data": data}
+
+
 def validate_event(
     raw: Any, *, index: int | None = None, known_units: set[str] | None = None
 ) -> Envelope:
@@ -116,24 +257,21 @@ def validate_event(
         raise EventError(
             [{"index": index, "field": "event", "message": "an event is a JSON object"}]
         )
-    extensions = set(raw) - _CORE - {"unit", "exercise"}
-    bad = [name for name in extensions if not _EXTENSION_NAME.match(name)]
-    if bad:
+    # JSON format 3.1: an attribute whose value is null is absent
+    raw = {k: v for k, v in raw.items() if v is not None or k in _CORE | PROJECT_ATTRIBUTES}
+    extension_errors = _extension_errors(raw, index)
+    if extension_errors:
+        raise EventError(extension_errors)
+    raw = _data_from_base64(raw, index)
+    content_type = raw.get("datacontenttype")
+    if "data" in raw and isinstance(content_type, str) and not is_json_media_type(content_type):
         raise EventError(
             [
                 {
                     "index": index,
-                    "field": name,
-                    "message": "not a CloudEvents attribute name (lowercase a-z0-9, max 20)",
+                    "field": "datacontenttype",
+                    "message": f"data of type {content_type} goes in data_base64; data holds JSON",
                 }
-                for name in sorted(bad)
-            ]
-        )
-    if extensions:
-        raise EventError(
-            [
-                {"index": index, "field": name, "message": "unknown attribute"}
-                for name in sorted(extensions)
             ]
         )
     try:

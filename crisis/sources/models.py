@@ -17,7 +17,8 @@ from crisis.store.sqltypes import UTCDateTime
 
 
 class DeadLetter(SQLModel, table=True):
-    """An event the worker refused, with the reason; the raw bytes are kept as text."""
+    """An event refused (by the worker, a bridge, a producer), with the reason; the raw bytes
+    are kept as text (only a prefix of a record too large to publish)."""
 
     __tablename__ = "dead_letters"
     #: The outbox asks whether an event was dead-lettered by (source, id) (crisis.producer).
@@ -44,6 +45,11 @@ class DeadLetter(SQLModel, table=True):
     received_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
     )
+    origin: str | None = Field(
+        default=None,
+        max_length=80,
+        description="Who refused it: 'worker', 'bridge:mqtt', 'bridge:media', 'ingest'.",
+    )
 
 
 class DeadLetterPublic(SQLModel):
@@ -56,6 +62,11 @@ class DeadLetterPublic(SQLModel):
     errors: list[dict[str, Any]]
     raw: str
     received_at: datetime
+    origin: str = Field(
+        description="Who refused it: 'worker' (the ingest worker's validation), 'bridge:mqtt',"
+        " 'bridge:media' (a bridge's reject), 'ingest' (the web ingest's producer); a record too"
+        " large or otherwise unpublishable comes from the producer that could not send it."
+    )
 
 
 class CorrelationState(SQLModel, table=True):

@@ -21,14 +21,18 @@ def bridge_producer(settings: Settings, name: str) -> EventProducer:
     """
     if not settings.kafka_bootstrap:
         raise SystemExit(f"crisis bridge {name}: set CRISIS_KAFKA_BOOTSTRAP (host:port of Kafka)")
+    engine = make_engine(settings) if settings.outbox_until_logged else None
     return EventProducer(
         bootstrap=settings.kafka_bootstrap,
         outbox_path=settings.data_dir / f"outbox-bridge-{name}.db",
         topic_partitions={topics.EVENTS: settings.events_partitions, topics.EVENTS_DLQ: 1},
         send_timeout=settings.ingest_send_timeout,
         client_id=f"crisis-bridge-{name}",
+        origin=f"bridge:{name}",
+        max_request_size=settings.kafka_max_request_size,
         until_logged=settings.outbox_until_logged,
-        confirm=database_confirm(make_engine(settings)) if settings.outbox_until_logged else None,
+        confirm=database_confirm(engine) if engine is not None else None,
+        on_stop=engine.dispose if engine is not None else None,
     )
 
 

@@ -443,7 +443,7 @@ async def poll_once(
         except EventError as exc:
             result.rejected += 1
             await producer.dead_letter(
-                raw, reason=str(exc), errors=exc.errors, origin="bridge.media"
+                raw, reason=str(exc), errors=exc.errors, origin="bridge:media"
             )
     if accepted:
         await producer.accept(accepted)
@@ -515,13 +515,16 @@ async def run_bridge(
 
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
+    feeds = args.feed or settings.media_feeds
+    if not feeds:
+        raise SystemExit("crisis bridge media: give --feed URL or set CRISIS_MEDIA_FEEDS")
     producer = bridge_producer(settings, "media")
     failed = 0
 
     async def run(stop: asyncio.Event) -> None:
         nonlocal failed
         failed = await run_bridge(
-            args.feed,
+            feeds,
             settings=settings,
             producer=producer,
             interval=args.interval,
@@ -535,7 +538,9 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crisis bridge media")
-    parser.add_argument("--feed", action="append", required=True, help="feed URL (repeatable)")
+    parser.add_argument(
+        "--feed", action="append", help="feed URL (repeatable; default CRISIS_MEDIA_FEEDS)"
+    )
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
     parser.add_argument("--once", action="store_true", help="poll every feed once, then exit")
     args = parser.parse_args(argv)

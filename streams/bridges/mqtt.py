@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -128,16 +128,29 @@ async def handle(
         )
     except Rejected as exc:
         text = payload.decode("utf-8", "replace")
+        levels = topic.split("/")
+        unit = levels[-3] if len(levels) >= 4 and levels[-3] in known_units else None
         await producer.dead_letter(
             {"mqtt_topic": topic, "payload": text},
             reason=exc.reason,
             errors=exc.errors,
-            origin="bridge.mqtt",
+            origin="bridge:mqtt",
+            unit=unit,
         )
         log.warning("dead-lettered message on %s: %s", topic, exc.reason)
         return False
     await producer.accept([envelope])
     return True
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """``mqtt://HOST:PORT/a/+/#`` → (``mqtt://HOST:PORT``, ``a/+/#``): the path, if any, is the
+    subscription filter, taken verbatim (``#`` included, which a URL would call a fragment)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, None
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc}", (unquote(path) if slash and path else None)
 
 
 def _client(url: str, client_id: str) -> aiomqtt.Client:
@@ -212,13 +225,16 @@ async def run_bridge(
 
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings()
+    if not (args.url or settings.mqtt_url):
+        raise SystemExit("crisis bridge mqtt: give --url mqtt://HOST:PORT or set CRISIS_MQTT_URL")
+    url, path_topic = split_url(args.url or settings.mqtt_url or "")
     units = set(load_organisation(settings.organisation).units)
     producer = bridge_producer(settings, "mqtt")
     return await serve(
         producer,
         lambda stop: run_bridge(
-            url=args.url,
-            topic=args.topic,
+            url=url,
+            topic=args.topic or path_topic or DEFAULT_TOPIC,
             producer=producer,
             known_units=units,
             client_id=args.client_id,
@@ -229,8 +245,14 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crisis bridge mqtt")
-    parser.add_argument("--url", required=True, help="mqtt://HOST:PORT (mqtts:// for TLS)")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"filter (default {DEFAULT_TOPIC})")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="mqtt://HOST:PORT[/filter] (mqtts:// for TLS; default CRISIS_MQTT_URL)",
+    )
+    parser.add_argument(
+        "--topic", default=None, help=f"filter (default: the URL's path, else {DEFAULT_TOPIC})"
+    )
     parser.add_argument("--client-id", default="crisis-bridge-mqtt", help="persistent session id")
     args = parser.parse_args(argv)
     setup_logging()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from crisis.kafka import topics
 from crisis.kafka.broker import EmbeddedBroker, free_port
 from crisis.kafka.outbox import Outbox, Record
-from crisis.kafka.producer import EventProducer, ProducerClosed
-from tests.ingest_support import envelope, partitions, read_topic, wait_until
+from crisis.kafka.producer import PREFIX_BYTES, EventProducer, ProducerClosed
+from tests.ingest_support import envelope, event, partitions, read_topic, wait_until
 
 
 def _rec(i: int) -> Record:
@@ -132,5 +133,110 @@ async def test_broker_killed_while_connected(tmp_path: Path, broker_later: Embed
         await wait_until(lambda: producer.outbox_depth() == 0, what="outbox drained")
         got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=10)
         assert [v["id"] for _, v in got] == [e.id for e in lost_broker]
+    finally:
+        await producer.stop()
+
+
+# --- records the broker can never take (issue 20) ---------------------------------------------
+
+
+def _big_event_record(size: int) -> tuple[Record, tuple[str, str]]:
+    raw = event(0, data={"area": "A" * size, "staff_id": "s0"})
+    value = json.dumps(raw).encode()
+    return Record(
+        topics.EVENTS, b"agder-froland", value, 1_700_000_000_000, (raw["source"], raw["id"])
+    ), (
+        raw["source"],
+        raw["id"],
+    )
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("until_logged", [False, True], ids=["acked", "until-logged"])
+async def test_too_large_records_become_reduced_dead_letters_and_the_queue_moves_on(
+    tmp_path: Path, broker_later: EmbeddedBroker, until_logged: bool
+) -> None:
+    normal = envelope(1)
+    logged = {normal.key}
+
+    async def confirm(keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in keys if k in logged}  # the big one never reaches the log
+
+    producer = EventProducer(
+        bootstrap=broker_later.bootstrap,
+        outbox_path=tmp_path / "var" / "outbox.db",
+        topic_partitions=partitions(),
+        send_timeout=2.0,
+        retry_max=0.5,
+        origin="bridge:test",
+        until_logged=until_logged,
+        confirm=confirm if until_logged else None,
+        confirm_interval=0.1,
+    )
+    await producer.start()
+    try:
+        big, big_key = _big_event_record(1_100_000)
+        await producer.send_records([big])
+        await producer.dead_letter(
+            "B" * 1_200_000,
+            reason="the payload is not JSON",
+            origin="bridge:test",
+            unit="ringerike",
+        )
+        await producer.accept([normal])
+        # A broker outage still holds everything, in order.
+        assert not producer.connected and producer.outbox_depth() == 3
+
+        broker_later.start()
+        await wait_until(lambda: producer.outbox_depth() == 0, what="outbox drained")
+        got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=1)
+        assert [v["id"] for _, v in got] == [normal.id]
+        dlq = await read_topic(broker_later.bootstrap, topics.EVENTS_DLQ, count=2)
+        assert len(dlq) == 2 and producer.dead_lettered == 2 and producer.dropped == 0
+        event_letter, bridge_letter = (v for _, v in dlq)
+        assert event_letter["reduced"] is True and event_letter["origin"] == "bridge:test"
+        assert event_letter["size"] > 1_100_000 and "too large for Kafka" in event_letter["reason"]
+        assert (event_letter["source"], event_letter["event_id"]) == big_key
+        assert event_letter["unit"] == "agder-froland" and event_letter["topic"] == topics.EVENTS
+        assert 0 < len(event_letter["prefix"]) <= PREFIX_BYTES
+        assert event_letter["prefix"].startswith('{"specversion"')
+        # A dead letter too large keeps its own reason, origin and unit.
+        assert bridge_letter["reason"].startswith("the payload is not JSON -- too large")
+        assert bridge_letter["unit"] == "ringerike" and bridge_letter["size"] > 1_200_000
+        assert bridge_letter["errors"][-1]["field"] == "size"
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.broker
+async def test_a_record_that_cannot_even_be_dead_lettered_is_dropped_not_wedged(
+    tmp_path: Path, broker_later: EmbeddedBroker
+) -> None:
+    broker_later.start()
+    producer = EventProducer(
+        bootstrap=broker_later.bootstrap,
+        outbox_path=tmp_path / "var" / "outbox.db",
+        topic_partitions=partitions(),
+        send_timeout=2.0,
+        origin="ingest",
+        max_request_size=1024,  # so small that the reduced letter (a 2 KiB prefix) fails too
+    )
+    before = REGISTRY.get_sample_value(
+        "crisis_producer_unpublishable_total", {"origin": "ingest", "outcome": "dropped"}
+    )
+    await producer.start()
+    try:
+        assert producer.connected
+        big, _ = _big_event_record(4000)
+        normal = envelope(2)
+        await producer.send_records([big])  # straight to Kafka: answered, not held
+        await producer.accept([normal])
+        assert producer.outbox_depth() == 0 and producer.dropped == 1
+        got = await read_topic(broker_later.bootstrap, topics.EVENTS, count=1)
+        assert [v["id"] for _, v in got] == [normal.id]
+        after = REGISTRY.get_sample_value(
+            "crisis_producer_unpublishable_total", {"origin": "ingest", "outcome": "dropped"}
+        )
+        assert after == (before or 0) + 1
     finally:
         await producer.stop()

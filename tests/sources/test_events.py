@@ -46,7 +46,7 @@ def test_subject_names_the_unit_when_unit_is_absent() -> None:
         ({"data": {"cell": "A2-114", "bogus": 1}}, "data.bogus"),
         ({"data": {}}, "data.cell"),
         ({"data": {"cell": "A2-114", "seconds_without_breath": -1}}, "data.seconds_without_breath"),
-        ({"colour": "red"}, "colour"),
+        ({"colour": ["red"]}, "colour"),
         ({"Bad-Name": 1}, "Bad-Name"),
         ({"unit": "mars"}, "unit"),
     ],

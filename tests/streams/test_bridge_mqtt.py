@@ -23,7 +23,8 @@ from crisis.domain.organisation import load_organisation
 from crisis.kafka import topics
 from crisis.kafka.broker import EmbeddedBroker, free_port
 from crisis.kafka.producer import EventProducer
-from streams.bridges.mqtt import Rejected, message_to_event, run_bridge
+from crisis.settings import Settings
+from streams.bridges.mqtt import Rejected, message_to_event, run_bridge, split_url
 from tests.ingest_support import partitions, read_topic
 
 UNITS = set(load_organisation(None).units)
@@ -145,6 +146,29 @@ def test_bad_messages_are_rejected_with_the_field(topic: str, payload: bytes, fi
     assert field in {e["field"] for e in exc.value.errors}
 
 
+def test_the_url_carries_the_filter_and_the_settings_the_bridges() -> None:
+    """``CRISIS_MQTT_URL`` (what ``crisis up`` starts the bridge from) may end in the filter."""
+    assert split_url("mqtt://127.0.0.1:1883") == ("mqtt://127.0.0.1:1883", None)
+    assert split_url("mqtt://u:p@h:1883/site/kriminalomsorgen/+/+/#") == (
+        "mqtt://u:p@h:1883",
+        "site/kriminalomsorgen/+/+/#",
+    )
+    assert split_url("mqtts://h/a%2Fb/%23") == ("mqtts://h", "a/b/#")
+    env = {
+        "CRISIS_MQTT_URL": "mqtt://127.0.0.1:1883/kriminalomsorgen/+/+/+",
+        "CRISIS_MEDIA_FEEDS": "https://www.nrk.no/toppsaker.rss, https://www.vg.no/rss/feed",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        settings = Settings()
+    assert settings.mqtt_url == env["CRISIS_MQTT_URL"]
+    assert settings.media_feeds == [
+        "https://www.nrk.no/toppsaker.rss",
+        "https://www.vg.no/rss/feed",
+    ]
+
+
 # --- live: Mosquitto → bridge → Kafka -------------------------------------------------------
 
 
@@ -191,7 +215,7 @@ async def test_bridge_produces_valid_and_dead_letters_invalid(
     assert by_key[b"agder-froland"]["type"] == "no.kriminalomsorgen.sensor.breath_absent"
     assert by_key[b"ringerike"]["source"] == "/units/ringerike/sensors/gw-1"
     reasons = [v["reason"] for _, v in dlq]
-    assert len(dlq) == 3 and all(v["origin"] == "bridge.mqtt" for _, v in dlq)
+    assert len(dlq) == 3 and all(v["origin"] == "bridge:mqtt" for _, v in dlq)
     assert any("unknown unit" in r for r in reasons)
     assert any("unknown sensor kind 'teleport'" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
@@ -211,8 +235,8 @@ async def test_crisis_bridge_mqtt_command(
     crisis = Path(sys.executable).parent / "crisis"
     client_id = f"crisis-cli-{uuid.uuid4().hex[:8]}"
     proc = await asyncio.create_subprocess_exec(
-        str(crisis), "bridge", "mqtt", "--url", f"mqtt://{host}:{port}",
-        "--topic", f"{root}/+/+/+", "--client-id", client_id,
+        str(crisis), "bridge", "mqtt", "--url", f"mqtt://{host}:{port}/{root}/+/+/+",
+        "--client-id", client_id,
         env=env,
     )  # fmt: skip
     try:

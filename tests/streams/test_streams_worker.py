@@ -65,7 +65,7 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
         a2 = envelope("sensor.personal_alarm", area="A-blokk", source="/units/agder-froland/s2")
         breath = envelope("sensor.breath_absent", unit="ringerike", cell="B1-7")
         drill = envelope("sensor.fire_alarm", zone="Z", exercise="ovelse-brann")
-        bad = {**envelope("sensor.door_forced"), "colour": "red"}
+        bad = {**envelope("sensor.door_forced"), "colour": ["red"]}
         items: list[tuple[str | None, bytes]] = [
             ("agder-froland", as_json(a1)),
             ("agder-froland", as_json(a2)),
@@ -94,7 +94,7 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
             assert len(entries) == 4
             assert (await verify_log(session)).ok
             reasons = sorted(d.reason for d in (await session.exec(select(DeadLetter))).all())
-            assert "colour: unknown attribute" in reasons[0]
+            assert "colour: an extension attribute is a string" in reasons[0]
             assert reasons[1].startswith("unreadable event")
 
         feed = await consume_all(

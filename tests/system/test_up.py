@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,10 @@ from tests.faults import descendants
 def test_crisis_up_serves_healthz_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRISIS_")}
+    # The bridges start from settings and are told the broker's address (issue 20).
+    topic = f"t-{uuid.uuid4().hex[:8]}/kriminalomsorgen/+/+/+"
+    env["CRISIS_MQTT_URL"] = f"mqtt://127.0.0.1:1883/{topic}"
+    env["CRISIS_MEDIA_FEEDS"] = f"http://127.0.0.1:{port}/no-such-feed.xml"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -59,8 +66,22 @@ def test_crisis_up_serves_healthz_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         assert kafka_api_versions_ok("127.0.0.1", broker_port)
         tree = descendants(proc.pid)
         assert len(tree) >= 3, "broker, worker and web run as children"
+        data = tmp_path / "var"
+        assert (data / "broker.addr").read_text().strip() == f"127.0.0.1:{broker_port}"
+        assert f"CRISIS_KAFKA_BOOTSTRAP=127.0.0.1:{broker_port}" in joined
+        state = json.loads((data / "run" / "up.json").read_text())
+        for bridge in ("bridge-mqtt", "bridge-media"):
+            assert state["parts"][bridge]["state"] == "running", state
+        if _mqtt_answers():  # the supervised bridge subscribed: it has its broker and topic
+            deadline = time.monotonic() + 15
+            log = data / "logs" / "bridge-mqtt.log"
+            while time.monotonic() < deadline and f"subscribed to {topic}" not in _text(log):
+                time.sleep(0.2)
+            assert f"subscribed to {topic}" in _text(log), _text(log)[-2000:]
+            assert (data / "outbox-bridge-mqtt.db").exists()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+        assert not (data / "broker.addr").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -70,6 +91,18 @@ def test_crisis_up_serves_healthz_and_stops_cleanly_on_sigint(tmp_path: Path) ->
     leftover = [pid for pid in tree if Path(f"/proc/{pid}").exists()]
     assert leftover == [], f"processes left behind: {leftover}"
     assert not kafka_api_versions_ok("127.0.0.1", broker_port)
+
+
+def _mqtt_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 1883), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 BAD_ORGANISATION = """\

@@ -1,4 +1,8 @@
-"""``GET /api/v1/events/dlq``: the events the worker refused, with the reasons (thin view).
+"""``GET /api/v1/events/dlq``: refused events with the reasons and who refused them (thin view).
+
+Every path ends in the one table: the worker writes its own dead letters with their batch and
+copies ``crisis.events.dlq`` in (the bridges' rejects, the producers' reduced records of what
+the broker could not take); ``origin`` says which (``worker``, ``bridge:mqtt``, …).
 
 Operational data (:func:`crisis.privacy.has_operational_duty`): unit and region staff see
 the dead letters naming their units, admin and KDI all of them (a missing or unknown unit
@@ -27,6 +31,7 @@ async def list_dead_letters(
     session: SessionDep,
     type_: Annotated[str | None, Query(alias="type")] = None,
     unit: str | None = None,
+    origin: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: BeforeId = None,
 ) -> Any:
@@ -42,6 +47,8 @@ async def list_dead_letters(
         stmt = stmt.where(DeadLetter.type == type_)
     if unit:
         stmt = stmt.where(DeadLetter.unit == unit)
+    if origin:
+        stmt = stmt.where(DeadLetter.origin == origin)
     if before is not None:
         stmt = stmt.where(col(DeadLetter.id) < before)
     if not scope.all_units:
@@ -49,4 +56,6 @@ async def list_dead_letters(
     letters = (await session.exec(stmt)).all()
     shown = await privacy.read_dead_letters(session, user=user, letters=letters)
     await session.commit()
+    for letter in shown:
+        letter["origin"] = letter.get("origin") or "worker"  # rows from before the column
     return shown

@@ -30,10 +30,12 @@ from crisis.domain.permissions import Action, allowed
 from crisis.domain.vocabulary import Role
 from crisis.kafka.producer import EventProducer
 from crisis.log.models import RawEvent
-from crisis.sources import cap, jsonlimits, reports
+from crisis.sources import cap, cloudevents_http, jsonlimits, reports
+from crisis.sources.cloudevents_http import CE_PREFIX
 from crisis.sources.events import EVENT_TYPES, PREFIX, Envelope, EventError, validate_event
 from crisis.sources.ratelimit import TokenBuckets
 from crisis.store.errors import is_disk_full
+from web.api import openapi
 from web.api.metrics import WebMetrics
 from web.deps import CurrentUser, Org, SessionDep, read_body, scope_of
 
@@ -291,23 +293,47 @@ def _validate_all(raws: Sequence[Any], org: Any) -> list[Envelope]:
 # --- CloudEvents --------------------------------------------------------------------------
 
 
-@router.post("/events", status_code=202)
+@router.post(
+    "/events",
+    status_code=202,
+    openapi_extra=openapi.events_operation(),
+    responses=openapi.answers(400, 401, 403, 413, 415, 422, 429, 503, 507),
+)
 async def post_events(request: Request, user: CurrentUser, org: Org) -> JSONResponse:
-    """One CloudEvents event or a JSON array of them; 202 once every one is durable."""
+    """CloudEvents 1.0 over its HTTP binding: one event (structured), a JSON array (batch)
+    or the attributes as ``ce-*`` headers and the data as the body (binary); 202 once every
+    one is durable."""
     raws: list[Any] = []
     try:
         _require(user, Action.REPORT)
         _producer(request)
-        if _media_type(request) not in JSON_TYPES:
+        has_ce_headers = any(name.lower().startswith(CE_PREFIX) for name in request.headers)
+        if not has_ce_headers and _media_type(request) not in JSON_TYPES:
             raise Refusal(
                 415,
-                _err("content-type", f"send JSON ({', '.join(JSON_TYPES)})"),
+                _err(
+                    "content-type",
+                    f"send JSON ({', '.join(JSON_TYPES)}) or binary mode (ce-* headers)",
+                ),
                 reason="bad_request",
             )
         body = await _body(request)
-        parsed = _json(body)
-        raws = parsed if isinstance(parsed, list) else [parsed]
-        limit: int = request.app.state.settings.ingest_max_events
+        settings = request.app.state.settings
+        try:
+            received = cloudevents_http.read_request(
+                request.headers.get("content-type"),
+                request.headers.items(),
+                body,
+                max_data_bytes=settings.ingest_max_body_bytes,
+            )
+        except cloudevents_http.BindingError as exc:
+            raise Refusal(
+                exc.status,
+                exc.errors,
+                reason={413: "too_large", 422: "invalid"}.get(exc.status, "bad_request"),
+            ) from None
+        raws = received.events
+        limit: int = settings.ingest_max_events
         if not raws:
             raise Refusal(422, _err("body", "an empty batch"))
         if len(raws) > limit:
@@ -331,7 +357,12 @@ _REPORT_DATA = reports.REPORT_DATA
 _REPORT_ENVELOPE = reports.REPORT_ENVELOPE
 
 
-@router.post("/reports", status_code=202)
+@router.post(
+    "/reports",
+    status_code=202,
+    openapi_extra=openapi.reports_operation(),
+    responses=openapi.answers(400, 401, 403, 411, 413, 415, 422, 429, 503, 507, accepted="report"),
+)
 async def post_report(request: Request, user: CurrentUser, org: Org) -> JSONResponse:
     """A staff incident report (JSON or form). Anyone may report (alle har ansvar)."""
     try:
@@ -437,7 +468,12 @@ async def _referenced_units(session: Any, alert: cap.Alert) -> list[str]:
     return units
 
 
-@router.post("/cap", status_code=202)
+@router.post(
+    "/cap",
+    status_code=202,
+    openapi_extra=openapi.cap_operation(),
+    responses=openapi.answers(400, 401, 403, 413, 415, 422, 429, 503, 507, accepted="cap"),
+)
 async def post_cap(
     request: Request,
     user: CurrentUser,
