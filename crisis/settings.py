@@ -151,12 +151,20 @@ class Settings(BaseSettings):
         default=5000, ge=4, description="Points of one <polygon> (422)."
     )
     # --- stream worker (streams/) ---
-    worker_metrics_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Prometheus port of the worker; unset → off."
+    # Prometheus ports, one default per role (docs/metrics.md); 0 → off.
+    worker_metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="Metrics port of an ingest (or all) worker."
+    )
+    reactions_metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="Metrics port of a reactions worker."
+    )
+    dispatcher_metrics_port: int = Field(
+        default=9103, ge=0, le=65535, description="Metrics port of the dispatcher."
     )
     worker_metrics_host: str = Field(
         default="127.0.0.1",
-        description="Address the worker's metrics port listens on; 0.0.0.0 in a container.",
+        description="Address the worker and dispatcher metrics ports listen on;"
+        " 0.0.0.0 in a container.",
     )
     worker_batch_size: int = Field(
         default=1000, ge=1, description="Most events per DB transaction."

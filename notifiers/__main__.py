@@ -9,10 +9,12 @@ import signal
 import sys
 
 from crisis.runtime.heartbeat import beat_forever
+from crisis.runtime.metrics import serve_metrics, with_process_metrics
 from crisis.settings import Settings
 from crisis.store.db import make_engine, make_sessionmaker, migrate
 from notifiers.config import NotifyConfigError, load_notify_config
 from notifiers.dispatcher import Dispatcher, freeze_startup_heap
+from notifiers.metrics import DispatcherMetrics
 
 
 async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
@@ -27,7 +29,17 @@ async def serve(settings: Settings, shard: tuple[int, int] = (0, 1)) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    dispatcher = Dispatcher(make_sessionmaker(engine), config, shard=shard)
+    metrics = DispatcherMetrics()
+    with_process_metrics(metrics.registry)
+    port = settings.dispatcher_metrics_port
+    serve_metrics(
+        metrics.registry,
+        port=port + shard[0] if port else 0,  # shard k of one host: the next ports
+        host=settings.worker_metrics_host,
+        role=f"dispatcher {shard[0]}/{shard[1]}",
+        setting="CRISIS_DISPATCHER_METRICS_PORT",
+    )
+    dispatcher = Dispatcher(make_sessionmaker(engine), config, shard=shard, metrics=metrics)
     warmed = dispatcher.warm()
     freeze_startup_heap()
     source = settings.notify_config or "the shipped example (notifiers/data/notify.example.yaml)"

@@ -38,11 +38,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from crisis.clock import utcnow
+from crisis.clock import as_utc, utcnow
 from crisis.exercises import service as exercise_service
 from crisis.log.models import Incident
 from notifiers import channels, logbook, rendering, service, sms, webhook
 from notifiers.config import PUBLIC_KINDS, STAFF_KINDS, NotifyConfig
+from notifiers.metrics import QUEUED_STATES, DispatcherMetrics
 from notifiers.models import (
     FINAL,
     DeliveryAttempt,
@@ -120,10 +121,14 @@ class Dispatcher:
         record_every: int = 1000,
         clock: Callable[[], datetime] = utcnow,
         shard: tuple[int, int] = (0, 1),
+        metrics: DispatcherMetrics | None = None,
+        queue_every: float = 2.0,
     ) -> None:
         """``shard=(k, n)``: this process delivers the outbox rows with ``id % n == k``.
 
         The gates read the whole outbox, so n dispatcher processes keep every rule.
+        ``metrics``: counted after each commit; the queue gauge is read at most every
+        ``queue_every`` seconds.
         """
         if not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard {shard[0]}/{shard[1]}: need 0 <= k < n")
@@ -136,6 +141,9 @@ class Dispatcher:
         self.clock = clock
         self.targets = channels.Targets()
         self._wake = asyncio.Event()
+        self.metrics = metrics
+        self.queue_every = queue_every
+        self._queue_read_at = float("-inf")
 
     def warm(self) -> int:
         """Build every configured apprise target once (URL parsing is the costly part)."""
@@ -155,7 +163,10 @@ class Dispatcher:
                 done = await self.run_once()
             except Exception:
                 log.exception("dispatcher pass failed")
+                if self.metrics is not None:
+                    self.metrics.pass_errors.inc()
                 done = 0
+            await self._read_queue()
             if done:
                 continue
             self._wake.clear()
@@ -163,6 +174,34 @@ class Dispatcher:
             await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
+
+    async def _read_queue(self) -> None:
+        """The queue gauge: this shard's outbox rows still waiting, by state."""
+        loop = asyncio.get_running_loop()
+        if self.metrics is None or loop.time() - self._queue_read_at < self.queue_every:
+            return
+        self._queue_read_at = loop.time()
+        try:
+            async with self.sessions() as session:
+                found = dict(
+                    (
+                        await session.exec(
+                            select(OutboxMessage.status, func.count())
+                            .where(col(OutboxMessage.status).in_(QUEUED_STATES), self._mine())
+                            .group_by(OutboxMessage.status)
+                        )
+                    ).all()
+                )
+        except Exception:
+            log.exception("reading the outbox depth failed")
+            return
+        for state in QUEUED_STATES:
+            self.metrics.queue.labels(state).set(int(found.get(state, 0)))
+
+    def _count(self, outcomes: list[tuple[str, str, str]]) -> None:
+        if self.metrics is not None:
+            for group, channel, outcome in outcomes:
+                self.metrics.messages.labels(group, channel, outcome).inc()
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -262,6 +301,7 @@ class Dispatcher:
                 session, {m.incident_id for m in due if m.group in PUBLIC_KINDS}
             )
             receipts: list[logbook.Receipt] = []
+            gated: list[tuple[str, str, str]] = []
             sends: list[_Send] = []
             urls_in_pass: set[str] = set()
             for m in due:
@@ -273,6 +313,7 @@ class Dispatcher:
                     m.last_error = f"exercise {exercise}: {m.recipient} is not a participant"
                     session.add(m)
                     receipts.append(service._receipt(m, update, "blocked", error=m.last_error))
+                    gated.append((m.group, "none", "blocked"))
                     continue
                 # 2. two-person rule (defence in depth: awaiting_approval is never selected, but
                 #    a row written past request_update must not slip through either).
@@ -285,6 +326,7 @@ class Dispatcher:
                             m, update, "held", error="venter på godkjenning (to-personsregel)"
                         )
                     )
+                    gated.append((m.group, "none", "awaiting_approval"))
                     continue
                 # 3. staff are never told after the public: whichever update carries them.
                 if m.group in PUBLIC_KINDS and not _staff_told(staff_gate.get(m.incident_id), m):
@@ -300,6 +342,7 @@ class Dispatcher:
                                 "waiting until the incident's staff have been told",
                             )
                         )
+                        gated.append((m.group, "none", "held"))
                     continue
                 send = self._build(m, update, exercise)
                 if send.instance is not None:
@@ -310,6 +353,7 @@ class Dispatcher:
             if receipts:
                 await logbook.write(session, receipts)
             await session.commit()
+        self._count(gated)
         return sends
 
     def _mine(self) -> Any:
@@ -521,6 +565,7 @@ class Dispatcher:
         attempts: list[dict[str, Any]] = []
         receipts: list[logbook.Receipt] = []
         inbox: list[dict[str, Any]] = []
+        outcomes: list[tuple[str, str, str]] = []
         for s in sends:
             m = s.message
             assert m.id is not None
@@ -577,6 +622,8 @@ class Dispatcher:
                 else:
                     change["status"] = MessageStatus.FAILED.value
             changes[tuple(sorted(change.items()))].append(m.id)
+            outcome = "retry" if change["status"] == MessageStatus.PENDING else change["status"]
+            outcomes.append((m.group, s.channel, outcome))
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
         async with self.sessions() as session:
             for values, ids in changes.items():
@@ -591,6 +638,13 @@ class Dispatcher:
                 await session.exec(insert(InboxMessage.__table__), params=inbox)  # type: ignore[attr-defined]
             await logbook.write(session, receipts)
             await session.commit()
+        if self.metrics is not None:
+            self._count(outcomes)
+            for s in sends:
+                if s.status == "sent" and s.message.escalated_from is None:
+                    asked = s.update.approved_at or s.update.created_at
+                    waited = (now - as_utc(asked)).total_seconds()
+                    self.metrics.delivery_seconds.labels(s.message.group).observe(max(0.0, waited))
 
     def _contacts(self, m: OutboxMessage) -> int:
         try:
@@ -690,6 +744,9 @@ class Dispatcher:
                 )
             await logbook.write(session, receipts)
             await session.commit()
+        if self.metrics is not None:
+            for m in overdue:
+                self.metrics.escalations.labels(m.group).inc()
         return len(overdue)
 
 

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis.domain.correlation import CorrelationConfig, Correlator
@@ -17,6 +18,7 @@ from crisis.domain.organisation import load_organisation
 from crisis.kafka import topics
 from crisis.kafka.broker import ensure_topics
 from crisis.runtime.heartbeat import beat
+from crisis.runtime.metrics import serve_metrics, with_process_metrics
 from crisis.settings import WORKER_ROLES, Settings
 from crisis.store.db import make_engine, make_sessionmaker, migrate
 from streams.agents import attach_agents
@@ -117,8 +119,11 @@ def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
     # own consumer would only join an empty group and poll it from its thread, taking the GIL
     # from the batches. Its timers, tasks and producer run without it.
     app.boot_strategy.enable_kafka_consumer = False
+    metrics = WorkerMetrics()
+    # A reactions worker has no counters of its own yet: only the process's CPU and memory.
+    registry = metrics.registry if role != "reactions" else CollectorRegistry()
+    with_process_metrics(registry)
     if role in ("all", "ingest"):
-        metrics = WorkerMetrics()
         pipeline, relay_factory = build_pipeline(settings, metrics)
         attach_agents(
             app,
@@ -128,14 +133,14 @@ def build_worker(settings: Settings, role: str = "all") -> CrisisFaustApp:
             metrics=metrics,
             batch_size=settings.worker_batch_size,
         )
-        if settings.worker_metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(
-                settings.worker_metrics_port,
-                addr=settings.worker_metrics_host,
-                registry=metrics.registry,
-            )
+    reactions_only = role == "reactions"
+    serve_metrics(
+        registry,
+        port=settings.reactions_metrics_port if reactions_only else settings.worker_metrics_port,
+        host=settings.worker_metrics_host,
+        role=f"worker {role}",
+        setting="CRISIS_REACTIONS_METRICS_PORT" if reactions_only else "CRISIS_WORKER_METRICS_PORT",
+    )
     run_dir = settings.effective_run_dir
     beats = ("ingest", "reactions") if role == "all" else (role,)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -65,6 +66,11 @@ def worker_env(bootstrap: str, data_dir: Path, database_url: str, **extra: str) 
     }
     env.update(extra)
     return env
+
+
+def loopback() -> str:
+    """A loopback address of one test: a default metrics port on it is free of other runs."""
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
 
 
 def spawn_worker(env: dict[str, str], log_path: Path, role: str = "all") -> subprocess.Popen[bytes]:

@@ -16,9 +16,10 @@ import pytest
 from sqlmodel import select
 
 from crisis.kafka import topics
-from crisis.kafka.broker import EmbeddedBroker, ensure_topics, free_port
+from crisis.kafka.broker import EmbeddedBroker, ensure_topics
 from crisis.log.models import Incident, LogEntry, RawEvent
 from crisis.log.verify import verify_log
+from crisis.settings import Settings
 from crisis.sources.models import DeadLetter
 from crisis.store.db import make_engine, make_sessionmaker, migrate
 from tests.worker_harness import (
@@ -27,6 +28,7 @@ from tests.worker_harness import (
     count,
     envelope,
     log_tail,
+    loopback,
     produce,
     spawn_worker,
     stop,
@@ -51,8 +53,9 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
     engine = make_engine(url)
     await migrate(engine)
     await ensure_topics(broker.bootstrap, {topics.EVENTS: 2, topics.EVENTS_DLQ: 1, topics.LOG: 1})
-    port = free_port()
-    env = worker_env(broker.bootstrap, tmp_path / "var", url, CRISIS_WORKER_METRICS_PORT=str(port))
+    # Metrics are on by default (port 9101); a loopback address of its own keeps it free.
+    host, port = loopback(), Settings.model_fields["worker_metrics_port"].default
+    env = worker_env(broker.bootstrap, tmp_path / "var", url, CRISIS_WORKER_METRICS_HOST=host)
     log_path = tmp_path / "worker.log"
     # The ingest role: this test counts the pipeline's own entries (the playbook engine's
     # reactions are tested in test_reactions/test_playbook_agent/test_end_to_end).
@@ -108,7 +111,7 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
         assert any("colour" in json.loads(r.value)["reason"] for r in dlq)
 
         body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            lambda: urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read()
         )
         text = body.decode()
         # every record read counts: a1, a2 and a1 again, whichever batches they fell in
@@ -116,6 +119,7 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
         assert 'crisis_incidents_opened_total{type="fire"} 1.0' in text
         assert "crisis_produce_to_commit_seconds_count 4.0" in text
         assert "crisis_events_dead_lettered_total" in text
+        assert "process_cpu_seconds_total" in text
 
         proc.send_signal(signal.SIGTERM)
         try:
@@ -126,3 +130,34 @@ async def test_worker_end_to_end(broker: EmbeddedBroker, tmp_path: Path) -> None
     finally:
         stop(proc)
         await engine.dispose()
+
+
+async def test_a_reactions_worker_serves_metrics_on_its_own_default_port(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'crisis.db'}"
+    host, port = loopback(), Settings.model_fields["reactions_metrics_port"].default
+    env = worker_env(broker.bootstrap, tmp_path / "var", url, CRISIS_WORKER_METRICS_HOST=host)
+    log_path = tmp_path / "reactions.log"
+    proc = spawn_worker(env, log_path, role="reactions")
+
+    def scrape() -> str | None:
+        try:
+            return (
+                urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+            )
+        except OSError:
+            return None
+
+    try:
+        deadline = time.monotonic() + DEADLINE
+        text = None
+        while text is None:
+            assert proc.poll() is None, log_tail(log_path)
+            assert time.monotonic() < deadline, log_tail(log_path)
+            await asyncio.sleep(0.2)
+            text = await asyncio.to_thread(scrape)
+        assert "process_cpu_seconds_total" in text
+        assert "crisis_events_consumed" not in text  # the ingest's counters are not its own
+    finally:
+        stop(proc)

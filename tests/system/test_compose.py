@@ -294,16 +294,38 @@ def test_the_monitoring_files_name_what_exists() -> None:
         for target in job["static_configs"][0]["targets"]:
             host, _, port = target.partition(":")
             assert host in services, target
-            if host.startswith("ingest"):
+            if job["job_name"] != "crisis-web":
                 env = services[host]["environment"]
-                assert env["CRISIS_WORKER_METRICS_PORT"] == port
+                assert env[METRICS_PORT[host.rstrip("-12")]] == port, target
                 assert env["CRISIS_WORKER_METRICS_HOST"] == "0.0.0.0"
+    scraped = {t.partition(":")[0] for j in prometheus["scrape_configs"] for t in _targets(j)}
+    assert {s for s in SHAPE if s not in ("migrate", "anchor")} <= scraped
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "crisis-dashboard.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
     used = set(re.findall(r"\bcrisis_[a-z_]+", exprs))
     defined = _defined_metrics()
     assert used, "the dashboard graphs the crisis metrics"
     assert {_base(m) for m in used} <= defined, sorted({_base(m) for m in used} - defined)
+
+
+#: The setting of each scraped process kind's metrics port.
+METRICS_PORT = {
+    "ingest": "CRISIS_WORKER_METRICS_PORT",
+    "reactions": "CRISIS_REACTIONS_METRICS_PORT",
+    "dispatcher": "CRISIS_DISPATCHER_METRICS_PORT",
+}
+
+
+def _targets(job: dict[str, Any]) -> list[str]:
+    return [t for c in job["static_configs"] for t in c["targets"]]
+
+
+def test_every_metric_is_documented() -> None:
+    documented = set(re.findall(r"`(crisis_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    missing = {
+        m for m in _defined_metrics() if m not in documented and f"{m}_total" not in documented
+    }
+    assert not missing, sorted(missing)
 
 
 def _base(metric: str) -> str:
@@ -314,11 +336,12 @@ def _base(metric: str) -> str:
 
 
 def _defined_metrics() -> set[str]:
+    from notifiers.metrics import DispatcherMetrics
     from streams.metrics import WorkerMetrics
     from web.api.metrics import WebMetrics
 
     names = set()
-    for registry in (WorkerMetrics().registry, WebMetrics().registry):
+    for registry in (WorkerMetrics().registry, WebMetrics().registry, DispatcherMetrics().registry):
         for family in registry.collect():
             names.add(family.name)
     return names

@@ -30,7 +30,14 @@ import pytest
 from crisis.kafka.broker import EmbeddedBroker, free_port
 from tests.conftest import PG_ENV, _pg_admin, _with_database
 from tests.ingest_support import event
-from tests.system.test_compose import ROOT, _interpolate, _mounts, env_example, load_compose
+from tests.system.test_compose import (
+    METRICS_PORT,
+    ROOT,
+    _interpolate,
+    _mounts,
+    env_example,
+    load_compose,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.broker, pytest.mark.slow]
 
@@ -72,9 +79,9 @@ class Service:
         self.env["CRISIS_DATABASE_URL"] = db
         if "CRISIS_KAFKA_BOOTSTRAP" in self.env:
             self.env["CRISIS_KAFKA_BOOTSTRAP"] = kafka
-        if "CRISIS_WORKER_METRICS_PORT" in self.env:
-            self.env["CRISIS_WORKER_METRICS_PORT"] = str(free_port())
-            self.env["CRISIS_WORKER_METRICS_HOST"] = "127.0.0.1"
+        for port in METRICS_PORT.values():  # each process its own: they share one host here
+            self.env[port] = str(free_port())
+        self.env["CRISIS_WORKER_METRICS_HOST"] = "127.0.0.1"
         self.argv = self.command(spec["command"])
         health = spec.get("healthcheck", {}).get("test")
         self.health = self.command(health[1:]) if health else None
@@ -208,6 +215,12 @@ def test_the_compose_services_start_and_become_healthy(tmp_path: Path, pg_url: s
                 incidents = _get(f"http://127.0.0.1:{web2.port}/api/v1/incidents", token)
                 time.sleep(0.5)
             assert [i["unit"] for i in incidents] == ["agder-froland"], incidents
+
+            # Every process Prometheus scrapes answers on the port its compose entry sets.
+            for name in ("ingest-1", "ingest-2", "reactions", "dispatcher"):
+                port = services[name].env[METRICS_PORT[name.rstrip("-12")]]
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    assert b"process_cpu_seconds_total" in r.read(), name
 
             archive = tmp_path / "volumes" / "anchor-data" / "backup.tar.gz"
             backed = anchor.run("backup", "-o", anchor.local("/var/lib/crisis/backup.tar.gz"))
