@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await producer.start()
             app.state.producer = producer
             app.state.metrics.outbox_depth.set_function(producer.outbox_depth)
+            app.state.metrics.unpublishable.producer = producer
         runner_stop = asyncio.Event()
         runner_task = _start_exercise_runner(app, producer, runner_stop)
         try:

@@ -35,7 +35,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from prometheus_client import Counter
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -64,12 +63,6 @@ _RECORD_ERRORS = (
     kafka_errors.InvalidTimestampError,
     kafka_errors.InvalidTopicError,
     kafka_errors.UnsupportedForMessageFormatError,
-)
-
-UNPUBLISHABLE = Counter(
-    "crisis_producer_unpublishable_total",
-    "Records the broker could not take: dead-lettered in reduced form, or dropped.",
-    ["origin", "outcome"],
 )
 
 #: Asks the crisis log which of these (source, id) it holds.
@@ -575,7 +568,6 @@ class EventProducer:
                 log.warning("could not dead-letter an unpublishable record yet: %r", exc)
                 return False
             self.dropped += 1
-            UNPUBLISHABLE.labels(self.origin, "dropped").inc()
             log.error(
                 "DROPPED a record of %d bytes for %s (%s): even its reduced dead letter was"
                 " refused: %r",
@@ -586,7 +578,6 @@ class EventProducer:
             )
             return True
         self.dead_lettered += 1
-        UNPUBLISHABLE.labels(self.origin, "dead_lettered").inc()
         log.error(
             "a record of %d bytes for %s cannot be published (%s): dead-lettered on %s in"
             " reduced form, the queue moves on",

@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class Unpublishable(Protocol):
+    """What the ingest producer counts of the records the broker could never take."""
+
+    origin: str
+    dead_lettered: int
+    dropped: int
+
+
+class _UnpublishableCollector(Collector):
+    """Reads the producer's own counts at scrape time, so the producer keeps no globals."""
+
+    def __init__(self) -> None:
+        self.producer: Unpublishable | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "crisis_producer_unpublishable",
+            "Records the broker could not take: dead-lettered in reduced form, or dropped.",
+            labels=["origin", "outcome"],
+        )
+        if self.producer is not None:
+            origin = self.producer.origin
+            family.add_metric([origin, "dead_lettered"], self.producer.dead_lettered)
+            family.add_metric([origin, "dropped"], self.producer.dropped)
+        yield family
 
 
 class WebMetrics:
@@ -43,3 +75,5 @@ class WebMetrics:
             "Records waiting in the local outbox for Kafka to come back.",
             registry=self.registry,
         )
+        self.unpublishable = _UnpublishableCollector()
+        self.registry.register(self.unpublishable)
